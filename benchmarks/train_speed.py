@@ -1,0 +1,155 @@
+"""Training speed and peak memory: ganforge's step beside the pytorch/examples DCGAN step.
+
+Each configuration runs in a fresh subprocess, so its peak resident memory (ru_maxrss) is its own.
+The reference is the loop of pytorch/examples dcgan/main.py: nz 100, ngf = ndf = 64, a sigmoid D
+with BCELoss, Adam(2e-4, betas 0.5/0.999), G's output reused for the G step. ganforge runs the
+same architecture (`--arch dcgan`, width 64, latent 100) at the same batch.
+
+    python benchmarks/train_speed.py                 # 64x64, batch 64, on this machine's device
+    python benchmarks/train_speed.py --steps 10 --warmup 2
+"""
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import torch
+from torch import nn
+
+
+# --------------------------------------------------------------------------- the reference step
+class RefGenerator(nn.Module):
+    def __init__(self, nz=100, ngf=64, nc=3):
+        super().__init__()
+        self.main = nn.Sequential(
+            nn.ConvTranspose2d(nz, ngf * 8, 4, 1, 0, bias=False), nn.BatchNorm2d(ngf * 8), nn.ReLU(True),
+            nn.ConvTranspose2d(ngf * 8, ngf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 4), nn.ReLU(True),
+            nn.ConvTranspose2d(ngf * 4, ngf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf * 2), nn.ReLU(True),
+            nn.ConvTranspose2d(ngf * 2, ngf, 4, 2, 1, bias=False), nn.BatchNorm2d(ngf), nn.ReLU(True),
+            nn.ConvTranspose2d(ngf, nc, 4, 2, 1, bias=False), nn.Tanh())
+
+    def forward(self, x):
+        return self.main(x)
+
+
+class RefDiscriminator(nn.Module):
+    def __init__(self, ndf=64, nc=3):
+        super().__init__()
+        self.main = nn.Sequential(
+            nn.Conv2d(nc, ndf, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(ndf, ndf * 2, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 2), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(ndf * 2, ndf * 4, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 4), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(ndf * 4, ndf * 8, 4, 2, 1, bias=False), nn.BatchNorm2d(ndf * 8), nn.LeakyReLU(0.2, inplace=True),
+            nn.Conv2d(ndf * 8, 1, 4, 1, 0, bias=False), nn.Sigmoid())
+
+    def forward(self, x):
+        return self.main(x).view(-1, 1).squeeze(1)
+
+
+def reference_step_fn(batch: int, resolution: int, device: torch.device):
+    netG, netD = RefGenerator().to(device), RefDiscriminator().to(device)
+    criterion = nn.BCELoss()
+    optD = torch.optim.Adam(netD.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    optG = torch.optim.Adam(netG.parameters(), lr=2e-4, betas=(0.5, 0.999))
+    real = torch.rand(batch, 3, resolution, resolution, device=device) * 2 - 1
+
+    def step(_i):
+        # (1) Update D network: maximize log(D(x)) + log(1 - D(G(z)))
+        netD.zero_grad()
+        label = torch.full((batch,), 1.0, device=device)
+        errD_real = criterion(netD(real), label)
+        errD_real.backward()
+        noise = torch.randn(batch, 100, 1, 1, device=device)
+        fake = netG(noise)
+        label.fill_(0.0)
+        errD_fake = criterion(netD(fake.detach()), label)
+        errD_fake.backward()
+        optD.step()
+        # (2) Update G network: maximize log(D(G(z)))
+        netG.zero_grad()
+        label.fill_(1.0)
+        errG = criterion(netD(fake), label)
+        errG.backward()
+        optG.step()
+
+    return step
+
+
+# --------------------------------------------------------------------------- ganforge's step
+def ganforge_step_fn(arch: str, precision: str, batch: int, resolution: int, device: torch.device):
+    from ganforge.config import TrainConfig
+    from ganforge.tasks.generation import GenerationTask
+    from ganforge.training.device import pick_dtype
+    from ganforge.training.distributed import DistInfo
+    from ganforge.training.trainer import Trainer
+
+    channels = 3
+    cfg = TrainConfig(arch=arch, resolution=resolution, channels=channels, batch_size=batch, precision=precision, grid_size=4)
+    task = GenerationTask(cfg, channels, resolution)
+    images = torch.randint(0, 256, (batch * 4, channels, resolution, resolution), dtype=torch.uint8)
+    trainer = Trainer(cfg, task, images, "/nonexistent", device, pick_dtype(precision, device), DistInfo(), total_steps=0)
+    return trainer.train_step
+
+
+def measure(spec: dict) -> dict:
+    device = torch.device(spec["device"])
+    if spec["impl"] == "reference":
+        step = reference_step_fn(spec["batch"], spec["resolution"], device)
+    else:
+        step = ganforge_step_fn(spec["arch"], spec["precision"], spec["batch"], spec["resolution"], device)
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for i in range(spec["warmup"]):
+        step(i)
+    sync()
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats()
+    t0 = time.perf_counter()
+    for i in range(spec["steps"]):
+        step(spec["warmup"] + i)
+    sync()
+    seconds = time.perf_counter() - t0
+    peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"img_per_s": spec["batch"] * spec["steps"] / seconds, "peak_mb": peak / 2**20}
+
+
+def main() -> None:
+    if len(sys.argv) == 3 and sys.argv[1] == "--child":
+        print(json.dumps(measure(json.loads(sys.argv[2]))))
+        return
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--bf16", action="store_true", help="add a bf16-autocast row (slow on CPUs without AVX512-BF16)")
+    args = ap.parse_args()
+    common = {"batch": args.batch, "steps": args.steps, "warmup": args.warmup, "device": args.device}
+    rows = [
+        ("pytorch/examples DCGAN (reference)", {"impl": "reference", "resolution": 64, "arch": "dcgan", "precision": "fp32"}),
+        ("ganforge --arch dcgan --precision fp32", {"impl": "ganforge", "resolution": 64, "arch": "dcgan", "precision": "fp32"}),
+        ("ganforge --arch dcgan (default: auto)", {"impl": "ganforge", "resolution": 64, "arch": "dcgan", "precision": "auto"}),
+        ("ganforge --arch seed (56x56, auto)", {"impl": "ganforge", "resolution": 56, "arch": "seed", "precision": "auto"}),
+    ]
+    if args.bf16:
+        rows.insert(2, ("ganforge --arch dcgan --precision bf16", {"impl": "ganforge", "resolution": 64, "arch": "dcgan", "precision": "bf16"}))
+    print(f"device: {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
+          f"{args.steps} timed steps after {args.warmup} warm-up")
+    print(f"| {'configuration':42} | {'images/s':>9} | {'vs reference':>12} | {'peak MB':>8} |")
+    print(f"|{'-' * 44}|{'-' * 11}|{'-' * 14}|{'-' * 10}|")
+    reference = None
+    for name, spec in rows:
+        spec = {**common, **spec}
+        out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True)
+        if out.returncode != 0:
+            print(f"| {name:42} | failed: {out.stderr.strip().splitlines()[-1]}")
+            continue
+        r = json.loads(out.stdout.strip().splitlines()[-1])
+        reference = reference or r["img_per_s"]
+        print(f"| {name:42} | {r['img_per_s']:9.1f} | {r['img_per_s'] / reference:11.2f}x | {r['peak_mb']:8.0f} |", flush=True)
+
+
+if __name__ == "__main__":
+    main()

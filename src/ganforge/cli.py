@@ -1,0 +1,99 @@
+"""The `ganforge` command: argument parsing only; each subcommand calls one API function."""
+
+import argparse
+import dataclasses
+import logging
+import sys
+import types
+import warnings
+
+from ganforge import __version__
+from ganforge.config import TrainConfig, flag, load_yaml
+from ganforge.errors import UserError
+
+
+def _add_train_options(p: argparse.ArgumentParser) -> None:
+    """One flag per TrainConfig field, so an option is spelled in one place only."""
+    for f in dataclasses.fields(TrainConfig):
+        kind = f.type.__args__[0] if isinstance(f.type, types.UnionType) else f.type  # int | None -> int
+        default = "" if f.default is None else f" (default: {f.default})"
+        p.add_argument(f"--{flag(f.name)}", dest=f.name, type=kind, default=None,
+                       choices=f.metadata.get("choices"), help=f"{f.metadata['help']}{default}")
+    p.add_argument("--config", help="YAML file of options (command-line flags override it)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+
+
+def _train(args) -> None:
+    from ganforge.training.run import train
+
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    given = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    base = load_yaml(args.config) if args.config else {}
+    cfg = TrainConfig.from_dict({**base, **given}, args.config or "options")
+    out = train(cfg, resume=args.resume, given=given)
+    print(f"run saved in {out}  (samples: {out}/samples/latest.png, model: {out}/model)")
+
+
+def _sample(args) -> None:
+    from ganforge.sampling import sample
+
+    where = args.model or args.run
+    if where is None:
+        raise UserError("sample: name a run directory or --model")
+    print(sample(where, args.out, n=args.n, seed=args.seed, device=args.device))
+
+
+def _interpolate(args) -> None:
+    from ganforge.sampling import interpolate
+    from ganforge.seeding import parse_seeds
+
+    where = args.model or args.run
+    if where is None:
+        raise UserError("interpolate: name a run directory or --model")
+    print(interpolate(where, parse_seeds(args.seeds), args.out, frames=args.frames, device=args.device))
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ganforge", description="Train GANs on images, then make pictures with them.")
+    parser.add_argument("--version", action="version", version=f"ganforge {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train a GAN on an embedded set or a folder of images")
+    _add_train_options(p)
+    p.set_defaults(func=_train)
+
+    for name, func, helptext in (("sample", _sample, "sample images from a trained generator"),
+                                 ("interpolate", _interpolate, "walk through latent space between seeds")):
+        p = sub.add_parser(name, help=helptext)
+        p.add_argument("run", nargs="?", help="run directory or exported model folder")
+        p.add_argument("--model", help="a shipped model's name (e.g. mnist5k) or a model folder")
+        p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+        p.set_defaults(func=func)
+        if name == "sample":
+            p.add_argument("--n", type=int, default=64, help="number of images")
+            p.add_argument("--seed", type=int, default=0, help="image i uses seed + i")
+            p.add_argument("--out", default="samples.png", help="an image file for a grid, or a folder for one PNG each")
+        else:
+            p.add_argument("--seeds", default="0,1,2,3", help="seeds to walk through, e.g. 1,2,3,4 or 0-7")
+            p.add_argument("--frames", type=int, default=8, help="frames between consecutive seeds")
+            p.add_argument("--out", default="interpolation.png", help=".png grid (a row per leg) or .gif")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    warnings.formatwarning = lambda message, category, *a, **k: f"warning: {message}\n"
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except UserError as e:
+        print(f"ganforge {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("ganforge: interrupted; a checkpoint was saved where possible (continue with --resume)", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

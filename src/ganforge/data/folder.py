@@ -1,0 +1,58 @@
+"""Images from a folder, searched recursively; the first-level sub-folders name the classes."""
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from ganforge.errors import UserError
+from ganforge.imageio import IMAGE_SUFFIXES, open_rgb_or_l, pil_to_uint8, resize_center_crop
+
+
+def find_images(root: Path) -> list[Path]:
+    """All files under `root` with an image suffix, sorted so that runs are reproducible."""
+    if not root.exists():
+        raise UserError(f"--data: {root} does not exist")
+    if not root.is_dir():
+        raise UserError(f"--data: {root} is not a folder (or a known embedded set)")
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+
+
+def load_folder(root: Path, resolution: int, channels: int | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Decode every usable image under `root` once, resized and centre-cropped to `resolution`.
+
+    Unreadable files are skipped and counted in one warning. Channels come from `channels`
+    or, when None, from the data: greyscale only if every image is greyscale.
+    """
+    paths = find_images(root)
+    if not paths:
+        raise UserError(f"--data: {root} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    if channels is None:
+        channels = 1 if all(_is_grey(p) for p in paths) else 3
+    class_names = sorted({p.relative_to(root).parts[0] for p in paths if len(p.relative_to(root).parts) > 1})
+    class_index = {name: i for i, name in enumerate(class_names)}
+    images, labels, bad = [], [], []
+    for p in tqdm(paths, desc=f"decoding {root}", unit="img", leave=False, disable=len(paths) < 500):
+        try:
+            im = resize_center_crop(open_rgb_or_l(p, channels), resolution)
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            bad.append(p)
+            continue
+        images.append(pil_to_uint8(im))
+        parts = p.relative_to(root).parts
+        labels.append(class_index[parts[0]] if len(parts) > 1 else -1)
+    if bad:
+        warnings.warn(f"{root}: skipped {len(bad)} unreadable file(s), e.g. {bad[0]}", stacklevel=2)
+    if not images:
+        raise UserError(f"--data: {root} holds no readable image ({len(bad)} file(s) could not be decoded)")
+    return np.stack(images), np.asarray(labels, dtype=np.int64), class_names
+
+
+def _is_grey(path: Path) -> bool:
+    try:
+        with Image.open(path) as im:
+            return im.mode in ("L", "1", "I", "I;16", "LA")
+    except (UnidentifiedImageError, OSError):
+        return True  # unreadable files are reported when decoding; they must not force RGB

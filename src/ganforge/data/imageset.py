@@ -1,0 +1,66 @@
+"""An in-memory image set: uint8 pixels plus labels, so that a training step never waits on decoding."""
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ganforge.data.embedded import EMBEDDED, load_embedded
+from ganforge.data.folder import load_folder
+from ganforge.errors import UserError
+
+
+@dataclass
+class ImageSet:
+    """Images as uint8 (N, C, H, W) in a tensor; labels are -1 where unknown."""
+
+    images: torch.Tensor
+    labels: torch.Tensor
+    class_names: list[str] = field(default_factory=list)
+    source: str = ""
+
+    def __len__(self) -> int:
+        return self.images.shape[0]
+
+    @property
+    def channels(self) -> int:
+        return self.images.shape[1]
+
+    @property
+    def resolution(self) -> int:
+        return self.images.shape[-1]
+
+
+def native_resolution(spec: str) -> int | None:
+    """The natural size of an embedded set, or None for a folder (which must be told)."""
+    if spec in EMBEDDED:
+        return int(load_embedded(spec)[0].shape[-1])
+    return None
+
+
+def load_imageset(spec: str, resolution: int, channels: int | None = None) -> ImageSet:
+    """Load `spec` (an embedded set name or a folder path) at `resolution` x `resolution`."""
+    if resolution < 4:
+        raise UserError(f"--resolution: {resolution} is too small (at least 4)")
+    if channels not in (None, 1, 3):
+        raise UserError(f"--channels: {channels} is not 1 (greyscale) or 3 (RGB)")
+    if spec in EMBEDDED:
+        images, labels, names = load_embedded(spec)
+        images = _resize_uint8(images, resolution)
+        if channels == 3 and images.shape[1] == 1:
+            images = np.repeat(images, 3, axis=1)
+    else:
+        images, labels, names = load_folder(Path(spec), resolution, channels)
+    return ImageSet(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels), names, spec)
+
+
+def _resize_uint8(images: np.ndarray, resolution: int) -> np.ndarray:
+    if images.shape[-1] == resolution:
+        return images
+    out = [
+        np.asarray(Image.fromarray(im[0]).resize((resolution, resolution), Image.Resampling.LANCZOS))[None]
+        for im in images
+    ]
+    return np.stack(out)

@@ -1,0 +1,1 @@
+"""Networks only (nn.Modules), one family per file."""

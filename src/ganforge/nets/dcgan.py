@@ -1,0 +1,91 @@
+"""The DCGAN of Radford et al. 2015, generic over resolution.
+
+Strided (transposed) convolutions with kernel 4, batch norm, ReLU in G, LeakyReLU(0.2) in D,
+tanh out and N(0, 0.02) initialisation. A resolution is `base * 2**k` with `base` in 4..7:
+G starts from a `base` x `base` map and doubles k times, D halves k times and ends with a
+`base` x `base` convolution to one logit. At 64x64 with width 64 and latent 100 this is
+exactly the pytorch/examples DCGAN.
+"""
+
+import torch
+from torch import nn
+
+from ganforge.errors import UserError
+
+MAX_WIDTH_MULT = 8
+
+
+def resolution_plan(resolution: int) -> tuple[int, int]:
+    """(base, doublings) for `resolution`, or a UserError naming the valid sizes."""
+    for k in range(1, 12):
+        base, rem = divmod(resolution, 2**k)
+        if rem == 0 and 4 <= base <= 7:
+            return base, k
+        if base < 4:
+            break
+    raise UserError(
+        f"--resolution: DCGAN cannot make {resolution}x{resolution} images; use 4..7 times a power of two "
+        "(e.g. 28, 32, 64, 128, 256)"
+    )
+
+
+def init_dcgan_weights(module: nn.Module) -> None:
+    """N(0, 0.02) for convolutions, N(1, 0.02) for batch-norm scales, as in the paper."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+            nn.init.normal_(m.weight, 0.0, 0.02)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.normal_(m.weight, 1.0, 0.02)
+            nn.init.zeros_(m.bias)
+
+
+def _widths(width: int, k: int) -> list[int]:
+    """Channel widths from the smallest map (index 0) to the largest, capped at 8 x width."""
+    return [width * min(2 ** (k - 1 - i), MAX_WIDTH_MULT) for i in range(k)]
+
+
+class DCGANGenerator(nn.Module):
+    """z (N, latent_dim) -> image (N, channels, resolution, resolution) in [-1, 1]."""
+
+    def __init__(self, resolution: int = 64, channels: int = 3, latent_dim: int = 100, width: int = 64):
+        super().__init__()
+        base, k = resolution_plan(resolution)
+        widths = _widths(width, k)
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(latent_dim, widths[0], base, 1, 0, bias=False),
+            nn.BatchNorm2d(widths[0]),
+            nn.ReLU(True),
+        ]
+        for cin, cout in zip(widths, widths[1:]):
+            layers += [nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False), nn.BatchNorm2d(cout), nn.ReLU(True)]
+        layers += [nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1, bias=False), nn.Tanh()]
+        self.main = nn.Sequential(*layers)
+        self.latent_dim = latent_dim
+        init_dcgan_weights(self)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.main(z[:, :, None, None])
+
+
+class DCGANDiscriminator(nn.Module):
+    """image -> one real/fake logit per image (no sigmoid: losses work on logits)."""
+
+    def __init__(self, resolution: int = 64, channels: int = 3, width: int = 64, spectral_norm: bool = False):
+        super().__init__()
+        base, k = resolution_plan(resolution)
+        widths = _widths(width, k)[::-1]
+        sn = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda m: m)
+        layers: list[nn.Module] = [sn(nn.Conv2d(channels, widths[0], 4, 2, 1, bias=False)), nn.LeakyReLU(0.2, True)]
+        for cin, cout in zip(widths, widths[1:]):
+            layers += [sn(nn.Conv2d(cin, cout, 4, 2, 1, bias=False))]
+            # Batch norm and spectral norm fight each other; with SN the layer stays linear.
+            layers += [] if spectral_norm else [nn.BatchNorm2d(cout)]
+            layers += [nn.LeakyReLU(0.2, True)]
+        layers += [sn(nn.Conv2d(widths[-1], 1, base, 1, 0, bias=False))]
+        self.main = nn.Sequential(*layers)
+        init_dcgan_weights(self)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.main(x).flatten()

@@ -1,0 +1,62 @@
+"""A saved model is a folder: `config.json` plus `*.safetensors`, loadable with one call, no pickle.
+
+`ganforge sample` and friends accept a run directory (its `model/` folder is the export), an
+exported folder, or the name of a model shipped inside the package (`mnist5k`).
+"""
+
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+import ganforge
+from ganforge.errors import UserError
+
+PRETRAINED_DIR = Path(__file__).parent / "pretrained"
+
+
+def shipped_models() -> list[str]:
+    return sorted(p.name for p in PRETRAINED_DIR.iterdir() if (p / "config.json").exists())
+
+
+def save_model(folder: Path, config: dict, weights: dict[str, dict[str, torch.Tensor]]) -> None:
+    """Write `config.json` and one `<name>.safetensors` per entry of `weights`, each atomically."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name, state in weights.items():
+        tmp = folder / f".{name}.safetensors.tmp"
+        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
+        os.replace(tmp, folder / f"{name}.safetensors")
+    tmp = folder / ".config.json.tmp"
+    tmp.write_text(json.dumps({**config, "ganforge_version": ganforge.__version__}, indent=2))
+    os.replace(tmp, folder / "config.json")
+
+
+def resolve_model(where: str | Path) -> Path:
+    """The model folder behind a run directory, an exported folder or a shipped model's name."""
+    path = Path(where)
+    if (path / "model" / "config.json").exists():
+        return path / "model"
+    if (path / "config.json").exists():
+        return path
+    if str(where) in shipped_models():
+        return PRETRAINED_DIR / str(where)
+    if path.is_dir() and (path / "config.yaml").exists():
+        raise UserError(f"{path}: this run has not saved a model yet (it appears at the first checkpoint)")
+    if path.exists():
+        raise UserError(f"{path}: not a run directory or a saved model (no config.json)")
+    raise UserError(f"{where}: no such run directory, model folder or shipped model ({', '.join(shipped_models())})")
+
+
+def load_model(folder: Path, name: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    """The config and the weights `name` of a saved model folder."""
+    folder = Path(folder)
+    try:
+        config = json.loads((folder / "config.json").read_text())
+        weights = load_file(str(folder / f"{name}.safetensors"))
+    except (OSError, json.JSONDecodeError, SafetensorError) as e:
+        raise UserError(f"{folder}: cannot read the saved model ({e})") from None
+    return config, weights

@@ -1,0 +1,1 @@
+"""One module per application: what a batch is, which networks, and the D and G losses."""

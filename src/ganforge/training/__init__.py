@@ -1,0 +1,1 @@
+"""The one trainer, with its device, distributed and checkpoint helpers."""

@@ -1,0 +1,48 @@
+"""Choosing the device and the numeric precision of a run."""
+
+import contextlib
+
+import torch
+
+from ganforge.errors import UserError
+
+
+def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
+    """CUDA, then MPS, then CPU for "auto"; otherwise the named device, checked to exist."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda", local_rank % torch.cuda.device_count())
+        if getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError:
+        raise UserError(f"--device: {name!r} is not a device (auto, cpu, cuda, cuda:N, mps)") from None
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"--device: {name} asked for, but this machine has no usable CUDA GPU")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise UserError(f"--device: {name} asked for, but MPS is not available here")
+    if device.type == "cuda" and device.index is not None and device.index >= torch.cuda.device_count():
+        raise UserError(f"--device: {name} asked for, but this machine has {torch.cuda.device_count()} CUDA GPU(s)")
+    if device.type == "cuda" and device.index is None:
+        device = torch.device("cuda", local_rank % torch.cuda.device_count())
+    return device
+
+
+def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
+    """The autocast dtype: "auto" is bf16 on a bf16-capable GPU and fp32 elsewhere."""
+    if precision == "auto":
+        if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        return torch.float32
+    if precision == "fp16" and device.type != "cuda":
+        raise UserError("--precision: fp16 needs a CUDA device; use bf16 or fp32")
+    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+
+
+def autocast(device: torch.device, dtype: torch.dtype):
+    """Mixed-precision context for forward passes; a no-op for fp32."""
+    if dtype == torch.float32:
+        return contextlib.nullcontext()
+    return torch.autocast(device_type=device.type, dtype=dtype)

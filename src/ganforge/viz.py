@@ -1,0 +1,43 @@
+"""Loss curves as a PNG, drawn with matplotlib off-screen."""
+
+import os
+from pathlib import Path
+
+
+def plot_losses(records: list[dict], path: Path, keys: tuple[str, ...] = ("loss_d", "loss_g")) -> None:
+    """Plot each of `keys` against step (raw, and smoothed when there are many points)."""
+    if not records:
+        return
+    import matplotlib  # imported here: it costs ~30 MB and a second, and only plotting needs it
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    steps = [r["step"] for r in records]
+    for key in keys:
+        values = [r.get(key, float("nan")) for r in records]
+        line = axes[0].plot(steps, values, alpha=0.3, lw=0.8)[0]
+        axes[0].plot(steps, _smooth(values), color=line.get_color(), label=key)
+    axes[0].set(xlabel="step", title="losses")
+    axes[0].legend()
+    for key, label in (("d_real", "D(x)"), ("d_fake", "D(G(z))")):
+        if key in records[0]:
+            axes[1].plot(steps, _smooth([r[key] for r in records]), label=label)
+    axes[1].set(xlabel="step", title="discriminator outputs", ylim=(0, 1))
+    axes[1].legend()
+    fig.tight_layout()
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=90)
+    plt.close(fig)
+    os.replace(tmp, path)
+
+
+def _smooth(values: list[float], window: int = 20) -> list[float]:
+    out, acc = [], []
+    for v in values:
+        acc.append(v)
+        if len(acc) > window:
+            acc.pop(0)
+        out.append(sum(acc) / len(acc))
+    return out

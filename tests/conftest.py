@@ -1,0 +1,42 @@
+import os
+
+import numpy as np
+import pytest
+from PIL import Image
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Embedded sets are cached once per test session, never in the user's home."""
+    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path_factory.getbasetemp() / "cache"))
+
+
+@pytest.fixture
+def image_folder(tmp_path):
+    """A folder of small images in every mode the loader must handle, plus junk to skip."""
+    root = tmp_path / "images"
+    (root / "cats").mkdir(parents=True)
+    (root / "dogs" / "deep").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (40, 30, 3), dtype=np.uint8)).save(root / "cats" / "rgb.png")
+    Image.fromarray(rng.integers(0, 255, (20, 20), dtype=np.uint8)).save(root / "cats" / "grey.jpg")
+    Image.fromarray(rng.integers(0, 255, (24, 24, 4), dtype=np.uint8), "RGBA").save(root / "dogs" / "alpha.png")
+    Image.fromarray(rng.integers(0, 255, (16, 32, 3), dtype=np.uint8)).convert("P").save(root / "dogs" / "deep" / "pal.bmp")
+    Image.fromarray(rng.integers(0, 255, (32, 32, 3), dtype=np.uint8)).save(root / "dogs" / "photo.webp")
+    (root / "cats" / "broken.png").write_bytes(b"not a png at all")
+    (root / "notes.txt").write_text("not an image")
+    return root
+
+
+def small_train_args(out, *extra):
+    """A run that takes about a second: 8x8 digits, tiny networks."""
+    return ["train", "--data", "digits", "--resolution", "8", "--width", "8", "--batch-size", "16",
+            "--out", str(out), "--log-every", "1", *extra]
+
+
+@pytest.fixture
+def small_args():
+    return small_train_args
+
+
+os.environ.setdefault("OMP_NUM_THREADS", "2")

@@ -1,0 +1,44 @@
+import pytest
+import torch
+
+from ganforge.errors import UserError
+from ganforge.nets.brief import BriefDiscriminator, BriefGenerator
+from ganforge.nets.dcgan import DCGANDiscriminator, DCGANGenerator, resolution_plan
+
+
+@pytest.mark.parametrize("resolution", [8, 16, 28, 32, 48, 56, 64, 128, 256])
+@pytest.mark.parametrize("channels", [1, 3])
+def test_dcgan_shapes(resolution, channels):
+    g = DCGANGenerator(resolution, channels, latent_dim=16, width=4)
+    d = DCGANDiscriminator(resolution, channels, width=4)
+    x = g(torch.randn(2, 16))
+    assert x.shape == (2, channels, resolution, resolution)
+    assert x.abs().max() <= 1.0  # tanh output
+    assert d(x).shape == (2,)
+
+
+def test_dcgan_at_64_is_the_reference_architecture():
+    g = DCGANGenerator(64, 3, 100, 64)
+    convs = [m for m in g.modules() if isinstance(m, torch.nn.ConvTranspose2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(100, 512), (512, 256), (256, 128), (128, 64), (64, 3)]
+    d = DCGANDiscriminator(64, 3, 64)
+    convs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
+    assert [(c.in_channels, c.out_channels) for c in convs] == [(3, 64), (64, 128), (128, 256), (256, 512), (512, 1)]
+    assert sum(p.numel() for p in g.parameters()) == 3_576_704  # pytorch/examples netG at nc=3
+
+
+@pytest.mark.parametrize("resolution", [30, 3, 9, 100])
+def test_unsupported_resolution_is_a_user_error(resolution):
+    with pytest.raises(UserError, match="--resolution"):
+        resolution_plan(resolution)
+
+
+def test_brief_networks_follow_the_brief():
+    g, d = BriefGenerator(channels=3, latent_dim=100), BriefDiscriminator(channels=3)
+    x = g(torch.randn(2, 100))
+    assert x.shape == (2, 3, 56, 56)  # 7 -> 7 -> 14 -> 28 -> 56: the brief's G makes 56x56
+    assert d(x).shape == (2,)
+    assert g.dense[0].out_features == 128 * 7 * 7
+    kinds = [type(m).__name__ for m in d.main]
+    assert kinds == ["Conv2d", "LeakyReLU", "Dropout", "Conv2d", "LeakyReLU", "Dropout", "Flatten", "Linear"]
+    assert all(m.kernel_size == (5, 5) for m in g.modules() if isinstance(m, torch.nn.ConvTranspose2d))

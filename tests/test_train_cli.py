@@ -1,0 +1,120 @@
+"""End-to-end runs of `ganforge train / sample / interpolate` on tiny settings."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+import yaml
+from PIL import Image
+from safetensors.torch import load_file
+
+from ganforge.cli import main
+from ganforge.sampling import slerp
+
+
+def checkpoint(run):
+    return load_file(str(run / "checkpoints" / "last.safetensors"))
+
+
+def test_short_run_writes_everything(tmp_path, small_args):
+    run = tmp_path / "run"
+    assert main(small_args(run, "--steps", "6", "--sample-every", "3", "--checkpoint-every", "4")) == 0
+    for name in ("config.yaml", "metrics.jsonl", "losses.png", "samples/latest.png", "samples/step_0000003.png",
+                 "checkpoints/last.safetensors", "model/config.json", "model/generator.safetensors"):
+        assert (run / name).exists(), name
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["seed"] == 0 and config["steps"] == 6 and config["environment"]["ganforge"]
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in records] == [1, 2, 3, 4, 5, 6]
+    assert {"loss_d", "loss_g", "d_real", "d_fake"} <= set(records[-1])
+    assert Image.open(run / "losses.png").size[0] > 500
+    assert not list(run.rglob(".*.tmp*"))  # no temporary file left behind
+
+
+def test_resume_is_exact(tmp_path, small_args):
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert main(small_args(straight, "--steps", "8")) == 0
+    assert main(small_args(split, "--steps", "4")) == 0
+    assert main(small_args(split, "--steps", "8", "--resume")) == 0
+    a, b = checkpoint(straight), checkpoint(split)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+    steps = [json.loads(line)["step"] for line in (split / "metrics.jsonl").read_text().splitlines()]
+    assert steps == list(range(1, 9))
+
+
+def test_same_seed_same_grid_and_samples(tmp_path, small_args):
+    for name in ("a", "b"):
+        assert main(small_args(tmp_path / name, "--steps", "3")) == 0
+    grid = lambda name: Image.open(tmp_path / name / "samples" / "latest.png").tobytes()  # noqa: E731
+    assert grid("a") == grid("b")
+    assert main(["sample", str(tmp_path / "a"), "--n", "9", "--seed", "5", "--out", str(tmp_path / "s1.png")]) == 0
+    assert main(["sample", str(tmp_path / "b" / "model"), "--n", "9", "--seed", "5", "--out", str(tmp_path / "s2.png")]) == 0
+    assert Image.open(tmp_path / "s1.png").tobytes() == Image.open(tmp_path / "s2.png").tobytes()
+    assert main(["sample", str(tmp_path / "a"), "--n", "9", "--seed", "6", "--out", str(tmp_path / "s3.png")]) == 0
+    assert Image.open(tmp_path / "s1.png").tobytes() != Image.open(tmp_path / "s3.png").tobytes()
+
+
+def test_sample_folder_and_interpolation(tmp_path, small_args):
+    run = tmp_path / "run"
+    assert main(small_args(run, "--steps", "2")) == 0
+    assert main(["sample", str(run), "--n", "3", "--out", str(tmp_path / "pngs")]) == 0
+    assert sorted(p.name for p in (tmp_path / "pngs").iterdir()) == ["seed000000.png", "seed000001.png", "seed000002.png"]
+    assert main(["interpolate", str(run), "--seeds", "1,2,3", "--frames", "5", "--out", str(tmp_path / "walk.png")]) == 0
+    assert Image.open(tmp_path / "walk.png").size == (2 + 5 * 10, 2 + 2 * 10)  # 8px images, 2px padding
+    assert main(["interpolate", str(run), "--seeds", "1-2", "--frames", "4", "--out", str(tmp_path / "walk.gif")]) == 0
+    assert Image.open(tmp_path / "walk.gif").n_frames == 6  # forth and back
+
+
+def test_slerp_ends_and_norm():
+    a, b = torch.randn(100), torch.randn(100)
+    assert torch.allclose(slerp(a, b, 0.0), a, atol=1e-5) and torch.allclose(slerp(a, b, 1.0), b, atol=1e-5)
+    mid = slerp(a, b, 0.5)
+    assert mid.norm() > 0.9 * min(a.norm(), b.norm())  # a straight line would shrink towards 0.7x
+
+
+def test_shipped_model_samples_digits(tmp_path):
+    assert main(["sample", "--model", "mnist5k", "--n", "16", "--out", str(tmp_path / "g.png")]) == 0
+    assert Image.open(tmp_path / "g.png").size == (2 + 4 * 30, 2 + 4 * 30)
+
+
+def test_seed_architecture_trains(tmp_path):
+    run = tmp_path / "seed"
+    args = ["train", "--data", "digits", "--arch", "seed", "--batch-size", "8", "--steps", "2", "--out", str(run)]
+    assert main(args) == 0
+    assert yaml.safe_load((run / "config.yaml").read_text())["resolution"] == 56
+    assert main(["sample", str(run), "--n", "4", "--out", str(tmp_path / "s.png")]) == 0
+    assert Image.open(tmp_path / "s.png").size == (2 + 2 * 58, 2 + 2 * 58)
+
+
+def test_interrupted_run_checkpoints_and_resumes(tmp_path):
+    """SIGINT mid-run: the step under way finishes, a checkpoint is written, exit code 130."""
+    import signal
+    import time
+
+    run = tmp_path / "run"
+    cmd = [sys.executable, "-m", "ganforge", "train", "--data", "digits", "--resolution", "16", "--width", "16",
+           "--steps", "100000", "--checkpoint-every", "100000", "--sample-every", "100000", "--out", str(run)]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.time() + 60
+    while not (run / "config.yaml").exists() and time.time() < deadline:
+        time.sleep(0.2)
+    time.sleep(1.0)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    step = int(json.loads(load_file_meta(run)["meta"])["step"])
+    assert step > 0
+    assert main(["train", "--out", str(run), "--resume", "--steps", str(step + 2)]) == 0
+    assert int(json.loads(load_file_meta(run)["meta"])["step"]) == step + 2
+
+
+def load_file_meta(run):
+    from safetensors import safe_open
+
+    with safe_open(str(run / "checkpoints" / "last.safetensors"), "pt") as f:
+        return f.metadata()
