@@ -17,6 +17,10 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TrainConfig):
         kind = f.type.__args__[0] if isinstance(f.type, types.UnionType) else f.type  # int | None -> int
         default = "" if f.default is None else f" (default: {f.default})"
+        if kind is bool:
+            p.add_argument(f"--{flag(f.name)}", dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                           help=f"{f.metadata['help']}{default}")
+            continue
         p.add_argument(f"--{flag(f.name)}", dest=f.name, type=kind, default=None,
                        choices=f.metadata.get("choices"), help=f"{f.metadata['help']}{default}")
     p.add_argument("--config", help="YAML file of options (command-line flags override it)")

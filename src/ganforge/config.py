@@ -28,11 +28,20 @@ class TrainConfig:
     channels: int | None = option(None, "1 or 3 (default: from the data)")
     width: int = option(64, "base channel width of G and D (ngf = ndf)")
     latent_dim: int = option(100, "size of the noise vector z")
-    loss: str = option("bce", "adversarial loss", choices=["bce"])
+    loss: str = option("bce", "adversarial loss: the brief's non-saturating bce, hinge, lsgan or wgan-gp", choices=["bce", "hinge", "lsgan", "wgan-gp"])
+    n_critic: int = option(1, "D updates per G update (5 is usual for wgan-gp)")
+    gp_weight: float = option(10.0, "weight of the WGAN-GP gradient penalty")
+    r1_gamma: float = option(0.0, "R1 penalty weight on real images (0: off)")
+    r1_every: int = option(16, "apply R1 every N steps, scaled by N (lazy regularisation; 1: every step)")
+    spectral_norm: bool = option(False, "spectral normalisation in D (replaces its batch norm)")
+    ema_decay: float = option(0.0, "EMA of G's weights used for sampling and export (e.g. 0.999; 0: off)")
+    augment: str = option("none", "differentiable augmentation of real and fake images: none, or a list of color,translation,cutout")
     batch_size: int = option(64, "images per step and per process")
     steps: int | None = option(None, "training steps (D and G updates); default 5000 unless --epochs")
     epochs: float | None = option(None, "training length in passes over the data (instead of --steps)")
     lr: float = option(2e-4, "Adam learning rate of both networks")
+    lr_g: float | None = option(None, "G's learning rate (two time-scale update rule; default: --lr)")
+    lr_d: float | None = option(None, "D's learning rate (default: --lr)")
     beta1: float = option(0.5, "Adam beta1")
     beta2: float = option(0.999, "Adam beta2")
     seed: int = option(0, "seed of everything random; the same seed gives the same run on the CPU")
@@ -42,9 +51,11 @@ class TrainConfig:
     checkpoint_every: int = option(1000, "steps between checkpoints")
     log_every: int = option(10, "steps between lines of metrics.jsonl")
     grid_size: int = option(64, "images in each sample grid")
+    nan_patience: int = option(10, "non-finite losses in a row before rolling back to the last checkpoint")
 
     def validate(self) -> "TrainConfig":
-        positive = ["width", "latent_dim", "batch_size", "sample_every", "checkpoint_every", "log_every", "grid_size"]
+        positive = ["width", "latent_dim", "batch_size", "sample_every", "checkpoint_every", "log_every", "grid_size",
+                    "n_critic", "r1_every", "nan_patience"]
         for name in positive:
             if getattr(self, name) < 1:
                 raise UserError(f"--{flag(name)}: must be at least 1, got {getattr(self, name)}")
@@ -54,8 +65,18 @@ class TrainConfig:
             raise UserError(f"--epochs: must be positive, got {self.epochs}")
         if self.steps is not None and self.epochs is not None:
             raise UserError("--steps and --epochs: give one, not both")
-        if not 0 < self.lr < 1:
-            raise UserError(f"--lr: must be in (0, 1), got {self.lr}")
+        for name in ("lr", "lr_g", "lr_d"):
+            value = getattr(self, name)
+            if value is not None and not 0 < value < 1:
+                raise UserError(f"--{flag(name)}: must be in (0, 1), got {value}")
+        for name in ("gp_weight", "r1_gamma"):
+            if getattr(self, name) < 0:
+                raise UserError(f"--{flag(name)}: must be at least 0, got {getattr(self, name)}")
+        if not 0 <= self.ema_decay < 1:
+            raise UserError(f"--ema-decay: must be in [0, 1), got {self.ema_decay}")
+        from ganforge.augment import parse_policy
+
+        parse_policy(self.augment)
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise UserError(f"--{name}: must be in [0, 1), got {getattr(self, name)}")

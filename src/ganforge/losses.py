@@ -1,4 +1,4 @@
-"""Adversarial losses as plain functions of discriminator logits.
+"""Adversarial losses and penalties as plain functions of discriminator logits.
 
 Each entry of ADVERSARIAL_LOSSES is a pair (discriminator_loss, generator_loss); adding a loss
 means adding a pair here, and the trainer does not change.
@@ -26,6 +26,48 @@ def bce_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     return F.softplus(-fake_logits).mean()
 
 
+def hinge_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Geometric GAN / SAGAN: E[max(0, 1 - D(x))] + E[max(0, 1 + D(G(z)))]."""
+    return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+
+
+def linear_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    """-E[D(G(z))]: the generator loss of hinge and Wasserstein GANs."""
+    return -fake_logits.mean()
+
+
+def lsgan_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """Least squares GAN (Mao et al. 2017, a=0, b=c=1): ½E[(D(x)-1)²] + ½E[D(G(z))²]."""
+    return 0.5 * (real_logits - 1).pow(2).mean() + 0.5 * fake_logits.pow(2).mean()
+
+
+def lsgan_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (fake_logits - 1).pow(2).mean()
+
+
+def wasserstein_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """The critic's E[D(G(z))] - E[D(x)]; needs a Lipschitz constraint (gradient penalty)."""
+    return fake_logits.mean() - real_logits.mean()
+
+
 ADVERSARIAL_LOSSES: dict[str, LossPair] = {
     "bce": (bce_discriminator_loss, bce_generator_loss),
+    "hinge": (hinge_discriminator_loss, linear_generator_loss),
+    "lsgan": (lsgan_discriminator_loss, lsgan_generator_loss),
+    "wgan-gp": (wasserstein_discriminator_loss, linear_generator_loss),
 }
+
+
+def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch.Tensor, fake: torch.Tensor,
+                     rng: torch.Generator | None = None) -> torch.Tensor:
+    """WGAN-GP (Gulrajani et al. 2017): E[(||∇D(x̂)||₂ - 1)²] on random points between real and fake."""
+    alpha = torch.rand(real.shape[0], 1, 1, 1, generator=rng).to(real.device, real.dtype)
+    mixed = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
+    (grad,) = torch.autograd.grad(critic(mixed).float().sum(), mixed, create_graph=True)
+    return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
+
+
+def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """R1 (Mescheder et al. 2018): E[||∇D(x)||²] on real images; `real` must require grad."""
+    (grad,) = torch.autograd.grad(real_logits.float().sum(), real, create_graph=True)
+    return grad.flatten(1).pow(2).sum(dim=1).mean()

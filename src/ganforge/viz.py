@@ -6,6 +6,7 @@ from pathlib import Path
 
 def plot_losses(records: list[dict], path: Path, keys: tuple[str, ...] = ("loss_d", "loss_g")) -> None:
     """Plot each of `keys` against step (raw, and smoothed when there are many points)."""
+    records = [r for r in records if "event" not in r]  # rollbacks and warnings are not points
     if not records:
         return
     import matplotlib  # imported here: it costs ~30 MB and a second, and only plotting needs it

@@ -40,17 +40,18 @@ class BriefGenerator(nn.Module):
 
 
 class BriefDiscriminator(nn.Module):
-    def __init__(self, channels: int = 3):
+    def __init__(self, channels: int = 3, spectral_norm: bool = False):
         super().__init__()
+        sn = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda m: m)
         self.main = nn.Sequential(
-            nn.Conv2d(channels, 128, 5, 2, 2),
+            sn(nn.Conv2d(channels, 128, 5, 2, 2)),
             nn.LeakyReLU(0.2, True),
             nn.Dropout(0.3),
-            nn.Conv2d(128, 128, 5, 2, 2),
+            sn(nn.Conv2d(128, 128, 5, 2, 2)),
             nn.LeakyReLU(0.2, True),
             nn.Dropout(0.3),
             nn.Flatten(),
-            nn.Linear(128 * (BRIEF_RESOLUTION // 4) ** 2, 1),
+            sn(nn.Linear(128 * (BRIEF_RESOLUTION // 4) ** 2, 1)),
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

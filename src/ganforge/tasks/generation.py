@@ -3,7 +3,8 @@
 import torch
 from torch import nn
 
-from ganforge.losses import ADVERSARIAL_LOSSES
+from ganforge.adversarial import AdversarialObjective
+from ganforge.augment import parse_policy
 from ganforge.nets.brief import BRIEF_RESOLUTION, BriefDiscriminator, BriefGenerator
 from ganforge.nets.dcgan import DCGANDiscriminator, DCGANGenerator, resolution_plan
 from ganforge.errors import UserError
@@ -16,10 +17,10 @@ def build_generator(model: dict) -> nn.Module:
     return DCGANGenerator(model["resolution"], model["channels"], model["latent_dim"], model["width"])
 
 
-def build_discriminator(model: dict) -> nn.Module:
+def build_discriminator(model: dict, spectral_norm: bool = False) -> nn.Module:
     if model["arch"] == "seed":
-        return BriefDiscriminator(model["channels"])
-    return DCGANDiscriminator(model["resolution"], model["channels"], model["width"])
+        return BriefDiscriminator(model["channels"], spectral_norm)
+    return DCGANDiscriminator(model["resolution"], model["channels"], model["width"], spectral_norm)
 
 
 def check_resolution(arch: str, resolution: int) -> None:
@@ -42,8 +43,9 @@ class GenerationTask:
             "latent_dim": cfg.latent_dim,
             "width": cfg.width,
         }
-        self.nets = {"generator": build_generator(self.model), "discriminator": build_discriminator(self.model)}
-        self.discriminator_loss_fn, self.generator_loss_fn = ADVERSARIAL_LOSSES[cfg.loss]
+        self.nets = {"generator": build_generator(self.model),
+                     "discriminator": build_discriminator(self.model, cfg.spectral_norm)}
+        self.adversarial = AdversarialObjective(cfg.loss, parse_policy(cfg.augment), cfg.r1_gamma, cfg.r1_every, cfg.gp_weight)
 
     def make_batch(self, real: torch.Tensor, rng: torch.Generator) -> dict[str, torch.Tensor]:
         z = torch.randn(real.shape[0], self.model["latent_dim"], generator=rng).to(real.device)
@@ -52,17 +54,12 @@ class GenerationTask:
     def generate(self, generator: nn.Module, batch: dict) -> torch.Tensor:
         return generator(batch["z"])
 
-    def discriminator_loss(self, discriminator: nn.Module, batch: dict, fake: torch.Tensor):
+    def discriminator_loss(self, discriminator: nn.Module, batch: dict, fake: torch.Tensor, step: int):
         """L_D on real images and detached fakes; also returns D(x) and D(G(z)) for the log."""
-        real_logits = discriminator(batch["real"])
-        fake_logits = discriminator(fake)
-        loss = self.discriminator_loss_fn(real_logits.float(), fake_logits.float())
-        stats = {"d_real": torch.sigmoid(real_logits.detach().float()).mean(),
-                 "d_fake": torch.sigmoid(fake_logits.detach().float()).mean()}
-        return loss, stats
+        return self.adversarial.discriminator_loss(discriminator, batch["real"], fake, step)
 
     def generator_loss(self, discriminator: nn.Module, batch: dict, fake: torch.Tensor):
-        return self.generator_loss_fn(discriminator(fake).float()), {}
+        return self.adversarial.generator_loss(discriminator, fake), {}
 
     def preview_inputs(self, n: int, seed: int) -> torch.Tensor:
         """The fixed noise behind every sample grid of a run, so grids are comparable over time."""

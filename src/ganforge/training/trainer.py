@@ -26,7 +26,9 @@ from ganforge.imageio import make_grid, save_image, uint8_to_float
 from ganforge.saved_model import save_model
 from ganforge.training.checkpoint import load_checkpoint, save_checkpoint
 from ganforge.training.device import autocast
+from ganforge.errors import UserError
 from ganforge.training.distributed import DistInfo
+from ganforge.training.ema import EMA
 from ganforge.viz import plot_losses
 
 log = logging.getLogger("ganforge")
@@ -65,24 +67,26 @@ class Trainer:
         else:
             self.ddp_generator, self.ddp_discriminator = self.generator, self.discriminator
         betas = (cfg.beta1, cfg.beta2)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr, betas=betas)
-        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr, betas=betas)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_g or cfg.lr, betas=betas)
+        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr_d or cfg.lr, betas=betas)
+        self.ema = EMA(self.generator, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        self.nonfinite_in_a_row, self.rollbacks, self.seed_offset = 0, 0, 0
         self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
         self.images = images.to(device) if images.nbytes < DEVICE_DATA_LIMIT else images
         per_rank = len(images) // dist.world_size
         self.batch_size = min(cfg.batch_size, per_rank)
         if self.batch_size < cfg.batch_size and dist.is_main:
             log.warning("--batch-size %d is more than the %d images each process has; using %d", cfg.batch_size, per_rank, self.batch_size)
-        self.steps_per_epoch = per_rank // self.batch_size
+        self.steps_per_epoch = per_rank // self.batch_size  # in D updates: n_critic of them make one step
         self._perm_epoch, self._perm = -1, None
         self.preview_z = task.preview_inputs(cfg.grid_size, cfg.seed).to(device)
         self.history: list[dict] = []
         self.step = 0
 
     # ------------------------------------------------------------------ data
-    def real_batch(self, step: int) -> torch.Tensor:
-        """The real images of `step`: a slice of this rank's shard of epoch e's permutation."""
-        epoch, i = divmod(step, self.steps_per_epoch)
+    def real_batch(self, update: int) -> torch.Tensor:
+        """The real images of D update `update`: a slice of this rank's shard of epoch e's permutation."""
+        epoch, i = divmod(update, self.steps_per_epoch)
         if epoch != self._perm_epoch:
             perm = torch.randperm(len(self.images), generator=torch.Generator().manual_seed(self.cfg.seed * 7_919 + epoch))
             shard = perm[self.dist.rank :: self.dist.world_size][: self.steps_per_epoch * self.batch_size]
@@ -93,27 +97,64 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
-        seed = step_seed(self.cfg.seed, step, self.dist.rank)
-        torch.manual_seed(seed)  # dropout and other draws inside the networks
-        batch = self.task.make_batch(self.real_batch(step), torch.Generator().manual_seed(seed))
+        n_critic, d_ok = self.cfg.n_critic, True
+        for i in range(n_critic):
+            update = step * n_critic + i
+            seed = step_seed(self.cfg.seed + self.seed_offset, update, self.dist.rank)
+            torch.manual_seed(seed)  # dropout, augmentation and other draws inside the step
+            batch = self.task.make_batch(self.real_batch(update), torch.Generator().manual_seed(seed))
 
-        # (1) Update D: maximise log D(x) + log(1 - D(G(z))), i.e. minimise L_D.
-        with autocast(self.device, self.dtype):
-            fake = self.task.generate(self.ddp_generator, batch)
-            loss_d, stats = self.task.discriminator_loss(self.ddp_discriminator, batch, fake.detach())
-        self._update(self.opt_d, loss_d)
+            # (1) Update D: maximise log D(x) + log(1 - D(G(z))), i.e. minimise L_D.
+            with autocast(self.device, self.dtype):
+                fake = self.task.generate(self.ddp_generator, batch)
+                loss_d, stats = self.task.discriminator_loss(self.ddp_discriminator, batch, fake.detach(), update)
+            d_ok = self._update(self.opt_d, loss_d) and d_ok
 
         # (2) Update G: maximise log D(G(z)), i.e. minimise L_G = -log D(G(z)); D's weights stay fixed.
         with frozen(self.discriminator), autocast(self.device, self.dtype):
             loss_g, g_stats = self.task.generator_loss(self.discriminator, batch, fake)
-        self._update(self.opt_g, loss_g)
-        return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(), **stats, **g_stats}
+        g_ok = self._update(self.opt_g, loss_g)
+        if self.ema is not None:
+            self.ema.update(self.generator, step)
+        skipped = torch.tensor(float(not (d_ok and g_ok)))
+        return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(), **stats, **g_stats, "skipped": skipped}
 
-    def _update(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> None:
+    def _update(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> bool:
+        """One optimiser step, skipped (and reported False) if the loss is not finite on any rank."""
         optimizer.zero_grad(set_to_none=True)
+        finite = torch.isfinite(loss.detach()).float()
+        if self.dist.enabled:
+            torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
+        if not finite.item():
+            return False
         self.scaler.scale(loss).backward()
         self.scaler.step(optimizer)
         self.scaler.update()
+        return True
+
+    def _guard_nonfinite(self) -> bool:
+        """After `nan_patience` skipped steps in a row, roll back to the last checkpoint (and say so).
+
+        A run that diverges again and again stops with a clear message instead of writing garbage.
+        """
+        self.nonfinite_in_a_row += 1
+        if self.nonfinite_in_a_row < self.cfg.nan_patience:
+            return False
+        last = self.run_dir / "checkpoints" / "last.safetensors"
+        if self.rollbacks >= 3 or not last.exists():
+            where = "three rollbacks did not help" if last.exists() else "no checkpoint to roll back to"
+            raise UserError(f"training diverged: non-finite losses for {self.nonfinite_in_a_row} steps in a row at step "
+                            f"{self.step} ({where}); try a lower --lr, --spectral-norm or --r1-gamma")
+        self.rollbacks += 1
+        failed_at = self.step
+        self.resume()
+        self.nonfinite_in_a_row = 0
+        log.warning("non-finite losses for %d steps in a row at step %d: rolled back to the checkpoint of step %d (rollback %d of 3)",
+                    self.cfg.nan_patience, failed_at, self.step, self.rollbacks)
+        self._log({"step": self.step, "event": "rollback", "from_step": failed_at})
+        # The rolled-back steps are retried with other random draws, or the same divergence would repeat.
+        self.seed_offset += 1_000_000
+        return True
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> None:
@@ -131,6 +172,11 @@ class Trainer:
                     self.step += 1
                     images_seen += self.batch_size * self.dist.world_size
                     bar.update(1)
+                    if not figures["skipped"]:
+                        self.nonfinite_in_a_row = 0
+                    elif self._guard_nonfinite():
+                        bar.n = self.step
+                        continue
                     if self.step % self.cfg.log_every == 0 or self.step == self.total_steps:
                         elapsed = time.perf_counter() - t0
                         record = {"step": self.step, **{k: round(float(v), 5) for k, v in figures.items()},
@@ -183,13 +229,24 @@ class Trainer:
         with open(self.run_dir / "metrics.jsonl", "a") as f:
             f.write(json.dumps(record) + "\n")
 
+    @property
+    def checkpointed_nets(self) -> dict[str, torch.nn.Module]:
+        return {**self.task.nets, **({"generator_ema": self.ema.model} if self.ema else {})}
+
+    @property
+    def sampling_generator(self) -> torch.nn.Module:
+        """The EMA copy where there is one: it is what samples and exported models use."""
+        return self.ema.model if self.ema else self.generator
+
     @torch.no_grad()
     def save_samples(self) -> None:
         if not self.dist.is_main:
             return
-        self.generator.eval()
-        images = self.generator(self.preview_z).float()
-        self.generator.train()
+        generator = self.sampling_generator
+        was_training = generator.training
+        generator.eval()
+        images = generator(self.preview_z).float()
+        generator.train(was_training)
         (self.run_dir / "samples").mkdir(exist_ok=True)
         grid = make_grid(images, nrow=int(len(images) ** 0.5 + 0.5))
         save_image(grid, self.run_dir / "samples" / f"step_{self.step:07d}.png")
@@ -199,7 +256,7 @@ class Trainer:
     def _sync_buffers(self) -> None:
         """Batch-norm statistics updated outside DDP's forward can drift apart; take rank 0's."""
         if self.dist.enabled:
-            for net in self.task.nets.values():
+            for net in self.checkpointed_nets.values():
                 for b in net.buffers():
                     torch.distributed.broadcast(b, 0)
 
@@ -207,14 +264,13 @@ class Trainer:
         self._sync_buffers()
         if not self.dist.is_main:
             return
-        nets = self.task.nets
-        save_checkpoint(self.run_dir / "checkpoints" / "last.safetensors", nets,
+        save_checkpoint(self.run_dir / "checkpoints" / "last.safetensors", self.checkpointed_nets,
                         {"generator": self.opt_g, "discriminator": self.opt_d}, {"step": self.step})
-        save_model(self.run_dir / "model", self.task.model, {"generator": self.generator.state_dict()})
+        save_model(self.run_dir / "model", self.task.model, {"generator": self.sampling_generator.state_dict()})
 
     def resume(self) -> None:
         """Restore weights, optimisers and step from the run's last checkpoint; trim later metrics."""
-        meta = load_checkpoint(self.run_dir / "checkpoints" / "last.safetensors", self.task.nets,
+        meta = load_checkpoint(self.run_dir / "checkpoints" / "last.safetensors", self.checkpointed_nets,
                                {"generator": self.opt_g, "discriminator": self.opt_d})
         self.step = int(meta["step"])
         metrics = self.run_dir / "metrics.jsonl"

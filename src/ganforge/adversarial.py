@@ -1,0 +1,46 @@
+"""The adversarial half that every task shares: a loss pair, DiffAugment and gradient penalties.
+
+A task hands over a `critic` (D, or D closed over a condition) and the real and generated images;
+everything that stabilises GAN training on the D side lives here, once.
+"""
+
+from typing import Callable
+
+import torch
+
+from ganforge.augment import diff_augment
+from ganforge.losses import ADVERSARIAL_LOSSES, gradient_penalty, r1_penalty
+
+Critic = Callable[[torch.Tensor], torch.Tensor]
+
+
+class AdversarialObjective:
+    def __init__(self, loss: str = "bce", augment: list[str] | None = None, r1_gamma: float = 0.0,
+                 r1_every: int = 16, gp_weight: float = 10.0):
+        self.loss = loss
+        self.d_loss_fn, self.g_loss_fn = ADVERSARIAL_LOSSES[loss]
+        self.augment = augment or []
+        self.r1_gamma, self.r1_every, self.gp_weight = r1_gamma, r1_every, gp_weight
+
+    def discriminator_loss(self, critic: Critic, real: torch.Tensor, fake: torch.Tensor, step: int):
+        """L_D (+ gradient penalty for WGAN-GP, + lazy R1 every `r1_every` steps); stats for the log."""
+        real, fake = diff_augment(real, self.augment), diff_augment(fake, self.augment)
+        with_r1 = self.r1_gamma > 0 and step % self.r1_every == 0
+        if with_r1:
+            real = real.detach().requires_grad_(True)
+        real_logits, fake_logits = critic(real).float(), critic(fake).float()
+        loss = self.d_loss_fn(real_logits, fake_logits)
+        stats = {"d_real": torch.sigmoid(real_logits.detach()).mean(), "d_fake": torch.sigmoid(fake_logits.detach()).mean()}
+        if self.loss == "wgan-gp":
+            penalty = gradient_penalty(critic, real, fake)
+            loss = loss + self.gp_weight * penalty
+            stats["gp"] = penalty.detach()
+        if with_r1:
+            # Lazy regularisation (StyleGAN2): every k-th step, with the penalty scaled by k.
+            penalty = r1_penalty(real_logits, real)
+            loss = loss + 0.5 * self.r1_gamma * self.r1_every * penalty
+            stats["r1"] = penalty.detach()
+        return loss, stats
+
+    def generator_loss(self, critic: Critic, fake: torch.Tensor) -> torch.Tensor:
+        return self.g_loss_fn(critic(diff_augment(fake, self.augment)).float())

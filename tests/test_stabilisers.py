@@ -1,0 +1,162 @@
+"""Losses, penalties, augmentation, EMA and the non-finite guard of the evaluation issue."""
+
+import json
+import math
+
+import pytest
+import torch
+
+from ganforge.augment import diff_augment, parse_policy
+from ganforge.cli import main
+from ganforge.config import TrainConfig
+from ganforge.errors import UserError
+from ganforge.losses import ADVERSARIAL_LOSSES, gradient_penalty, r1_penalty
+from ganforge.training.ema import EMA
+
+REAL, FAKE = [2.0, -1.0], [0.5, -3.0]
+
+
+@pytest.mark.parametrize(
+    "name, expected_d, expected_g",
+    [
+        ("hinge", (max(0, 1 - 2) + max(0, 1 + 1)) / 2 + (max(0, 1 + 0.5) + max(0, 1 - 3)) / 2, -(0.5 - 3) / 2),
+        ("lsgan", 0.5 * ((2 - 1) ** 2 + (-1 - 1) ** 2) / 2 + 0.5 * (0.5**2 + 3**2) / 2, 0.5 * ((0.5 - 1) ** 2 + (-3 - 1) ** 2) / 2),
+        ("wgan-gp", (0.5 - 3) / 2 - (2 - 1) / 2, -(0.5 - 3) / 2),
+    ],
+)
+def test_losses_match_hand_computation(name, expected_d, expected_g):
+    d_loss, g_loss = ADVERSARIAL_LOSSES[name]
+    assert math.isclose(d_loss(torch.tensor(REAL), torch.tensor(FAKE)).item(), expected_d, rel_tol=1e-6)
+    assert math.isclose(g_loss(torch.tensor(FAKE)).item(), expected_g, rel_tol=1e-6)
+
+
+def test_gradient_penalty_of_a_linear_critic():
+    """D(x) = w·x has gradient w everywhere, so the penalty is (|w| - 1)² exactly."""
+    w = torch.tensor([3.0, 4.0]).view(1, 2, 1, 1)
+    critic = lambda x: (x * w).sum(dim=(1, 2, 3))  # noqa: E731
+    real, fake = torch.randn(5, 2, 1, 1), torch.randn(5, 2, 1, 1)
+    assert math.isclose(gradient_penalty(critic, real, fake).item(), (5.0 - 1.0) ** 2, rel_tol=1e-6)
+
+
+def test_r1_penalty_of_a_quadratic_critic():
+    """D(x) = Σx² has gradient 2x, so R1 = E[Σ(2x)²] = 4 E[Σx²]."""
+    real = torch.randn(6, 1, 2, 2, requires_grad=True)
+    logits = real.pow(2).sum(dim=(1, 2, 3))
+    expected = 4 * real.detach().pow(2).sum(dim=(1, 2, 3)).mean()
+    assert torch.allclose(r1_penalty(logits, real), expected)
+
+
+def test_r1_penalty_has_gradients_for_d():
+    d = torch.nn.Conv2d(1, 1, 3, padding=1)
+    real = torch.randn(4, 1, 8, 8, requires_grad=True)
+    r1_penalty(d(real).sum(dim=(1, 2, 3)), real).backward()
+    assert d.weight.grad is not None and d.weight.grad.abs().sum() > 0
+
+
+def test_diff_augment_keeps_shape_and_gradient():
+    x = (torch.rand(4, 3, 16, 16) * 2 - 1).requires_grad_(True)
+    y = diff_augment(x, parse_policy("color,translation,cutout"))
+    assert y.shape == x.shape
+    y.sum().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    with pytest.raises(UserError, match="--augment"):
+        parse_policy("color,blur")
+
+
+def test_cutout_blanks_a_quarter_and_translation_moves():
+    torch.manual_seed(0)
+    x = torch.ones(8, 1, 16, 16)
+    from ganforge.augment import cutout, translation
+
+    zeros = (cutout(x) == 0).float().mean(dim=(1, 2, 3))
+    assert ((zeros > 0) & (zeros <= 0.25)).all()
+    moved = translation(torch.arange(256.0).view(1, 1, 16, 16).repeat(8, 1, 1, 1))
+    assert not torch.equal(moved, torch.arange(256.0).view(1, 1, 16, 16).repeat(8, 1, 1, 1))
+
+
+def test_ema_averages_weights():
+    model = torch.nn.Linear(2, 1)
+    ema = EMA(model, decay=0.5)
+    start = model.weight.detach().clone()
+    with torch.no_grad():
+        model.weight.add_(1.0)
+    ema.update(model, step=1000)  # decay 0.5 once warmed up
+    assert torch.allclose(ema.model.weight, start + 0.5)
+
+
+@pytest.mark.parametrize(
+    "extra",
+    [
+        ["--loss", "hinge", "--spectral-norm"],
+        ["--loss", "lsgan", "--ema-decay", "0.9"],
+        ["--loss", "wgan-gp", "--n-critic", "2"],
+        ["--r1-gamma", "1", "--r1-every", "2", "--lr-d", "0.0004", "--lr-g", "0.0001"],
+        ["--augment", "color,translation,cutout"],
+    ],
+)
+def test_every_stabiliser_trains_and_resumes(tmp_path, small_args, extra):
+    run = tmp_path / "run"
+    assert main(small_args(run, "--steps", "4", *extra)) == 0
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert all(math.isfinite(r["loss_d"]) and math.isfinite(r["loss_g"]) for r in records)
+    assert main(small_args(run, "--steps", "6", "--resume", *extra)) == 0
+
+
+def test_resume_is_exact_with_ema_and_augmentation(tmp_path, small_args):
+    from safetensors.torch import load_file
+
+    extra = ["--ema-decay", "0.99", "--augment", "color,translation", "--r1-gamma", "0.5", "--r1-every", "2"]
+    assert main(small_args(tmp_path / "a", "--steps", "6", *extra)) == 0
+    assert main(small_args(tmp_path / "b", "--steps", "3", *extra)) == 0
+    assert main(small_args(tmp_path / "b", "--steps", "6", "--resume", *extra)) == 0
+    a = load_file(str(tmp_path / "a" / "checkpoints" / "last.safetensors"))
+    b = load_file(str(tmp_path / "b" / "checkpoints" / "last.safetensors"))
+    assert any(k.startswith("net.generator_ema.") for k in a)
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def make_trainer(tmp_path, **options):
+    from ganforge.tasks.generation import GenerationTask
+    from ganforge.training.distributed import DistInfo
+    from ganforge.training.trainer import Trainer
+
+    cfg = TrainConfig(data="digits", resolution=8, width=8, batch_size=8, checkpoint_every=5, sample_every=1000,
+                      log_every=1, **options)
+    task = GenerationTask(cfg, 1, 8)
+    images = torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8)
+    (tmp_path / "checkpoints").mkdir(parents=True, exist_ok=True)
+    return Trainer(cfg, task, images, tmp_path, torch.device("cpu"), torch.float32, DistInfo(), total_steps=20)
+
+
+def test_nonfinite_steps_are_skipped_and_roll_back(tmp_path, caplog):
+    trainer = make_trainer(tmp_path, nan_patience=3)
+    real_loss = trainer.task.adversarial.d_loss_fn
+    poison_left = [3]  # steps 7, 8, 9 give NaN once: skipped, then a rollback to step 5
+
+    def loss(real, fake):
+        value = real_loss(real, fake)
+        if trainer.step >= 7 and poison_left[0]:
+            poison_left[0] -= 1
+            return value * float("nan")
+        return value
+
+    trainer.task.adversarial.d_loss_fn = loss
+    before = {k: v.clone() for k, v in trainer.generator.state_dict().items()}
+    with caplog.at_level("WARNING", logger="ganforge"):
+        trainer.fit()
+    assert "rolled back to the checkpoint of step 5" in caplog.text
+    assert trainer.rollbacks == 1 and trainer.step == 20
+    assert all(torch.isfinite(p).all() for p in trainer.generator.parameters())
+    assert any(not torch.equal(before[k], v) for k, v in trainer.generator.state_dict().items())
+    events = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    assert {"step": 5, "event": "rollback", "from_step": 10} in events
+    timeline = [e for e in events if "event" not in e]  # the rolled-back steps' lines were replaced
+    assert [e["step"] for e in timeline] == list(range(1, 21))
+    assert all(math.isfinite(e["loss_d"]) and e["skipped"] == 0 for e in timeline)
+
+
+def test_persistent_divergence_stops_with_a_clear_error(tmp_path):
+    trainer = make_trainer(tmp_path, nan_patience=2)
+    trainer.task.adversarial.d_loss_fn = lambda real, fake: (real.mean() + fake.mean()) * float("inf")
+    with pytest.raises(UserError, match="training diverged"):
+        trainer.fit()
