@@ -1,6 +1,9 @@
 import os
 
+os.environ["OMP_NUM_THREADS"] = "1"  # tiny test networks run fastest on one thread, and subprocesses inherit it
+
 import numpy as np
+import torch
 import pytest
 from PIL import Image
 
@@ -39,4 +42,4 @@ def small_args():
     return small_train_args
 
 
-os.environ.setdefault("OMP_NUM_THREADS", "2")
+torch.set_num_threads(1)

@@ -118,3 +118,25 @@ def load_file_meta(run):
 
     with safe_open(str(run / "checkpoints" / "last.safetensors"), "pt") as f:
         return f.metadata()
+
+
+def test_max_images_and_max_minutes(tmp_path, small_args):
+    run = tmp_path / "run"
+    assert main(small_args(run, "--steps", "100000", "--max-images", "100", "--max-minutes", "0.02")) == 0
+    config = yaml.safe_load((run / "config.yaml").read_text())
+    assert config["environment"]["images"] == 100
+    steps = [json.loads(line)["step"] for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert 0 < steps[-1] < 100000  # stopped by the clock, with a checkpoint
+    assert (run / "checkpoints" / "last.safetensors").exists()
+
+
+def test_split_is_disjoint_and_fixed():
+    from ganforge.data import load_imageset, split
+
+    data = load_imageset("digits", 8)
+    train_a, held_a = split(data, 1500)
+    train_b, _ = split(data, 1500)
+    assert len(train_a) == 1500 and len(held_a) == 297
+    assert torch.equal(train_a.images, train_b.images)
+    rows = {bytes(x.numpy()) for x in train_a.images}
+    assert sum(bytes(x.numpy()) in rows for x in held_a.images) < 5  # digits has a few duplicate images

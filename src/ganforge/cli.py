@@ -57,6 +57,21 @@ def _interpolate(args) -> None:
     print(interpolate(where, parse_seeds(args.seeds), args.out, frames=args.frames, device=args.device))
 
 
+def _evaluate(args) -> None:
+    from ganforge.evaluation import evaluate, format_report, parse_metrics
+
+    report = evaluate(args.run, data=args.data, metrics=parse_metrics(args.metrics), n=args.n, features=args.features,
+                      inception_weights=args.inception_weights, out=args.out, seed=args.seed, device=args.device)
+    print(format_report(report))
+
+
+def _features_train(args) -> None:
+    from ganforge.evaluation import train_features
+
+    features = train_features(args.data, args.out, args.resolution, args.channels, args.steps, args.seed, args.max_images)
+    print(f"{features.name} saved in {args.out}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ganforge", description="Train GANs on images, then make pictures with them.")
     parser.add_argument("--version", action="version", version=f"ganforge {__version__}")
@@ -81,6 +96,29 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--seeds", default="0,1,2,3", help="seeds to walk through, e.g. 1,2,3,4 or 0-7")
             p.add_argument("--frames", type=int, default=8, help="frames between consecutive seeds")
             p.add_argument("--out", default="interpolation.png", help=".png grid (a row per leg) or .gif")
+    p = sub.add_parser("evaluate", help="FID, KID, precision/recall, density/coverage and a memorisation audit")
+    p.add_argument("run", help="run directory, exported model folder or shipped model name")
+    p.add_argument("--data", help="real images to compare with (default: the run's --data; its held-out split if it has one)")
+    p.add_argument("--metrics", default="fid,kid,pr,dc,memorization", help="comma list of fid, kid, pr, dc (coverage), memorization")
+    p.add_argument("--n", type=int, help="generated images (default: as many as the reference set, at most 5000)")
+    p.add_argument("--features", help="a domain feature network folder (from `ganforge features train`)")
+    p.add_argument("--inception-weights", help="local file of the FID Inception-v3 weights (pt_inception-2015-12-05-6726825d.pth)")
+    p.add_argument("--out", help="JSON report (default: RUN/evaluation.json)")
+    p.add_argument("--seed", type=int, default=0, help="generated image i uses seed + i")
+    p.add_argument("--device", default="auto")
+    p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("features", help="feature networks for the metrics")
+    fsub = p.add_subparsers(dest="features_command", required=True)
+    p = fsub.add_parser("train", help="train a domain feature network on real images (a classifier where labels exist)")
+    p.add_argument("--data", required=True, help="embedded set or folder")
+    p.add_argument("--out", required=True, help="folder for config.json and weights.safetensors")
+    p.add_argument("--resolution", type=int)
+    p.add_argument("--channels", type=int)
+    p.add_argument("--max-images", type=int, help="train on the same seeded subset as `train --max-images`")
+    p.add_argument("--steps", type=int, default=400)
+    p.add_argument("--seed", type=int, default=0)
+    p.set_defaults(func=_features_train)
     return parser
 
 

@@ -22,6 +22,7 @@ def option(default, help: str, **kwargs):
 class TrainConfig:
     data: str = option("mnist5k", "embedded set (mnist5k, digits) or a folder of images")
     out: str = option("runs/ganforge", "run directory (config, checkpoints, samples, metrics)")
+    max_images: int | None = option(None, "train on this many images of --data (a fixed seeded choice); the rest is held out for evaluation")
     task: str = option("generation", "what is trained", choices=["generation"])
     arch: str = option("dcgan", "dcgan: resolution-generic DCGAN; seed: the brief's 56x56 networks", choices=["dcgan", "seed"])
     resolution: int | None = option(None, "image size (default: the embedded set's own, 64 for folders, 56 for --arch seed)")
@@ -39,6 +40,7 @@ class TrainConfig:
     batch_size: int = option(64, "images per step and per process")
     steps: int | None = option(None, "training steps (D and G updates); default 5000 unless --epochs")
     epochs: float | None = option(None, "training length in passes over the data (instead of --steps)")
+    max_minutes: float | None = option(None, "stop (with a checkpoint) after this many minutes of training, whatever --steps says")
     lr: float = option(2e-4, "Adam learning rate of both networks")
     lr_g: float | None = option(None, "G's learning rate (two time-scale update rule; default: --lr)")
     lr_d: float | None = option(None, "D's learning rate (default: --lr)")
@@ -50,17 +52,22 @@ class TrainConfig:
     sample_every: int = option(500, "steps between sample grids")
     checkpoint_every: int = option(1000, "steps between checkpoints")
     log_every: int = option(10, "steps between lines of metrics.jsonl")
+    eval_every: int = option(1000, "steps between domain-feature FID/KID and mode-collapse checks (0: off)")
+    eval_samples: int = option(1000, "generated images per check during training")
     grid_size: int = option(64, "images in each sample grid")
     nan_patience: int = option(10, "non-finite losses in a row before rolling back to the last checkpoint")
 
     def validate(self) -> "TrainConfig":
         positive = ["width", "latent_dim", "batch_size", "sample_every", "checkpoint_every", "log_every", "grid_size",
-                    "n_critic", "r1_every", "nan_patience"]
+                    "n_critic", "r1_every", "nan_patience", "eval_samples"]
         for name in positive:
             if getattr(self, name) < 1:
                 raise UserError(f"--{flag(name)}: must be at least 1, got {getattr(self, name)}")
         if self.steps is not None and self.steps < 1:
             raise UserError(f"--steps: must be at least 1, got {self.steps}")
+        for name in ("max_images", "max_minutes"):
+            if getattr(self, name) is not None and getattr(self, name) <= 0:
+                raise UserError(f"--{flag(name)}: must be positive, got {getattr(self, name)}")
         if self.epochs is not None and self.epochs <= 0:
             raise UserError(f"--epochs: must be positive, got {self.epochs}")
         if self.steps is not None and self.epochs is not None:
@@ -69,7 +76,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not 0 < value < 1:
                 raise UserError(f"--{flag(name)}: must be in (0, 1), got {value}")
-        for name in ("gp_weight", "r1_gamma"):
+        for name in ("gp_weight", "r1_gamma", "eval_every"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{flag(name)}: must be at least 0, got {getattr(self, name)}")
         if not 0 <= self.ema_decay < 1:

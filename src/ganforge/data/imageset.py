@@ -56,6 +56,19 @@ def load_imageset(spec: str, resolution: int, channels: int | None = None) -> Im
     return ImageSet(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels), names, spec)
 
 
+def split(data: ImageSet, max_images: int | None) -> tuple[ImageSet, ImageSet]:
+    """(training, held-out): `max_images` images chosen by a fixed seeded shuffle, and the rest.
+
+    The shuffle's seed is fixed (not the run's seed) so that runs with different seeds train on
+    the same images and are evaluated against the same held-out ones.
+    """
+    if max_images is None or max_images >= len(data):
+        return data, ImageSet(data.images[:0], data.labels[:0], data.class_names, data.source)
+    perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
+    take = lambda idx: ImageSet(data.images[idx], data.labels[idx], data.class_names, data.source)  # noqa: E731
+    return take(perm[:max_images]), take(perm[max_images:])
+
+
 def _resize_uint8(images: np.ndarray, resolution: int) -> np.ndarray:
     if images.shape[-1] == resolution:
         return images

@@ -72,7 +72,8 @@ class DCGANGenerator(nn.Module):
 class DCGANDiscriminator(nn.Module):
     """image -> one real/fake logit per image (no sigmoid: losses work on logits)."""
 
-    def __init__(self, resolution: int = 64, channels: int = 3, width: int = 64, spectral_norm: bool = False):
+    def __init__(self, resolution: int = 64, channels: int = 3, width: int = 64, spectral_norm: bool = False,
+                 batch_norm: bool = True):
         super().__init__()
         base, k = resolution_plan(resolution)
         widths = _widths(width, k)[::-1]
@@ -80,8 +81,8 @@ class DCGANDiscriminator(nn.Module):
         layers: list[nn.Module] = [sn(nn.Conv2d(channels, widths[0], 4, 2, 1, bias=False)), nn.LeakyReLU(0.2, True)]
         for cin, cout in zip(widths, widths[1:]):
             layers += [sn(nn.Conv2d(cin, cout, 4, 2, 1, bias=False))]
-            # Batch norm and spectral norm fight each other; with SN the layer stays linear.
-            layers += [] if spectral_norm else [nn.BatchNorm2d(cout)]
+            # Spectral norm replaces batch norm; a WGAN-GP critic has none (the penalty is per sample).
+            layers += [nn.BatchNorm2d(cout)] if batch_norm and not spectral_norm else []
             layers += [nn.LeakyReLU(0.2, True)]
         layers += [sn(nn.Conv2d(widths[-1], 1, base, 1, 0, bias=False))]
         self.main = nn.Sequential(*layers)

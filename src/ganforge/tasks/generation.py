@@ -17,10 +17,10 @@ def build_generator(model: dict) -> nn.Module:
     return DCGANGenerator(model["resolution"], model["channels"], model["latent_dim"], model["width"])
 
 
-def build_discriminator(model: dict, spectral_norm: bool = False) -> nn.Module:
+def build_discriminator(model: dict, spectral_norm: bool = False, batch_norm: bool = True) -> nn.Module:
     if model["arch"] == "seed":
-        return BriefDiscriminator(model["channels"], spectral_norm)
-    return DCGANDiscriminator(model["resolution"], model["channels"], model["width"], spectral_norm)
+        return BriefDiscriminator(model["channels"], spectral_norm)  # the brief's D has no batch norm
+    return DCGANDiscriminator(model["resolution"], model["channels"], model["width"], spectral_norm, batch_norm)
 
 
 def check_resolution(arch: str, resolution: int) -> None:
@@ -44,7 +44,7 @@ class GenerationTask:
             "width": cfg.width,
         }
         self.nets = {"generator": build_generator(self.model),
-                     "discriminator": build_discriminator(self.model, cfg.spectral_norm)}
+                     "discriminator": build_discriminator(self.model, cfg.spectral_norm, batch_norm=cfg.loss != "wgan-gp")}
         self.adversarial = AdversarialObjective(cfg.loss, parse_policy(cfg.augment), cfg.r1_gamma, cfg.r1_every, cfg.gp_weight)
 
     def make_batch(self, real: torch.Tensor, rng: torch.Generator) -> dict[str, torch.Tensor]:

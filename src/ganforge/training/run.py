@@ -10,7 +10,7 @@ import torch
 
 import ganforge
 from ganforge.config import TrainConfig, flag, load_yaml, save_yaml
-from ganforge.data import load_imageset
+from ganforge.data import load_imageset, split
 from ganforge.data.imageset import native_resolution
 from ganforge.errors import UserError
 from ganforge.imageio import check_writable
@@ -23,7 +23,8 @@ from ganforge.training.trainer import Trainer
 
 log = logging.getLogger("ganforge")
 DEFAULT_STEPS = 5000
-RESUMABLE_CHANGES = {"steps", "epochs", "device", "sample_every", "checkpoint_every", "log_every"}
+RESUMABLE_CHANGES = {"steps", "epochs", "max_minutes", "device", "sample_every", "checkpoint_every", "log_every",
+                     "eval_every", "eval_samples"}
 
 
 def resolve_resolution(cfg: TrainConfig) -> int:
@@ -82,12 +83,17 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, device: torch.device, dist
     if dist.is_main:
         check_writable(out / "checkpoints", "--out")
     seed_everything(cfg.seed)
-    data = load_imageset(cfg.data, cfg.resolution, cfg.channels)
+    data, _ = split(load_imageset(cfg.data, cfg.resolution, cfg.channels), cfg.max_images)
     cfg.channels = data.channels
     task = GenerationTask(cfg, data.channels, data.resolution)
     if cfg.steps is None and cfg.epochs is None:
         cfg.steps = DEFAULT_STEPS
-    trainer = Trainer(cfg, task, data.images, out, device, dtype, dist, total_steps=0)
+    monitor = None
+    if cfg.eval_every and dist.is_main:
+        from ganforge.evaluation import TrainingMonitor
+
+        monitor = TrainingMonitor(data, cfg.eval_samples, cfg.seed, cfg.latent_dim)
+    trainer = Trainer(cfg, task, data.images, out, device, dtype, dist, total_steps=0, monitor=monitor)
     trainer.total_steps = cfg.steps if cfg.steps is not None else max(1, round(cfg.epochs * trainer.steps_per_epoch))
     if resume:
         trainer.resume()

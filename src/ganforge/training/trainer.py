@@ -53,9 +53,10 @@ def frozen(module: torch.nn.Module):
 
 class Trainer:
     def __init__(self, cfg, task, images: torch.Tensor, run_dir: Path, device: torch.device,
-                 dtype: torch.dtype, dist: DistInfo, total_steps: int):
+                 dtype: torch.dtype, dist: DistInfo, total_steps: int, monitor=None):
         self.cfg, self.task, self.run_dir, self.device, self.dtype, self.dist = cfg, task, Path(run_dir), device, dtype, dist
         self.total_steps = total_steps
+        self.monitor = monitor  # called with the sampling generator every eval_every steps, on rank 0
         for net in task.nets.values():
             # channels_last: measured 1.5x faster transposed convolutions on the CPU, and what GPUs' tensor cores want.
             net.to(device, memory_format=torch.channels_last)
@@ -162,12 +163,18 @@ class Trainer:
         is_main = self.dist.is_main
         bar = tqdm(total=self.total_steps, initial=self.step, unit="step", disable=not is_main, dynamic_ncols=True)
         t0, images_seen = time.perf_counter(), 0
+        deadline = time.monotonic() + 60 * self.cfg.max_minutes if self.cfg.max_minutes else None
         try:
             with self._stop_requests() as stop:
                 while self.step < self.total_steps:
-                    if self._any_rank_stopping(stop):
+                    if self._any_rank_says(bool(stop)):
                         self.save_checkpoint()
                         raise KeyboardInterrupt
+                    if deadline is not None and self._any_rank_says(time.monotonic() > deadline):
+                        log.info("--max-minutes %.3g reached at step %d", self.cfg.max_minutes, self.step)
+                        self.save_samples()
+                        self.save_checkpoint()
+                        break
                     figures = self.train_step(self.step)
                     self.step += 1
                     images_seen += self.batch_size * self.dist.world_size
@@ -186,16 +193,18 @@ class Trainer:
                         bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k not in ("step", "img_per_s")})
                     if self.step % self.cfg.sample_every == 0 or self.step == self.total_steps:
                         self.save_samples()
+                    if self.monitor is not None and self.step % self.cfg.eval_every == 0:
+                        self._log({"step": self.step, **self.monitor(self.sampling_generator)})
                     if self.step % self.cfg.checkpoint_every == 0 or self.step == self.total_steps:
                         self.save_checkpoint()
         finally:
             bar.close()
 
-    def _any_rank_stopping(self, stop: list) -> bool:
-        """All ranks must stop at the same step, or the checkpoint's collectives would hang."""
+    def _any_rank_says(self, local: bool) -> bool:
+        """Whether any rank wants to stop: all ranks must stop at the same step, or collectives would hang."""
         if not self.dist.enabled:
-            return bool(stop)
-        flag = torch.tensor([float(bool(stop))], device=self.device)
+            return local
+        flag = torch.tensor([float(local)], device=self.device)
         torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
         return bool(flag.item())
 

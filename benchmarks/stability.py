@@ -1,0 +1,79 @@
+"""Which stabilisers help? Each loss/regulariser combination trained for the same CPU time on mnist5k.
+
+Every run trains on the same 4000 images (`--max-images 4000`) and is evaluated against the 1000
+held-out ones with the same domain feature network (a classifier trained on the 4000), so the
+numbers in one table compare. The real-vs-real floor is the 4000 training images against the
+1000 held-out ones. A second table trains on 500 images, with and without DiffAugment.
+
+    python benchmarks/stability.py                 # 2 minutes per run: about 25 minutes on 2 cores
+    python benchmarks/stability.py --minutes 0.5   # a quick look
+"""
+
+import argparse
+import json
+import logging
+import tempfile
+from pathlib import Path
+
+from ganforge.config import TrainConfig
+from ganforge.evaluation import evaluate
+from ganforge.training.run import train
+
+COMBINATIONS = {
+    "bce (the brief's plain DCGAN)": {},
+    "bce + EMA": {"ema_decay": 0.999},
+    "bce + R1 + EMA": {"r1_gamma": 0.2, "ema_decay": 0.999},
+    "hinge + SN": {"loss": "hinge", "spectral_norm": True},
+    "hinge + SN + EMA": {"loss": "hinge", "spectral_norm": True, "ema_decay": 0.999},
+    "lsgan + EMA": {"loss": "lsgan", "ema_decay": 0.999},
+    "wgan-gp (n_critic 5) + EMA": {"loss": "wgan-gp", "n_critic": 5, "lr": 1e-4, "beta1": 0.0, "beta2": 0.9, "ema_decay": 0.999},
+    "bce + EMA + TTUR (lr_d 4e-4, lr_g 1e-4)": {"lr_d": 4e-4, "lr_g": 1e-4, "ema_decay": 0.999},
+}
+SMALL_DATA = {
+    "500 images, bce + EMA": {"ema_decay": 0.999},
+    "500 images, bce + EMA + DiffAugment": {"ema_decay": 0.999, "augment": "color,translation,cutout"},
+}
+COLUMNS = ("fid", "kid", "precision", "recall", "density", "coverage")
+
+
+def run_one(name: str, options: dict, root: Path, minutes: float, max_images: int, seed: int) -> dict:
+    out = root / name.replace(" ", "_").replace("/", "-")
+    cfg = TrainConfig(data="mnist5k", out=str(out), max_images=max_images, steps=10**6, max_minutes=minutes,
+                      eval_every=0, sample_every=10**6, checkpoint_every=10**6, log_every=50, seed=seed, **options)
+    train(cfg)
+    report = evaluate(out, metrics=["fid", "kid", "pr", "dc"], n=1000, seed=seed)
+    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return {"name": name, "steps": steps[-1], **report}
+
+
+def print_table(title: str, rows: list[dict]) -> None:
+    print(f"\n{title}\nextractor: {rows[0]['extractor']}; reference: {rows[0]['reference']}; 1000 generated images")
+    print(f"| {'configuration':42} | {'steps':>6} | " + " | ".join(f"{c:>9}" for c in COLUMNS) + " |")
+    print(f"|{'-' * 44}|{'-' * 8}|" + "|".join("-" * 11 for _ in COLUMNS) + "|")
+    for r in rows:
+        print(f"| {r['name']:42} | {r['steps']:>6} | " + " | ".join(f"{r[c]:9.4f}" for c in COLUMNS) + " |")
+    floor = rows[0].get("fid_floor_train_vs_heldout")
+    if floor is not None:
+        print(f"| {'real vs real floor (train vs held-out)':42} | {'':>6} | {floor:9.4f} | " + " | ".join(" " * 9 for _ in COLUMNS[1:]) + " |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--minutes", type=float, default=2.0, help="training budget of each run")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--only", help="comma list of configuration names to run (default: all)")
+    ap.add_argument("--skip-small-data", action="store_true")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    only = set(args.only.split(",")) if args.only else None
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp)
+        rows = [run_one(n, o, root, args.minutes, 4000, args.seed) for n, o in COMBINATIONS.items() if not only or n in only]
+        print_table(f"mnist5k, {args.minutes:g} CPU minutes per run, trained on 4000 images", rows)
+        if not args.skip_small_data:
+            small = [run_one(n, o, root, args.minutes, 500, args.seed) for n, o in SMALL_DATA.items()]
+            print_table(f"small data: 500 images of mnist5k, {args.minutes:g} CPU minutes per run", small)
+
+
+if __name__ == "__main__":
+    main()

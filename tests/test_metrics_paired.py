@@ -1,0 +1,48 @@
+import math
+
+import pytest
+import torch
+
+from ganforge.metrics import crop_border, psnr, rgb_to_y, ssim
+
+
+def test_psnr_of_a_constant_offset_matches_the_formula():
+    target = torch.rand(3, 3, 16, 16, generator=torch.Generator().manual_seed(0)) * 1.6 - 0.8
+    # 0.1 in [-1, 1] is 0.05 on the [0, 1] scale: PSNR = 10 log10(1 / 0.05^2) = 26.02 dB.
+    assert psnr(target + 0.1, target) == pytest.approx(10 * math.log10(1 / 0.05**2), rel=1e-5)
+    assert psnr(target, target) == math.inf
+
+
+def test_psnr_averages_per_image_scores():
+    target = torch.zeros(2, 1, 8, 8)
+    pred = target.clone()
+    pred[0] += 0.2  # 0.1 on [0, 1]: 20 dB
+    pred[1] += 0.02  # 0.01 on [0, 1]: 40 dB
+    assert psnr(pred, target) == pytest.approx(30.0, rel=1e-5)
+
+
+def test_ssim_is_one_for_identical_images_and_lower_for_noisy_ones():
+    g = torch.Generator().manual_seed(1)
+    x = torch.rand(2, 3, 24, 24, generator=g) * 2 - 1
+    assert ssim(x, x) == pytest.approx(1.0, abs=1e-6)
+    noisy = (x + 0.3 * torch.randn(x.shape, generator=g)).clamp(-1, 1)
+    assert 0 < ssim(noisy, x) < 0.9
+
+
+def test_rgb_to_y_uses_bt601_studio_range():
+    white, black = torch.ones(1, 3, 2, 2), -torch.ones(1, 3, 2, 2)
+    red = torch.tensor([1.0, -1.0, -1.0]).view(1, 3, 1, 1)
+    to_255 = lambda y: ((y + 1) / 2 * 255).flatten()  # noqa: E731
+    assert torch.allclose(to_255(rgb_to_y(white)), torch.tensor(235.0), atol=1e-3)
+    assert torch.allclose(to_255(rgb_to_y(black)), torch.tensor(16.0), atol=1e-3)
+    assert torch.allclose(to_255(rgb_to_y(red)), torch.tensor(16.0 + 65.481), atol=1e-3)
+    grey = torch.rand(1, 1, 4, 4)
+    assert rgb_to_y(grey) is grey
+
+
+def test_crop_border_cuts_each_side():
+    x = torch.arange(36.0).view(1, 1, 6, 6)
+    assert torch.equal(crop_border(x, 2), x[..., 2:4, 2:4])
+    assert crop_border(x, 0).shape == x.shape
+    with pytest.raises(ValueError):
+        crop_border(x, 3)
