@@ -5,7 +5,7 @@ held-out ones with the same domain feature network (a classifier trained on the 
 numbers in one table compare. The real-vs-real floor is the 4000 training images against the
 1000 held-out ones. A second table trains on 500 images, with and without DiffAugment.
 
-    python benchmarks/stability.py                 # 2 minutes per run: about 25 minutes on 2 cores
+    python benchmarks/stability.py                 # 2 minutes per run (5 for small data): about 30 minutes on 2 cores
     python benchmarks/stability.py --minutes 0.5   # a quick look
 """
 
@@ -15,10 +15,13 @@ import logging
 import tempfile
 from pathlib import Path
 
+from safetensors import safe_open
+
 from ganforge.config import TrainConfig
 from ganforge.evaluation import evaluate
 from ganforge.training.run import train
 
+PLAIN = {"loss": "bce", "r1_gamma": 0.0, "ema_decay": 0.0}  # every option the defaults might set, spelled out
 COMBINATIONS = {
     "bce (the brief's plain DCGAN)": {},
     "bce + EMA": {"ema_decay": 0.999},
@@ -30,8 +33,9 @@ COMBINATIONS = {
     "bce + EMA + TTUR (lr_d 4e-4, lr_g 1e-4)": {"lr_d": 4e-4, "lr_g": 1e-4, "ema_decay": 0.999},
 }
 SMALL_DATA = {
-    "500 images, bce + EMA": {"ema_decay": 0.999},
-    "500 images, bce + EMA + DiffAugment": {"ema_decay": 0.999, "augment": "color,translation,cutout"},
+    "500 images, bce + R1 + EMA": {"r1_gamma": 0.2, "ema_decay": 0.999},
+    "500 images, bce + R1 + EMA + DiffAugment": {"r1_gamma": 0.2, "ema_decay": 0.999, "augment": "color,translation,cutout"},
+    "500 images, bce + R1 + EMA + DiffAugment translation": {"r1_gamma": 0.2, "ema_decay": 0.999, "augment": "translation"},
 }
 COLUMNS = ("fid", "kid", "precision", "recall", "density", "coverage")
 
@@ -39,11 +43,12 @@ COLUMNS = ("fid", "kid", "precision", "recall", "density", "coverage")
 def run_one(name: str, options: dict, root: Path, minutes: float, max_images: int, seed: int) -> dict:
     out = root / name.replace(" ", "_").replace("/", "-")
     cfg = TrainConfig(data="mnist5k", out=str(out), max_images=max_images, steps=10**6, max_minutes=minutes,
-                      eval_every=0, sample_every=10**6, checkpoint_every=10**6, log_every=50, seed=seed, **options)
+                      eval_every=0, sample_every=10**6, checkpoint_every=10**6, log_every=50, seed=seed, **{**PLAIN, **options})
     train(cfg)
     report = evaluate(out, metrics=["fid", "kid", "pr", "dc"], n=1000, seed=seed)
-    steps = [json.loads(line)["step"] for line in (out / "metrics.jsonl").read_text().splitlines()]
-    return {"name": name, "steps": steps[-1], **report}
+    with safe_open(str(out / "checkpoints" / "last.safetensors"), "pt") as f:
+        steps = json.loads(f.metadata()["meta"])["step"]
+    return {"name": name, "steps": steps, **report}
 
 
 def print_table(title: str, rows: list[dict]) -> None:
@@ -60,19 +65,22 @@ def print_table(title: str, rows: list[dict]) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=2.0, help="training budget of each run")
+    ap.add_argument("--small-minutes", type=float, default=5.0, help="training budget of each small-data run")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--only", help="comma list of configuration names to run (default: all)")
+    ap.add_argument("--only", help="';'-separated configuration names to run (default: all)")
     ap.add_argument("--skip-small-data", action="store_true")
+    ap.add_argument("--skip-main", action="store_true", help="only the small-data table")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    only = set(args.only.split(",")) if args.only else None
+    only = set(args.only.split(";")) if args.only else None
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        rows = [run_one(n, o, root, args.minutes, 4000, args.seed) for n, o in COMBINATIONS.items() if not only or n in only]
-        print_table(f"mnist5k, {args.minutes:g} CPU minutes per run, trained on 4000 images", rows)
+        if not args.skip_main:
+            rows = [run_one(n, o, root, args.minutes, 4000, args.seed) for n, o in COMBINATIONS.items() if not only or n in only]
+            print_table(f"mnist5k, {args.minutes:g} CPU minutes per run, trained on 4000 images, seed {args.seed}", rows)
         if not args.skip_small_data:
-            small = [run_one(n, o, root, args.minutes, 500, args.seed) for n, o in SMALL_DATA.items()]
-            print_table(f"small data: 500 images of mnist5k, {args.minutes:g} CPU minutes per run", small)
+            small = [run_one(n, o, root, args.small_minutes, 500, args.seed) for n, o in SMALL_DATA.items() if not only or n in only]
+            print_table(f"small data: 500 images of mnist5k, {args.small_minutes:g} CPU minutes per run, seed {args.seed}", small)
 
 
 if __name__ == "__main__":

@@ -87,10 +87,11 @@ def ganforge_step_fn(arch: str, precision: str, batch: int, resolution: int, dev
     from ganforge.training.trainer import Trainer
 
     channels = 3
-    cfg = TrainConfig(arch=arch, resolution=resolution, channels=channels, batch_size=batch, precision=precision, grid_size=4)
+    cfg = TrainConfig(arch=arch, resolution=resolution, channels=channels, batch_size=batch, precision=precision, grid_size=4,
+                      steps=1)
     task = GenerationTask(cfg, channels, resolution)
     images = torch.randint(0, 256, (batch * 4, channels, resolution, resolution), dtype=torch.uint8)
-    trainer = Trainer(cfg, task, images, "/nonexistent", device, pick_dtype(precision, device), DistInfo(), total_steps=0)
+    trainer = Trainer(cfg, task, images, "/nonexistent", device, pick_dtype(precision, device), DistInfo())
     return trainer.train_step
 
 

@@ -3,6 +3,7 @@
 import json
 
 import pytest
+import torch
 from PIL import Image
 
 from ganforge.cli import main
@@ -61,3 +62,45 @@ def test_features_train_and_use(digits_run, tmp_path, capsys):
                  "--out", str(tmp_path / "e.json")]) == 0
     report = json.loads((tmp_path / "e.json").read_text())
     assert "memorization" not in report and "fid" in report and "precision" not in report
+
+
+class ConstantGenerator(torch.nn.Module):
+    """A generator forced to collapse: every z gives the same image."""
+
+    def __init__(self, image: torch.Tensor):
+        super().__init__()
+        self.image = torch.nn.Parameter(image)
+
+    def forward(self, z):
+        return self.image.expand(z.shape[0], -1, -1, -1)
+
+
+def test_training_monitor_fires_on_a_collapsed_generator_and_not_on_real_data(caplog):
+    from ganforge.data import load_imageset, split
+    from ganforge.evaluation import TrainingMonitor
+    from ganforge.imageio import uint8_to_float
+
+    train, _ = split(load_imageset("digits", 8), 1500)
+    monitor = TrainingMonitor(train, num_samples=200, seed=0, latent_dim=4)
+    with caplog.at_level("WARNING", logger="ganforge"):
+        record = monitor(ConstantGenerator(uint8_to_float(train.images[:1])))
+    assert "possible mode collapse" in record["collapse_warning"] and "possible mode collapse" in caplog.text
+    assert record["class_coverage"] <= 0.1 and record["diversity"] < 1e-3  # float32 round-off; real data: ~50
+
+    images = uint8_to_float(train.images)
+    shuffled = ShuffledData(images)
+    assert "collapse_warning" not in TrainingMonitor(train, 200, 0, 4)(shuffled)
+
+
+class ShuffledData(torch.nn.Module):
+    """A 'generator' that returns real training images: as diverse as the data."""
+
+    def __init__(self, images):
+        super().__init__()
+        self.images, self.dummy = images, torch.nn.Parameter(torch.zeros(1))
+        self.offset = 0
+
+    def forward(self, z):
+        out = self.images[self.offset : self.offset + z.shape[0]]
+        self.offset += z.shape[0]
+        return out

@@ -121,11 +121,11 @@ def make_trainer(tmp_path, **options):
     from ganforge.training.trainer import Trainer
 
     cfg = TrainConfig(data="digits", resolution=8, width=8, batch_size=8, checkpoint_every=5, sample_every=1000,
-                      log_every=1, **options)
+                      log_every=1, steps=20, **options)
     task = GenerationTask(cfg, 1, 8)
     images = torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8)
     (tmp_path / "checkpoints").mkdir(parents=True, exist_ok=True)
-    return Trainer(cfg, task, images, tmp_path, torch.device("cpu"), torch.float32, DistInfo(), total_steps=20)
+    return Trainer(cfg, task, images, tmp_path, torch.device("cpu"), torch.float32, DistInfo())
 
 
 def test_nonfinite_steps_are_skipped_and_roll_back(tmp_path, caplog):

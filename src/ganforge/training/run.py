@@ -93,8 +93,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, device: torch.device, dist
         from ganforge.evaluation import TrainingMonitor
 
         monitor = TrainingMonitor(data, cfg.eval_samples, cfg.seed, cfg.latent_dim)
-    trainer = Trainer(cfg, task, data.images, out, device, dtype, dist, total_steps=0, monitor=monitor)
-    trainer.total_steps = cfg.steps if cfg.steps is not None else max(1, round(cfg.epochs * trainer.steps_per_epoch))
+    trainer = Trainer(cfg, task, data.images, out, device, dtype, dist, monitor=monitor)
     if resume:
         trainer.resume()
     if dist.is_main:

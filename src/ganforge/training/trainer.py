@@ -53,9 +53,8 @@ def frozen(module: torch.nn.Module):
 
 class Trainer:
     def __init__(self, cfg, task, images: torch.Tensor, run_dir: Path, device: torch.device,
-                 dtype: torch.dtype, dist: DistInfo, total_steps: int, monitor=None):
+                 dtype: torch.dtype, dist: DistInfo, monitor=None):
         self.cfg, self.task, self.run_dir, self.device, self.dtype, self.dist = cfg, task, Path(run_dir), device, dtype, dist
-        self.total_steps = total_steps
         self.monitor = monitor  # called with the sampling generator every eval_every steps, on rank 0
         for net in task.nets.values():
             # channels_last: measured 1.5x faster transposed convolutions on the CPU, and what GPUs' tensor cores want.
@@ -79,6 +78,7 @@ class Trainer:
         if self.batch_size < cfg.batch_size and dist.is_main:
             log.warning("--batch-size %d is more than the %d images each process has; using %d", cfg.batch_size, per_rank, self.batch_size)
         self.steps_per_epoch = per_rank // self.batch_size  # in D updates: n_critic of them make one step
+        self.total_steps = cfg.steps if cfg.steps is not None else max(1, round(cfg.epochs * self.steps_per_epoch / cfg.n_critic))
         self._perm_epoch, self._perm = -1, None
         self.preview_z = task.preview_inputs(cfg.grid_size, cfg.seed).to(device)
         self.history: list[dict] = []
