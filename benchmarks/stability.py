@@ -33,6 +33,8 @@ COMBINATIONS = {
     "bce + EMA + TTUR (lr_d 4e-4, lr_g 1e-4)": {"lr_d": 4e-4, "lr_g": 1e-4, "ema_decay": 0.999},
 }
 SMALL_DATA = {
+    "500 images, bce": {},
+    "500 images, bce + DiffAugment": {"augment": "color,translation,cutout"},
     "500 images, bce + R1 + EMA": {"r1_gamma": 0.2, "ema_decay": 0.999},
     "500 images, bce + R1 + EMA + DiffAugment": {"r1_gamma": 0.2, "ema_decay": 0.999, "augment": "color,translation,cutout"},
     "500 images, bce + R1 + EMA + DiffAugment translation": {"r1_gamma": 0.2, "ema_decay": 0.999, "augment": "translation"},
