@@ -4,7 +4,6 @@ import json
 import subprocess
 import sys
 
-import pytest
 import torch
 import yaml
 from PIL import Image

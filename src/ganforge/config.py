@@ -10,6 +10,7 @@ from pathlib import Path
 
 import yaml
 
+from ganforge.atomic import atomic_path
 from ganforge.errors import UserError
 
 
@@ -122,9 +123,5 @@ def load_yaml(path: Path) -> dict:
 
 
 def save_yaml(d: dict, path: Path) -> None:
-    import os
-
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(yaml.safe_dump(d, sort_keys=False))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        tmp.write_text(yaml.safe_dump(d, sort_keys=False))

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import torch
 
+from ganforge.atomic import atomic_path
 from ganforge.config import load_yaml
 from ganforge.data import ImageSet, load_imageset, split
 from ganforge.data.embedded import cache_dir
@@ -145,9 +146,8 @@ def evaluate(where: str | Path, data: str | None = None, metrics: list[str] | No
         pairs_png = out.with_name(out.stem + "_closest_pairs.png")
         save_closest_pairs(fake_images, train.images, audit["closest_pairs"], pairs_png)
         report["memorization"] = {**audit, "closest_pairs_png": str(pairs_png)}
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(json.dumps(report, indent=2))
-    tmp.replace(out)
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(report, indent=2))
     return report
 
 

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from PIL import Image, ImageOps
 
+from ganforge.atomic import atomic_path
 from ganforge.errors import UserError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
@@ -100,9 +101,8 @@ def check_writable(path: Path, what: str = "--out") -> Path:
 def save_image(image: torch.Tensor, path: Path) -> None:
     """Save one CHW image in [-1, 1] atomically (a temporary file, then a rename)."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    to_pil(image).save(tmp, format=_format_of(path))
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        to_pil(image).save(tmp, format=_format_of(path))
 
 
 def save_gif(frames: list[torch.Tensor], path: Path, fps: int = 12) -> None:
@@ -110,9 +110,8 @@ def save_gif(frames: list[torch.Tensor], path: Path, fps: int = 12) -> None:
     pils = [to_pil(f).convert("RGB") for f in frames]
     pils = pils + pils[-2:0:-1]
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp")
-    pils[0].save(tmp, format="GIF", save_all=True, append_images=pils[1:], duration=int(1000 / fps), loop=0)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        pils[0].save(tmp, format="GIF", save_all=True, append_images=pils[1:], duration=int(1000 / fps), loop=0)
 
 
 def _format_of(path: Path) -> str:

@@ -5,7 +5,6 @@ exported folder, or the name of a model shipped inside the package (`mnist5k`).
 """
 
 import json
-import os
 from pathlib import Path
 
 import torch
@@ -13,6 +12,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 import ganforge
+from ganforge.atomic import atomic_path
 from ganforge.errors import UserError
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
@@ -27,12 +27,10 @@ def save_model(folder: Path, config: dict, weights: dict[str, dict[str, torch.Te
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     for name, state in weights.items():
-        tmp = folder / f".{name}.safetensors.tmp"
-        save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
-        os.replace(tmp, folder / f"{name}.safetensors")
-    tmp = folder / ".config.json.tmp"
-    tmp.write_text(json.dumps({**config, "ganforge_version": ganforge.__version__}, indent=2))
-    os.replace(tmp, folder / "config.json")
+        with atomic_path(folder / f"{name}.safetensors") as tmp:
+            save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
+    with atomic_path(folder / "config.json") as tmp:
+        tmp.write_text(json.dumps({**config, "ganforge_version": ganforge.__version__}, indent=2))
 
 
 def resolve_model(where: str | Path) -> Path:

@@ -1,7 +1,8 @@
 """Loss curves as a PNG, drawn with matplotlib off-screen."""
 
-import os
 from pathlib import Path
+
+from ganforge.atomic import atomic_path
 
 
 def plot_losses(records: list[dict], path: Path, keys: tuple[str, ...] = ("loss_d", "loss_g")) -> None:
@@ -27,11 +28,9 @@ def plot_losses(records: list[dict], path: Path, keys: tuple[str, ...] = ("loss_
     axes[1].set(xlabel="step", title="discriminator outputs", ylim=(0, 1))
     axes[1].legend()
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp.png")
-    fig.savefig(tmp, dpi=90)
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=90)
     plt.close(fig)
-    os.replace(tmp, path)
 
 
 def _smooth(values: list[float], window: int = 20) -> list[float]:

@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
+from ganforge.atomic import atomic_path
+
 
 def cache_dir() -> Path:
     """`$GANFORGE_CACHE`, else `$XDG_CACHE_HOME/ganforge`, else `~/.cache/ganforge`."""
@@ -24,9 +26,8 @@ def _cached(name: str, build) -> tuple[np.ndarray, np.ndarray]:
     images, labels = build()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp.npz")
-        np.savez(tmp, images=images, labels=labels)
-        os.replace(tmp, path)
+        with atomic_path(path) as tmp:
+            np.savez(tmp, images=images, labels=labels)
     except OSError:
         pass  # a read-only home only costs the decoding time again
     return images, labels

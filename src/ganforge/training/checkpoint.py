@@ -7,13 +7,13 @@ RNG states need no saving: every random draw of a step is seeded from (seed, ste
 """
 
 import json
-import os
 from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, safe_open, save_file
 
+from ganforge.atomic import atomic_path
 from ganforge.errors import UserError
 
 
@@ -35,9 +35,8 @@ def save_checkpoint(path: Path, nets: dict, optimizers: dict, meta: dict) -> Non
         metadata[f"optim.{name}"] = json.dumps({"param_groups": sd["param_groups"], "scalars": scalars})
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    save_file(tensors, str(tmp), metadata=metadata)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        save_file(tensors, str(tmp), metadata=metadata)
 
 
 def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:

@@ -12,7 +12,6 @@ the step number, and N + N resumed steps equal 2N straight ones on the CPU.
 import contextlib
 import json
 import logging
-import os
 import signal
 import threading
 import time
@@ -26,6 +25,7 @@ from ganforge.imageio import make_grid, save_image, uint8_to_float
 from ganforge.saved_model import save_model
 from ganforge.training.checkpoint import load_checkpoint, save_checkpoint
 from ganforge.training.device import autocast
+from ganforge.atomic import atomic_path
 from ganforge.errors import UserError
 from ganforge.training.distributed import DistInfo
 from ganforge.training.ema import EMA
@@ -287,6 +287,5 @@ class Trainer:
             kept = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
             self.history = [r for r in kept if r["step"] <= self.step]
             if self.dist.is_main:
-                tmp = metrics.with_name(".metrics.jsonl.tmp")
-                tmp.write_text("".join(json.dumps(r) + "\n" for r in self.history))
-                os.replace(tmp, metrics)
+                with atomic_path(metrics) as tmp:
+                    tmp.write_text("".join(json.dumps(r) + "\n" for r in self.history))

@@ -1,0 +1,20 @@
+"""Writing files so that a crash never leaves a half-written one in place of a good one."""
+
+import contextlib
+import os
+from pathlib import Path
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | Path):
+    """Yield a temporary path beside `path`; it replaces `path` only when the block succeeds.
+
+    The temporary name keeps `path`'s suffix, for writers that pick a format from it.
+    """
+    path = Path(path)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
