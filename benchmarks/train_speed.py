@@ -79,7 +79,7 @@ def reference_step_fn(batch: int, resolution: int, device: torch.device):
 
 
 # --------------------------------------------------------------------------- ganforge's step
-def ganforge_step_fn(arch: str, precision: str, batch: int, resolution: int, device: torch.device):
+def ganforge_step_fn(arch: str, precision: str, batch: int, resolution: int, device: torch.device, options: dict):
     from ganforge.config import TrainConfig
     from ganforge.tasks.generation import GenerationTask
     from ganforge.training.device import pick_dtype
@@ -88,7 +88,7 @@ def ganforge_step_fn(arch: str, precision: str, batch: int, resolution: int, dev
 
     channels = 3
     cfg = TrainConfig(arch=arch, resolution=resolution, channels=channels, batch_size=batch, precision=precision, grid_size=4,
-                      steps=1)
+                      steps=1, **options)
     task = GenerationTask(cfg, channels, resolution)
     images = torch.randint(0, 256, (batch * 4, channels, resolution, resolution), dtype=torch.uint8)
     trainer = Trainer(cfg, task, images, "/nonexistent", device, pick_dtype(precision, device), DistInfo())
@@ -100,7 +100,7 @@ def measure(spec: dict) -> dict:
     if spec["impl"] == "reference":
         step = reference_step_fn(spec["batch"], spec["resolution"], device)
     else:
-        step = ganforge_step_fn(spec["arch"], spec["precision"], spec["batch"], spec["resolution"], device)
+        step = ganforge_step_fn(spec["arch"], spec["precision"], spec["batch"], spec["resolution"], device, spec["options"])
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for i in range(spec["warmup"]):
         step(i)
@@ -128,28 +128,29 @@ def main() -> None:
     ap.add_argument("--bf16", action="store_true", help="add a bf16-autocast row (slow on CPUs without AVX512-BF16)")
     args = ap.parse_args()
     common = {"batch": args.batch, "steps": args.steps, "warmup": args.warmup, "device": args.device}
+    plain = {"r1_gamma": 0.0, "ema_decay": 0.0}  # the reference's algorithm: no R1, no EMA
     rows = [
         ("pytorch/examples DCGAN (reference)", {"impl": "reference", "resolution": 64, "arch": "dcgan", "precision": "fp32"}),
-        ("ganforge --arch dcgan --precision fp32", {"impl": "ganforge", "resolution": 64, "arch": "dcgan", "precision": "fp32"}),
-        ("ganforge --arch dcgan (default: auto)", {"impl": "ganforge", "resolution": 64, "arch": "dcgan", "precision": "auto"}),
-        ("ganforge --arch seed (56x56, auto)", {"impl": "ganforge", "resolution": 56, "arch": "seed", "precision": "auto"}),
+        ("ganforge plain DCGAN (--r1-gamma 0 --ema-decay 0)", {"impl": "ganforge", "resolution": 64, "arch": "dcgan", "precision": "auto", "options": plain}),
+        ("ganforge default (+ lazy R1 + EMA)", {"impl": "ganforge", "resolution": 64, "arch": "dcgan", "precision": "auto", "options": {}}),
+        ("ganforge --arch seed, plain (56x56)", {"impl": "ganforge", "resolution": 56, "arch": "seed", "precision": "auto", "options": plain}),
     ]
     if args.bf16:
-        rows.insert(2, ("ganforge --arch dcgan --precision bf16", {"impl": "ganforge", "resolution": 64, "arch": "dcgan", "precision": "bf16"}))
+        rows.insert(2, ("ganforge plain DCGAN --precision bf16", {"impl": "ganforge", "resolution": 64, "arch": "dcgan", "precision": "bf16", "options": plain}))
     print(f"device: {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
           f"{args.steps} timed steps after {args.warmup} warm-up")
-    print(f"| {'configuration':42} | {'images/s':>9} | {'vs reference':>12} | {'peak MB':>8} |")
-    print(f"|{'-' * 44}|{'-' * 11}|{'-' * 14}|{'-' * 10}|")
+    print(f"| {'configuration':50} | {'images/s':>9} | {'vs reference':>12} | {'peak MB':>8} |")
+    print(f"|{'-' * 52}|{'-' * 11}|{'-' * 14}|{'-' * 10}|")
     reference = None
     for name, spec in rows:
         spec = {**common, **spec}
         out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True)
         if out.returncode != 0:
-            print(f"| {name:42} | failed: {out.stderr.strip().splitlines()[-1]}")
+            print(f"| {name:50} | failed: {out.stderr.strip().splitlines()[-1]}")
             continue
         r = json.loads(out.stdout.strip().splitlines()[-1])
         reference = reference or r["img_per_s"]
-        print(f"| {name:42} | {r['img_per_s']:9.1f} | {r['img_per_s'] / reference:11.2f}x | {r['peak_mb']:8.0f} |", flush=True)
+        print(f"| {name:50} | {r['img_per_s']:9.1f} | {r['img_per_s'] / reference:11.2f}x | {r['peak_mb']:8.0f} |", flush=True)
 
 
 if __name__ == "__main__":
