@@ -38,23 +38,24 @@ def _train(args) -> None:
     print(f"run saved in {out}  (samples: {out}/samples/latest.png, model: {out}/model)")
 
 
+def _model_location(args) -> str:
+    """The generator a `sample` or `interpolate` call names: a run directory or `--model`."""
+    if (args.model or args.run) is None:
+        raise UserError(f"{args.command}: name a run directory or --model")
+    return args.model or args.run
+
+
 def _sample(args) -> None:
     from ganforge.sampling import sample
 
-    where = args.model or args.run
-    if where is None:
-        raise UserError("sample: name a run directory or --model")
-    print(sample(where, args.out, n=args.n, seed=args.seed, device=args.device))
+    print(sample(_model_location(args), args.out, n=args.n, seed=args.seed, device=args.device))
 
 
 def _interpolate(args) -> None:
     from ganforge.sampling import interpolate
     from ganforge.seeding import parse_seeds
 
-    where = args.model or args.run
-    if where is None:
-        raise UserError("interpolate: name a run directory or --model")
-    print(interpolate(where, parse_seeds(args.seeds), args.out, frames=args.frames, device=args.device))
+    print(interpolate(_model_location(args), parse_seeds(args.seeds), args.out, frames=args.frames, device=args.device))
 
 
 def _evaluate(args) -> None:

@@ -34,6 +34,7 @@ from ganforge.metrics import (
     train_domain_features,
 )
 from ganforge.saved_model import resolve_model
+from ganforge.training.device import pick_device
 from ganforge.sampling import generate, latents, load_generator
 
 log = logging.getLogger("ganforge")
@@ -77,16 +78,10 @@ def pick_extractor(train: ImageSet, features: str | None, inception_weights: str
     if features and inception_weights:
         raise UserError("--features and --inception-weights: choose one feature extractor")
     if inception_weights:
-        return InceptionV3Features(inception_weights, device=_device(device))
+        return InceptionV3Features(inception_weights, device=pick_device(device))
     if features:
-        return load_domain_features(features, device=_device(device))
+        return load_domain_features(features, device=pick_device(device))
     return domain_features(train)
-
-
-def _device(name: str) -> torch.device:
-    from ganforge.training.device import pick_device
-
-    return pick_device(name)
 
 
 # ---------------------------------------------------------------------------- evaluate

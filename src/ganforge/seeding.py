@@ -5,6 +5,8 @@ import random
 import numpy as np
 import torch
 
+from ganforge.errors import UserError
+
 
 def seed_everything(seed: int) -> torch.Generator:
     """Seed Python, NumPy and torch's global RNGs and return a fresh CPU generator seeded the same way.
@@ -20,8 +22,6 @@ def seed_everything(seed: int) -> torch.Generator:
 
 def parse_seeds(text: str) -> list[int]:
     """Parse `--seeds` as stylegan2-ada does: "1,2,5-8" -> [1, 2, 5, 6, 7, 8]."""
-    from ganforge.errors import UserError
-
     seeds: list[int] = []
     try:
         for part in text.split(","):
