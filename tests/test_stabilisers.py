@@ -130,7 +130,7 @@ def make_trainer(tmp_path, **options):
 
 def test_nonfinite_steps_are_skipped_and_roll_back(tmp_path, caplog):
     trainer = make_trainer(tmp_path, nan_patience=3)
-    real_loss = trainer.task.adversarial.d_loss_fn
+    real_loss = trainer.task.adversarial_objective.d_loss_fn
     poison_left = [3]  # steps 7, 8, 9 give NaN once: skipped, then a rollback to step 5
 
     def loss(real, fake):
@@ -140,7 +140,7 @@ def test_nonfinite_steps_are_skipped_and_roll_back(tmp_path, caplog):
             return value * float("nan")
         return value
 
-    trainer.task.adversarial.d_loss_fn = loss
+    trainer.task.adversarial_objective.d_loss_fn = loss
     before = {k: v.clone() for k, v in trainer.generator.state_dict().items()}
     with caplog.at_level("WARNING", logger="ganforge"):
         trainer.fit()
@@ -157,6 +157,6 @@ def test_nonfinite_steps_are_skipped_and_roll_back(tmp_path, caplog):
 
 def test_persistent_divergence_stops_with_a_clear_error(tmp_path):
     trainer = make_trainer(tmp_path, nan_patience=2)
-    trainer.task.adversarial.d_loss_fn = lambda real, fake: (real.mean() + fake.mean()) * float("inf")
+    trainer.task.adversarial_objective.d_loss_fn = lambda real, fake: (real.mean() + fake.mean()) * float("inf")
     with pytest.raises(UserError, match="training diverged"):
         trainer.fit()

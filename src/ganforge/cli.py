@@ -59,11 +59,26 @@ def _interpolate(args) -> None:
 
 
 def _evaluate(args) -> None:
+    from ganforge.saved_model import model_task
+
+    if model_task(args.run) == "superres":
+        from ganforge.superres_evaluation import evaluate_superres, format_superres_report
+
+        print(format_superres_report(evaluate_superres(args.run, args.data, args.out, args.device)))
+        return
     from ganforge.evaluation import evaluate, format_report, parse_metrics
 
     report = evaluate(args.run, data=args.data, metrics=parse_metrics(args.metrics), n=args.n, features=args.features,
                       inception_weights=args.inception_weights, out=args.out, seed=args.seed, device=args.device)
     print(format_report(report))
+
+
+def _upscale(args) -> None:
+    from ganforge.upscaling import upscale
+
+    out = upscale(args.input, args.out, scale=args.scale, model=args.model, variant=args.variant, tile=args.tile,
+                  device=args.device, overwrite=args.overwrite)
+    print(f"saved {out}")
 
 
 def _features_train(args) -> None:
@@ -97,9 +112,11 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--seeds", default="0,1,2,3", help="seeds to walk through, e.g. 1,2,3,4 or 0-7")
             p.add_argument("--frames", type=int, default=8, help="frames between consecutive seeds")
             p.add_argument("--out", default="interpolation.png", help=".png grid (a row per leg) or .gif")
-    p = sub.add_parser("evaluate", help="FID, KID, precision/recall, density/coverage and a memorisation audit")
+    p = sub.add_parser("evaluate", help="FID, KID, precision/recall, density/coverage and a memorisation audit; "
+                                        "PSNR/SSIM against bicubic for super-resolution")
     p.add_argument("run", help="run directory, exported model folder or shipped model name")
-    p.add_argument("--data", help="real images to compare with (default: the run's --data; its held-out split if it has one)")
+    p.add_argument("--data", help="real images to compare with (default: the run's --data; its held-out split if it has one); "
+                                  "for super-resolution, photos (a folder or one image) to score on")
     p.add_argument("--metrics", default="fid,kid,pr,dc,memorization", help="comma list of fid, kid, pr, dc (coverage), memorization")
     p.add_argument("--n", type=int, help="generated images (default: as many as the reference set, at most 5000)")
     p.add_argument("--features", help="a domain feature network folder (from `ganforge features train`)")
@@ -108,6 +125,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0, help="generated image i uses seed + i")
     p.add_argument("--device", default="auto")
     p.set_defaults(func=_evaluate)
+
+    p = sub.add_parser("upscale", help="upscale an image or a folder of images x2 or x4 (super-resolution)")
+    p.add_argument("input", help="an image file or a folder of images (searched recursively)")
+    p.add_argument("--scale", type=int, choices=[2, 4], help="x2 or x4 (default: the model's; 4 for the shipped models)")
+    p.add_argument("--out", help="output image, or folder for a folder input (default: NAME_xS.png / FOLDER_xS)")
+    p.add_argument("--model", help="a super-resolution run directory, model folder or shipped name (default: shipped)")
+    p.add_argument("--variant", choices=["fidelity", "gan"],
+                   help="fidelity (default): the L1 model, faithful; gan: the adversarially fine-tuned model, sharper")
+    p.add_argument("--tile", type=int, default=256, help="input tile side: bounds memory; any value gives the same image")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that exist already")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.set_defaults(func=_upscale)
 
     p = sub.add_parser("features", help="feature networks for the metrics")
     fsub = p.add_subparsers(dest="features_command", required=True)

@@ -21,10 +21,12 @@ def option(default, help: str, **kwargs):
 
 @dataclass
 class TrainConfig:
-    data: str = option("mnist5k", "embedded set (mnist5k, digits) or a folder of images")
+    data: str | None = option(None, "embedded set (mnist5k, digits, photos) or a folder of images (default: mnist5k; "
+                                    "photos for --task superres)")
     out: str = option("runs/ganforge", "run directory (config, checkpoints, samples, metrics)")
     max_images: int | None = option(None, "train on this many images of --data (a fixed seeded choice); the rest is held out for evaluation")
-    task: str = option("generation", "what is trained", choices=["generation"])
+    task: str = option("generation", "what is trained: generation (noise -> image) or superres (image -> x2/x4 image)",
+                       choices=["generation", "superres"])
     arch: str = option("dcgan", "dcgan: resolution-generic DCGAN; seed: the brief's 56x56 networks", choices=["dcgan", "seed"])
     resolution: int | None = option(None, "image size (default: the embedded set's own, 64 for folders, 56 for --arch seed)")
     channels: int | None = option(None, "1 or 3 (default: from the data)")
@@ -57,10 +59,20 @@ class TrainConfig:
     eval_samples: int = option(1000, "generated images per check during training")
     grid_size: int = option(64, "images in each sample grid")
     nan_patience: int = option(10, "non-finite losses in a row before rolling back to the last checkpoint")
+    scale: int = option(4, "superres: upscaling factor", choices=[2, 4])
+    degradation: str = option("bicubic", "superres: how training inputs are made from crops: bicubic (the papers' protocol) "
+                              "or realistic (blur, noise, JPEG, for real-world photos)", choices=["bicubic", "realistic"])
+    patch_size: int = option(96, "superres: side of the high-resolution training crops (a multiple of --scale)")
+    blocks: int = option(8, "superres: residual blocks in the generator")
+    fidelity_steps: int | None = option(None, "superres: L1-only steps before adversarial fine-tuning (default: half of "
+                                        "--steps); their model is kept in model-fidelity/")
+    adversarial_weight: float = option(0.005, "superres: weight of the adversarial loss beside L1 in the second phase")
 
     def validate(self) -> "TrainConfig":
+        if self.data is None:
+            self.data = "photos" if self.task == "superres" else "mnist5k"
         positive = ["width", "latent_dim", "batch_size", "sample_every", "checkpoint_every", "log_every", "grid_size",
-                    "n_critic", "r1_every", "nan_patience", "eval_samples"]
+                    "n_critic", "r1_every", "nan_patience", "eval_samples", "blocks"]
         for name in positive:
             if getattr(self, name) < 1:
                 raise UserError(f"--{flag(name)}: must be at least 1, got {getattr(self, name)}")
@@ -77,7 +89,12 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not 0 < value < 1:
                 raise UserError(f"--{flag(name)}: must be in (0, 1), got {value}")
-        for name in ("gp_weight", "r1_gamma", "eval_every"):
+        if self.patch_size % self.scale or self.patch_size < 8 * self.scale:
+            raise UserError(f"--patch-size: must be a multiple of --scale {self.scale} and at least {8 * self.scale}, "
+                            f"got {self.patch_size}")
+        if self.fidelity_steps is not None and self.fidelity_steps < 0:
+            raise UserError(f"--fidelity-steps: must be at least 0, got {self.fidelity_steps}")
+        for name in ("gp_weight", "r1_gamma", "eval_every", "adversarial_weight"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{flag(name)}: must be at least 0, got {getattr(self, name)}")
         if not 0 <= self.ema_decay < 1:

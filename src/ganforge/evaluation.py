@@ -190,10 +190,14 @@ class TrainingMonitor:
         self.real_features = self.extractor.features(self.train.images[pick])
         self.monitor = CollapseMonitor(reference=diversity(self.real_features))
 
-    @torch.no_grad()
     def __call__(self, generator: torch.nn.Module) -> dict:
         if self.extractor is None:
-            self._prepare()
+            with torch.enable_grad():  # the first check trains the domain network
+                self._prepare()
+        with torch.no_grad():
+            return self._check(generator)
+
+    def _check(self, generator: torch.nn.Module) -> dict:
         was_training = generator.training
         generator.eval()
         seeds = range(10**6 + self.seed, 10**6 + self.seed + self.num_samples)  # apart from `sample`'s usual seeds

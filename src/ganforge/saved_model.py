@@ -58,3 +58,8 @@ def load_model(folder: Path, name: str) -> tuple[dict, dict[str, torch.Tensor]]:
     except (OSError, json.JSONDecodeError, SafetensorError) as e:
         raise UserError(f"{folder}: cannot read the saved model ({e})") from None
     return config, weights
+
+
+def model_task(where: str | Path) -> str:
+    """What the model behind a run, folder or shipped name does: "generation" or "superres"."""
+    return json.loads((resolve_model(where) / "config.json").read_text()).get("task", "generation")

@@ -8,6 +8,7 @@ from ganforge.augment import parse_policy
 from ganforge.nets.brief import BRIEF_RESOLUTION, BriefDiscriminator, BriefGenerator
 from ganforge.nets.dcgan import DCGANDiscriminator, DCGANGenerator, resolution_plan
 from ganforge.errors import UserError
+from ganforge.imageio import make_grid
 
 
 def build_generator(model: dict) -> nn.Module:
@@ -45,7 +46,16 @@ class GenerationTask:
         }
         self.nets = {"generator": build_generator(self.model),
                      "discriminator": build_discriminator(self.model, cfg.spectral_norm, batch_norm=cfg.loss != "wgan-gp")}
-        self.adversarial = AdversarialObjective(cfg.loss, parse_policy(cfg.augment), cfg.r1_gamma, cfg.r1_every, cfg.gp_weight)
+        self.adversarial_objective = AdversarialObjective(cfg.loss, parse_policy(cfg.augment), cfg.r1_gamma, cfg.r1_every,
+                                                          cfg.gp_weight)
+        self.phase_ends: set[int] = set()  # one phase: adversarial from the first step
+
+    def adversarial(self, step: int) -> bool:
+        return True
+
+    def exports(self, step: int) -> dict[str, dict]:
+        """The model folder(s) a checkpoint writes, with their config."""
+        return {"model": self.model}
 
     def make_batch(self, real: torch.Tensor, rng: torch.Generator) -> dict[str, torch.Tensor]:
         z = torch.randn(real.shape[0], self.model["latent_dim"], generator=rng).to(real.device)
@@ -56,11 +66,16 @@ class GenerationTask:
 
     def discriminator_loss(self, discriminator: nn.Module, batch: dict, fake: torch.Tensor, step: int):
         """L_D on real images and detached fakes; also returns D(x) and D(G(z)) for the log."""
-        return self.adversarial.discriminator_loss(discriminator, batch["real"], fake, step)
+        return self.adversarial_objective.discriminator_loss(discriminator, batch["real"], fake, step)
 
-    def generator_loss(self, discriminator: nn.Module, batch: dict, fake: torch.Tensor):
-        return self.adversarial.generator_loss(discriminator, fake), {}
+    def generator_loss(self, discriminator: nn.Module, batch: dict, fake: torch.Tensor, step: int):
+        return self.adversarial_objective.generator_loss(discriminator, fake), {}
 
     def preview_inputs(self, n: int, seed: int) -> torch.Tensor:
         """The fixed noise behind every sample grid of a run, so grids are comparable over time."""
         return torch.randn(n, self.model["latent_dim"], generator=torch.Generator().manual_seed(seed))
+
+    @torch.no_grad()
+    def preview_grid(self, generator: nn.Module, z: torch.Tensor) -> torch.Tensor:
+        images = generator(z).float()
+        return make_grid(images, nrow=int(len(images) ** 0.5 + 0.5))

@@ -19,7 +19,7 @@ from ganforge.seeding import seed_everything
 from ganforge.tasks.generation import GenerationTask, check_resolution
 from ganforge.training.device import pick_device, pick_dtype
 from ganforge.training.distributed import init_distributed, local_rank_from_env, shutdown
-from ganforge.training.trainer import Trainer
+from ganforge.training.trainer import Trainer, total_steps
 
 log = logging.getLogger("ganforge")
 DEFAULT_STEPS = 5000
@@ -33,6 +33,34 @@ def resolve_resolution(cfg: TrainConfig) -> int:
     if cfg.arch == "seed":
         return BRIEF_RESOLUTION
     return native_resolution(cfg.data) or 64
+
+
+def generation_setup(cfg: TrainConfig, dist):
+    """The task, training images and monitor of a generation run."""
+    cfg.resolution = resolve_resolution(cfg)
+    check_resolution(cfg.arch, cfg.resolution)
+    data, _ = split(load_imageset(cfg.data, cfg.resolution, cfg.channels), cfg.max_images)
+    cfg.channels = data.channels
+    monitor = None
+    if cfg.eval_every and dist.is_main:
+        from ganforge.evaluation import TrainingMonitor
+
+        monitor = TrainingMonitor(data, cfg.eval_samples, cfg.seed, cfg.latent_dim)
+    return GenerationTask(cfg, data.channels, data.resolution), data.images, monitor
+
+
+def superres_setup(cfg: TrainConfig, dist):
+    """The task, high-resolution training crops and validation monitor of a super-resolution run."""
+    from ganforge.data.photos import extract_patches, load_photos
+    from ganforge.superres_evaluation import SuperResMonitor
+    from ganforge.tasks.superres import SuperResTask
+
+    train_photos, heldout = load_photos(cfg.data, cfg.max_images)
+    patches = extract_patches(train_photos, cfg.patch_size)
+    if cfg.fidelity_steps is None:
+        cfg.fidelity_steps = total_steps(cfg, len(patches), dist.world_size) // 2
+    monitor = SuperResMonitor(heldout, cfg.scale, cfg.degradation) if cfg.eval_every and heldout and dist.is_main else None
+    return SuperResTask(cfg, patches, cfg.fidelity_steps), patches, monitor
 
 
 def resumed_config(out: Path, given: dict) -> TrainConfig:
@@ -78,33 +106,25 @@ def train(cfg: TrainConfig, resume: bool = False, given: dict | None = None) -> 
 
 def _train(cfg: TrainConfig, out: Path, resume: bool, device: torch.device, dist) -> Path:
     dtype = pick_dtype(cfg.precision, device)
-    cfg.resolution = resolve_resolution(cfg)
-    check_resolution(cfg.arch, cfg.resolution)
     if dist.is_main:
         check_writable(out / "checkpoints", "--out")
     seed_everything(cfg.seed)
-    data, _ = split(load_imageset(cfg.data, cfg.resolution, cfg.channels), cfg.max_images)
-    cfg.channels = data.channels
-    task = GenerationTask(cfg, data.channels, data.resolution)
     if cfg.steps is None and cfg.epochs is None:
         cfg.steps = DEFAULT_STEPS
-    monitor = None
-    if cfg.eval_every and dist.is_main:
-        from ganforge.evaluation import TrainingMonitor
-
-        monitor = TrainingMonitor(data, cfg.eval_samples, cfg.seed, cfg.latent_dim)
-    trainer = Trainer(cfg, task, data.images, out, device, dtype, dist, monitor=monitor)
+    task, images, monitor = (superres_setup if cfg.task == "superres" else generation_setup)(cfg, dist)
+    trainer = Trainer(cfg, task, images, out, device, dtype, dist, monitor=monitor)
     if resume:
         trainer.resume()
     if dist.is_main:
         environment = {
             "ganforge": ganforge.__version__, "torch": str(torch.__version__), "python": platform.python_version(),
             "device": str(device), "dtype": str(dtype).removeprefix("torch."), "world_size": dist.world_size,
-            "images": len(data), "command": " ".join(sys.argv),
+            "images": len(images), "command": " ".join(sys.argv),
         }
         save_yaml({**dataclasses.asdict(cfg), "environment": environment}, out / "config.yaml")
-        log.info("%s: %d images %dx%dx%d, %s on %s (%s), %d steps of %d x %d images",
-                 cfg.data, len(data), data.channels, data.resolution, data.resolution, cfg.arch, device,
+        log.info("%s: %d %s %dx%dx%d, %s on %s (%s), %d steps of %d x %d",
+                 cfg.data, len(images), "crops" if cfg.task == "superres" else "images", *images.shape[1:],
+                 cfg.task if cfg.task == "superres" else cfg.arch, device,
                  environment["dtype"], trainer.total_steps, trainer.batch_size, dist.world_size)
     trainer.fit()
     return out

@@ -21,7 +21,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from ganforge.imageio import make_grid, save_image, uint8_to_float
+from ganforge.imageio import save_image, uint8_to_float
 from ganforge.saved_model import save_model
 from ganforge.training.checkpoint import load_checkpoint, save_checkpoint
 from ganforge.training.device import autocast
@@ -37,6 +37,15 @@ DEVICE_DATA_LIMIT = 1 << 30  # data sets smaller than this live on the accelerat
 
 def step_seed(seed: int, step: int, rank: int) -> int:
     return (seed * 1_000_003 + step) * 1_009 + rank
+
+
+def total_steps(cfg, num_images: int, world_size: int) -> int:
+    """The run's length in steps: `--steps`, or `--epochs` passes over each process's share of the data."""
+    if cfg.steps is not None:
+        return cfg.steps
+    per_rank = num_images // world_size
+    steps_per_epoch = per_rank // min(cfg.batch_size, per_rank)  # in D updates: n_critic of them make one step
+    return max(1, round(cfg.epochs * steps_per_epoch / cfg.n_critic))
 
 
 @contextlib.contextmanager
@@ -78,9 +87,9 @@ class Trainer:
         if self.batch_size < cfg.batch_size and dist.is_main:
             log.warning("--batch-size %d is more than the %d images each process has; using %d", cfg.batch_size, per_rank, self.batch_size)
         self.steps_per_epoch = per_rank // self.batch_size  # in D updates: n_critic of them make one step
-        self.total_steps = cfg.steps if cfg.steps is not None else max(1, round(cfg.epochs * self.steps_per_epoch / cfg.n_critic))
+        self.total_steps = total_steps(cfg, len(images), dist.world_size)
         self._perm_epoch, self._perm = -1, None
-        self.preview_z = task.preview_inputs(cfg.grid_size, cfg.seed).to(device)
+        self.preview_inputs = task.preview_inputs(cfg.grid_size, cfg.seed).to(device)
         self.history: list[dict] = []
         self.step = 0
 
@@ -98,27 +107,29 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
-        n_critic, d_ok = self.cfg.n_critic, True
-        for i in range(n_critic):
-            update = step * n_critic + i
+        adversarial, d_ok, stats = self.task.adversarial(step), True, {}
+        for i in range(self.cfg.n_critic if adversarial else 1):
+            update = step * self.cfg.n_critic + i
             seed = step_seed(self.cfg.seed + self.seed_offset, update, self.dist.rank)
             torch.manual_seed(seed)  # dropout, augmentation and other draws inside the step
             batch = self.task.make_batch(self.real_batch(update), torch.Generator().manual_seed(seed))
-
-            # (1) Update D: maximise log D(x) + log(1 - D(G(z))), i.e. minimise L_D.
             with autocast(self.device, self.dtype):
                 fake = self.task.generate(self.ddp_generator, batch)
-                loss_d, stats = self.task.discriminator_loss(self.ddp_discriminator, batch, fake.detach(), update)
-            d_ok = self._update(self.opt_d, loss_d) and d_ok
+                if adversarial:
+                    # (1) Update D: maximise log D(x) + log(1 - D(G(z))), i.e. minimise L_D.
+                    loss_d, d_stats = self.task.discriminator_loss(self.ddp_discriminator, batch, fake.detach(), update)
+                    stats = {"loss_d": loss_d.detach(), **d_stats}
+            if adversarial:
+                d_ok = self._update(self.opt_d, loss_d) and d_ok
 
         # (2) Update G: maximise log D(G(z)), i.e. minimise L_G = -log D(G(z)); D's weights stay fixed.
         with frozen(self.discriminator), autocast(self.device, self.dtype):
-            loss_g, g_stats = self.task.generator_loss(self.discriminator, batch, fake)
+            loss_g, g_stats = self.task.generator_loss(self.discriminator, batch, fake, step)
         g_ok = self._update(self.opt_g, loss_g)
         if self.ema is not None:
             self.ema.update(self.generator, step)
         skipped = torch.tensor(float(not (d_ok and g_ok)))
-        return {"loss_d": loss_d.detach(), "loss_g": loss_g.detach(), **stats, **g_stats, "skipped": skipped}
+        return {**stats, "loss_g": loss_g.detach(), **g_stats, "skipped": skipped}
 
     def _update(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> bool:
         """One optimiser step, skipped (and reported False) if the loss is not finite on any rank."""
@@ -195,7 +206,8 @@ class Trainer:
                         self.save_samples()
                     if self.monitor is not None and self.step % self.cfg.eval_every == 0:
                         self._log({"step": self.step, **self.monitor(self.sampling_generator)})
-                    if self.step % self.cfg.checkpoint_every == 0 or self.step == self.total_steps:
+                    if (self.step % self.cfg.checkpoint_every == 0 or self.step == self.total_steps
+                            or self.step in self.task.phase_ends):
                         self.save_checkpoint()
         finally:
             bar.close()
@@ -254,10 +266,9 @@ class Trainer:
         generator = self.sampling_generator
         was_training = generator.training
         generator.eval()
-        images = generator(self.preview_z).float()
+        grid = self.task.preview_grid(generator, self.preview_inputs)
         generator.train(was_training)
         (self.run_dir / "samples").mkdir(exist_ok=True)
-        grid = make_grid(images, nrow=int(len(images) ** 0.5 + 0.5))
         save_image(grid, self.run_dir / "samples" / f"step_{self.step:07d}.png")
         save_image(grid, self.run_dir / "samples" / "latest.png")
         plot_losses(self.history, self.run_dir / "losses.png")
@@ -275,7 +286,8 @@ class Trainer:
             return
         save_checkpoint(self.run_dir / "checkpoints" / "last.safetensors", self.checkpointed_nets,
                         {"generator": self.opt_g, "discriminator": self.opt_d}, {"step": self.step})
-        save_model(self.run_dir / "model", self.task.model, {"generator": self.sampling_generator.state_dict()})
+        for folder, config in self.task.exports(self.step).items():
+            save_model(self.run_dir / folder, config, {"generator": self.sampling_generator.state_dict()})
 
     def resume(self) -> None:
         """Restore weights, optimisers and step from the run's last checkpoint; trim later metrics."""

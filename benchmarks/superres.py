@@ -1,0 +1,120 @@
+"""Super-resolution quality and cost: bicubic vs the fidelity and GAN models, x2 and x4.
+
+Scores the shipped models (or `--runs`) on the four held-out photos of the embedded `photos`
+set, following the SR papers' protocol (Y channel, `scale` pixels cut from each border, 8-bit
+outputs), and reports seconds per output megapixel on this machine. It also checks that tiled
+output equals untiled output, measures the peak memory of a 4096x4096 x2 upscale, and writes
+the side-by-side picture of the README (bicubic | fidelity | GAN | original).
+
+    python benchmarks/superres.py                       # shipped models, with the 4096x4096 run
+    python benchmarks/superres.py --skip-large          # without the 4096x4096 run
+    python benchmarks/superres.py --runs runs/sr2 runs/sr4
+"""
+
+import argparse
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import torch
+
+from ganforge.data.degrade import bicubic_upsample
+from ganforge.data.photos import HELDOUT_PHOTOS, _embedded_path, load_photo
+from ganforge.imageio import make_grid, save_image, uint8_to_float
+from ganforge.superres_evaluation import evaluate_superres, format_superres_report, lr_hr_pair
+from ganforge.tasks.superres import upscale_tensor
+from ganforge.upscaling import load_upscaler, pick_model, run_variants
+
+LARGE = """
+import resource, time, torch
+from ganforge.upscaling import load_upscaler
+torch.manual_seed(0)
+generator, _ = load_upscaler({model!r}, 2, "cpu")
+from ganforge.tasks.superres import upscale_tensor
+lr = torch.rand(1, 3, 4096, 4096) * 2 - 1
+start = time.perf_counter()
+out = upscale_tensor(generator, lr, tile={tile})
+seconds = time.perf_counter() - start
+print("x".join(map(str, out.shape[-2:])), seconds, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, sep=";")
+"""
+
+
+def tiling_check(folder: str, scale: int) -> float:
+    """Max |tiled - untiled| on a held-out crop that fits one tile, and on the same crop cut into many tiles."""
+    generator, _ = load_upscaler(folder, scale, "cpu")
+    lr, _ = lr_hr_pair(load_photo(_embedded_path(*HELDOUT_PHOTOS[0])), scale)
+    lr = lr[:, :, :96, :128]
+    with torch.no_grad():
+        whole = generator(lr).clamp(-1, 1)
+    one_tile = (upscale_tensor(generator, lr, tile=256, dtype=torch.float32) - whole).abs().max().item()
+    many_tiles = (upscale_tensor(generator, lr, tile=40, dtype=torch.float32) - whole).abs().max().item()
+    return max(one_tile, many_tiles)
+
+
+def side_by_side(models: dict[str, str], scale: int, out: Path, crop: int = 96) -> None:
+    """bicubic | fidelity | GAN | original, on a crop of each held-out photo, shown at the output size."""
+    rows = []
+    for i, spec in enumerate(HELDOUT_PHOTOS[:3]):
+        photo = load_photo(_embedded_path(*spec))
+        h, w = photo.shape[1:]
+        y, x = (h - crop * scale) // 2 // scale * scale, (w - crop * scale) // 2 // scale * scale
+        lr, hr = lr_hr_pair(photo[:, y : y + crop * scale, x : x + crop * scale], scale, seed=i)
+        row = [bicubic_upsample(lr, scale)[0]]
+        for folder in models.values():
+            generator, _ = load_upscaler(folder, scale, "cpu")
+            row.append(uint8_to_float(upscale_tensor(generator, lr)[0]))
+        rows += row + [hr[0]]
+    save_image(make_grid(torch.stack(rows), nrow=len(models) + 2, padding=4), out)
+
+
+def variants_for(run: str | None, scale: int) -> dict[str, str]:
+    """{variant: model folder}: a run's own, or the shipped models for `scale`."""
+    if run is not None:
+        return {name: str(path) for name, path in run_variants(run).items()}
+    return {v: str(pick_model(None, scale, v)) for v in ("fidelity", "gan")}
+
+
+def score_variants(variants: dict[str, str], tile: int) -> dict:
+    """One report with bicubic and every variant, each scored on the held-out photos."""
+    report = None
+    for name, folder in variants.items():
+        one = evaluate_superres(folder, "photos", out=Path(tempfile.gettempdir()) / "ganforge_sr_eval.json", tile=tile)
+        if report is None:
+            report = {**one, "scores": {"bicubic": one["scores"]["bicubic"]}, "seconds_per_output_megapixel": {}}
+        (model_scores,) = [v for k, v in one["scores"].items() if k != "bicubic"]
+        report["scores"][name] = model_scores
+        report["seconds_per_output_megapixel"][name] = next(iter(one["seconds_per_output_megapixel"].values()))
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", nargs="*", help="super-resolution run directories (default: the shipped x2 and x4 models)")
+    parser.add_argument("--skip-large", action="store_true", help="skip the 4096x4096 x2 memory run")
+    parser.add_argument("--tile", type=int, default=256)
+    parser.add_argument("--picture", default="docs/superres_x4_compare.png")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+    x2_model = None
+    for run, scale in ([(r, None) for r in args.runs] if args.runs else [(None, 2), (None, 4)]):
+        variants = variants_for(run, scale)
+        report = score_variants(variants, args.tile)
+        scale = report["scale"]
+        print(format_superres_report(report))
+        first = next(iter(variants.values()))
+        print(f"\ntiled vs untiled, max abs difference: {tiling_check(first, scale):.2e}\n")
+        if scale == 2:
+            x2_model = first
+        if scale == 4 and len(variants) == 2:
+            side_by_side(variants, 4, Path(args.picture))
+            print(f"side-by-side picture: {args.picture}\n")
+    if not args.skip_large and x2_model is not None:
+        line = subprocess.run([sys.executable, "-c", LARGE.format(model=x2_model, tile=args.tile)], capture_output=True,
+                              text=True, check=True).stdout.strip()
+        shape, seconds, peak = line.split(";")
+        print(f"4096x4096 x2 (tile {args.tile}): output {shape}, {float(seconds):.1f} s, peak RSS {float(peak):.2f} GiB")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,100 @@
+"""Whole photographs at their own size, for super-resolution: the embedded `photos` set or a folder.
+
+The embedded set is the natural photographs and textures that ship inside scikit-image and
+scikit-learn (no download). Four of them are held out, always the same ones, so that every
+model is scored on photos it never trained on.
+
+Training sees reproducible crops: `extract_patches` cuts each photo into
+overlapping square patches on a grid (capped per photo for large folders), held in memory as
+uint8 like every other training set.
+"""
+
+import importlib.util
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+from tqdm import tqdm
+
+from ganforge.data.folder import find_images
+from ganforge.errors import UserError
+from ganforge.imageio import open_rgb_or_l, pil_to_uint8
+
+EMBEDDED_PHOTOS = "photos"
+# (package, file) pairs. Greyscale textures are used as RGB (equal channels): detail is detail.
+TRAIN_PHOTOS = [
+    ("skimage", "astronaut.png"), ("skimage", "coffee.png"), ("skimage", "hubble_deep_field.jpg"),
+    ("skimage", "ihc.png"), ("skimage", "motorcycle_left.png"), ("skimage", "motorcycle_right.png"),
+    ("skimage", "retina.jpg"), ("skimage", "brick.png"), ("skimage", "grass.png"), ("skimage", "gravel.png"),
+    ("skimage", "moon.png"), ("skimage", "coins.png"), ("skimage", "color.png"), ("sklearn", "china.jpg"),
+]
+HELDOUT_PHOTOS = [("skimage", "chelsea.png"), ("skimage", "rocket.jpg"), ("skimage", "camera.png"),
+                  ("sklearn", "flower.jpg")]
+DATA_FOLDERS = {"skimage": "data", "sklearn": "datasets/images"}
+
+
+def _embedded_path(package: str, name: str) -> Path:
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise UserError(f"--data photos: needs the {'scikit-image' if package == 'skimage' else 'scikit-learn'} package "
+                        "(it ships the photos); reinstall ganforge")
+    return Path(spec.submodule_search_locations[0]) / DATA_FOLDERS[package] / name
+
+
+def load_photo(path: Path) -> np.ndarray:
+    """A photo as RGB uint8 (3, H, W): greyscale replicated, alpha flattened, EXIF orientation applied."""
+    return pil_to_uint8(open_rgb_or_l(path, channels=3))
+
+
+def load_photos(spec: str, max_images: int | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """(training, held-out) photos of `spec`: the embedded set's fixed split, or a folder split by `max_images`."""
+    if spec == EMBEDDED_PHOTOS:
+        return ([load_photo(_embedded_path(*p)) for p in TRAIN_PHOTOS],
+                [load_photo(_embedded_path(*p)) for p in HELDOUT_PHOTOS])
+    paths = find_images(Path(spec))
+    if not paths:
+        raise UserError(f"--data: {spec} holds no image files")
+    photos, bad = [], []
+    for p in tqdm(paths, desc=f"reading {spec}", unit="img", leave=False, disable=len(paths) < 50):
+        try:
+            photos.append(load_photo(p))
+        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+            bad.append(p)
+    if bad:
+        warnings.warn(f"{spec}: skipped {len(bad)} unreadable file(s), e.g. {bad[0]}", stacklevel=2)
+    if not photos:
+        raise UserError(f"--data: {spec} holds no readable image")
+    if max_images is None or max_images >= len(photos):
+        return photos, []
+    order = torch.randperm(len(photos), generator=torch.Generator().manual_seed(0)).tolist()
+    return [photos[i] for i in order[:max_images]], [photos[i] for i in order[max_images:]]
+
+
+def extract_patches(photos: list[np.ndarray], size: int, max_patches: int = 20_000) -> torch.Tensor:
+    """Overlapping `size` x `size` crops (stride size/3) of every photo, as uint8 (N, 3, size, size).
+
+    Each photo gives at most max_patches / len(photos) crops (a fixed seeded choice), so one huge
+    photo cannot crowd out the others and a big folder stays within memory.
+    """
+    per_photo = max(1, max_patches // len(photos))
+    stride = max(1, size // 3)
+    patches, too_small = [], 0
+    for i, photo in enumerate(photos):
+        h, w = photo.shape[1:]
+        if h < size or w < size:
+            too_small += 1
+            continue
+        ys = sorted(set(range(0, h - size + 1, stride)) | {h - size})
+        xs = sorted(set(range(0, w - size + 1, stride)) | {w - size})
+        corners = [(y, x) for y in ys for x in xs]
+        if len(corners) > per_photo:
+            pick = torch.randperm(len(corners), generator=torch.Generator().manual_seed(i))[:per_photo]
+            corners = [corners[j] for j in sorted(pick.tolist())]
+        patches += [photo[:, y : y + size, x : x + size] for y, x in corners]
+    if too_small:
+        warnings.warn(f"skipped {too_small} photo(s) smaller than the {size}x{size} training crop", stacklevel=2)
+    if not patches:
+        raise UserError(f"--patch-size: every photo is smaller than {size}x{size}; use a smaller --patch-size")
+    return torch.from_numpy(np.ascontiguousarray(np.stack(patches)))

@@ -1,0 +1,125 @@
+"""Scoring super-resolution the way the SR papers do, with bicubic upscaling always beside the model.
+
+Protocol: the high-resolution photo is cropped to a multiple of the scale and degraded into the
+low-resolution input; the model's output is rounded to 8 bits; PSNR and SSIM are computed on
+the BT.601 luma (Y) channel with `scale` pixels cut from each border.
+"""
+
+import json
+import logging
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ganforge.atomic import atomic_path
+from ganforge.config import load_yaml
+from ganforge.data.degrade import bicubic_upsample, degrade
+from ganforge.data.photos import load_photo, load_photos
+from ganforge.errors import UserError
+from ganforge.imageio import check_writable, float_to_uint8, uint8_to_float
+from ganforge.metrics import crop_border, psnr, rgb_to_y, ssim
+from ganforge.tasks.superres import upscale_tensor
+from ganforge.upscaling import load_upscaler, run_variants
+
+log = logging.getLogger("ganforge")
+MONITOR_CROP = 192  # side of the held-out crops scored during training (a multiple of 2 and 4)
+
+
+def lr_hr_pair(photo: np.ndarray, scale: int, degradation: str = "bicubic", seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(low-resolution input, ground truth) of a uint8 photo (C, H, W), both (1, C, h, w) in [-1, 1]."""
+    h, w = (photo.shape[1] // scale) * scale, (photo.shape[2] // scale) * scale
+    hr = uint8_to_float(torch.from_numpy(np.ascontiguousarray(photo[:, :h, :w])))[None]
+    return degrade(hr, scale, degradation, torch.Generator().manual_seed(seed)), hr
+
+
+def score(sr: torch.Tensor, hr: torch.Tensor, scale: int) -> dict[str, float]:
+    """PSNR and SSIM on Y with a `scale`-pixel border cut, of an 8-bit-rounded output."""
+    sr_y = crop_border(rgb_to_y(uint8_to_float(float_to_uint8(sr)) if sr.is_floating_point() else uint8_to_float(sr)), scale)
+    hr_y = crop_border(rgb_to_y(hr), scale)
+    return {"psnr_y": psnr(sr_y, hr_y), "ssim_y": ssim(sr_y, hr_y)}
+
+
+def mean_scores(scores: list[dict[str, float]]) -> dict[str, float]:
+    return {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
+
+
+class SuperResMonitor:
+    """PSNR/SSIM (Y) of the model and of bicubic on fixed centre crops of the held-out photos."""
+
+    def __init__(self, heldout: list[np.ndarray], scale: int, degradation: str):
+        self.scale = scale
+        self.pairs = []
+        for i, photo in enumerate(heldout):
+            h, w = photo.shape[1:]
+            side = min(MONITOR_CROP, h, w) // scale * scale
+            y, x = (h - side) // 2, (w - side) // 2
+            self.pairs.append(lr_hr_pair(photo[:, y : y + side, x : x + side], scale, degradation, seed=i))
+        self.bicubic = mean_scores([score(bicubic_upsample(lr, scale), hr, scale) for lr, hr in self.pairs])
+
+    @torch.no_grad()
+    def __call__(self, generator: torch.nn.Module) -> dict:
+        was_training = generator.training
+        generator.eval()
+        model = mean_scores([score(upscale_tensor(generator, lr), hr, self.scale) for lr, hr in self.pairs])
+        generator.train(was_training)
+        return {"event": "eval", **model, "psnr_y_bicubic": self.bicubic["psnr_y"], "ssim_y_bicubic": self.bicubic["ssim_y"]}
+
+
+def heldout_photos(where: str | Path, data: str | None) -> tuple[list[np.ndarray], str]:
+    """The photos to score on: `data` (a folder, an image, or `photos`), else the run's held-out photos."""
+    if data is not None:
+        if Path(data).is_file():
+            return [load_photo(Path(data))], data
+        train, held = load_photos(data)
+        return (held, f"held-out photos of {data}") if held else (train, data)
+    config_path = Path(where) / "config.yaml"
+    if not config_path.exists():
+        raise UserError(f"--data: {where} is not a run directory; name the photos to score on")
+    run = load_yaml(config_path)
+    _, held = load_photos(run["data"], run.get("max_images"))
+    if not held:
+        raise UserError(f"--data: the run trained on all of {run['data']}; name held-out photos to score on")
+    return held, f"held-out photos of {run['data']}"
+
+
+def evaluate_superres(where: str | Path, data: str | None = None, out: str | Path | None = None, device: str = "auto",
+                      tile: int = 256) -> dict:
+    """PSNR/SSIM (Y) of bicubic and of each variant of a super-resolution run or model; the report is also JSON."""
+    variants = run_variants(where)
+    upscalers = {name: load_upscaler(path, device=device) for name, path in variants.items()}
+    scale = next(iter(upscalers.values()))[0].scale
+    photos, source = heldout_photos(where, data)
+    run_dir = Path(where) if (Path(where) / "config.yaml").exists() else None
+    out = Path(out) if out else (run_dir / "evaluation.json" if run_dir else Path("evaluation.json"))
+    check_writable(out, "--out")
+    degradation = next(iter(upscalers.values()))[1].get("degradation", "bicubic")
+    pairs = [lr_hr_pair(p, scale, degradation, seed=i) for i, p in enumerate(photos) if min(p.shape[1:]) >= 16 * scale]
+    if not pairs:
+        raise UserError(f"--data: no photo of {source} is at least {16 * scale} pixels on each side")
+    rows = {"bicubic": mean_scores([score(bicubic_upsample(lr, scale), hr, scale) for lr, hr in pairs])}
+    seconds, megapixels = {}, sum(hr.shape[-1] * hr.shape[-2] for _, hr in pairs) / 1e6
+    for name, (generator, _) in upscalers.items():
+        start = time.perf_counter()
+        outputs = [upscale_tensor(generator, lr, tile) for lr, _ in pairs]
+        seconds[name] = (time.perf_counter() - start) / megapixels
+        rows[name] = mean_scores([score(sr, hr, scale) for sr, (_, hr) in zip(outputs, pairs)])
+    report = {"run": str(where), "task": "superres", "scale": scale, "degradation": degradation, "photos": len(pairs),
+              "reference": source, "protocol": f"Y channel (BT.601), {scale}-pixel border cut, 8-bit outputs",
+              "scores": rows, "seconds_per_output_megapixel": seconds}
+    with atomic_path(out) as tmp:
+        tmp.write_text(json.dumps(report, indent=2))
+    return report
+
+
+def format_superres_report(report: dict) -> str:
+    lines = [f"x{report['scale']} super-resolution on {report['photos']} {report['reference']} ({report['degradation']} inputs)",
+             f"protocol: {report['protocol']}", "", "| method | PSNR-Y (dB) | SSIM-Y | vs bicubic | s / output MP |",
+             "| --- | --- | --- | --- | --- |"]
+    base = report["scores"]["bicubic"]["psnr_y"]
+    for name, s in report["scores"].items():
+        speed = report["seconds_per_output_megapixel"].get(name)
+        lines.append(f"| {name} | {s['psnr_y']:.2f} | {s['ssim_y']:.4f} | {s['psnr_y'] - base:+.2f} dB | "
+                     f"{'-' if speed is None else f'{speed:.2f}'} |")
+    return "\n".join(lines)

@@ -1,0 +1,117 @@
+"""Super-resolution: G sees a low-resolution image and should produce the high-resolution one.
+
+Training runs in two phases, as SRGAN, ESRGAN and Real-ESRGAN do:
+1. fidelity (`--fidelity-steps`): L1 to the ground truth only, no discriminator. It gives the
+   PSNR-oriented model, exported to `model-fidelity/` when the phase ends;
+2. adversarial fine-tuning: L1 + `--adversarial-weight` x the adversarial loss of a patch
+   discriminator (every loss and stabiliser of `adversarial.py` applies). It gives the sharper
+   "GAN" model in `model/`.
+
+Inference on any size (`upscale_tensor`) cuts the input into tiles with a margin as wide as the
+generator's receptive field, so the stitched result equals the untiled one and memory is
+bounded by the tile size.
+"""
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ganforge.adversarial import AdversarialObjective
+from ganforge.augment import parse_policy
+from ganforge.data.degrade import bicubic_upsample, degrade
+from ganforge.imageio import float_to_uint8, make_grid, uint8_to_float
+from ganforge.nets.sr import PatchDiscriminator, SRGenerator
+
+PREVIEW_CROPS = 6
+
+
+def build_sr_generator(model: dict) -> SRGenerator:
+    return SRGenerator(model["scale"], model["channels"], model["width"], model["blocks"])
+
+
+def random_dihedral(x: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
+    """Each image flipped and rotated by one of the 8 symmetries of the square: 8x the crops for free."""
+    flips = torch.randint(0, 2, (x.shape[0],), generator=rng).bool()
+    turns = torch.randint(0, 4, (x.shape[0],), generator=rng)
+    x = torch.where(flips[:, None, None, None].to(x.device), x.flip(-1), x)
+    return torch.stack([torch.rot90(image, int(k), dims=(-2, -1)) for image, k in zip(x, turns)])
+
+
+class SuperResTask:
+    """Batches of (high-resolution crop, its degraded low-resolution version), SRGenerator and a patch D."""
+
+    def __init__(self, cfg, patches: torch.Tensor, fidelity_steps: int):
+        self.cfg, self.scale, self.fidelity_steps = cfg, cfg.scale, fidelity_steps
+        self.model = {"task": "superres", "scale": cfg.scale, "channels": 3, "width": cfg.width, "blocks": cfg.blocks,
+                      "degradation": cfg.degradation}
+        self.nets = {"generator": build_sr_generator(self.model),
+                     "discriminator": PatchDiscriminator(3, cfg.width, spectral_norm=True)}
+        self.adversarial_objective = AdversarialObjective(cfg.loss, parse_policy(cfg.augment), cfg.r1_gamma, cfg.r1_every,
+                                                          cfg.gp_weight)
+        pick = torch.linspace(0, len(patches) - 1, PREVIEW_CROPS).round().long()
+        self.preview_hr = uint8_to_float(patches[pick])
+        self.phase_ends = {fidelity_steps}  # the trainer checkpoints (and exports) when a phase ends
+
+    def adversarial(self, step: int) -> bool:
+        return step >= self.fidelity_steps
+
+    def exports(self, step: int) -> dict[str, dict]:
+        """Model folders to write at `step`: the fidelity model while (and when) its phase ends, then the GAN."""
+        if step <= self.fidelity_steps:
+            config = {**self.model, "variant": "fidelity", "steps": step}
+            return {"model": config, "model-fidelity": config}
+        return {"model": {**self.model, "variant": "gan", "steps": step, "fidelity_steps": self.fidelity_steps}}
+
+    def make_batch(self, real: torch.Tensor, rng: torch.Generator) -> dict[str, torch.Tensor]:
+        hr = random_dihedral(real, rng).contiguous(memory_format=torch.channels_last)
+        return {"real": hr, "lr": degrade(hr, self.scale, self.cfg.degradation, rng)}
+
+    def generate(self, generator: nn.Module, batch: dict) -> torch.Tensor:
+        return generator(batch["lr"])
+
+    def discriminator_loss(self, discriminator: nn.Module, batch: dict, fake: torch.Tensor, step: int):
+        return self.adversarial_objective.discriminator_loss(discriminator, batch["real"], fake, step)
+
+    def generator_loss(self, discriminator: nn.Module, batch: dict, fake: torch.Tensor, step: int):
+        """L1 to the ground truth, plus the adversarial term once the fidelity phase is over."""
+        l1 = F.l1_loss(fake.float(), batch["real"].float())
+        if not self.adversarial(step):
+            return l1, {"l1": l1.detach()}
+        adversarial = self.adversarial_objective.generator_loss(discriminator, fake)
+        return l1 + self.cfg.adversarial_weight * adversarial, {"l1": l1.detach(), "loss_g_adv": adversarial.detach()}
+
+    def preview_inputs(self, n: int, seed: int) -> torch.Tensor:
+        return degrade(self.preview_hr, self.scale, self.cfg.degradation, torch.Generator().manual_seed(seed))
+
+    @torch.no_grad()
+    def preview_grid(self, generator: nn.Module, lr: torch.Tensor) -> torch.Tensor:
+        """One row per crop: bicubic | model | ground truth."""
+        sr = generator(lr.to(next(generator.parameters()).device)).float().cpu().clamp(-1, 1)
+        rows = [torch.stack([bicubic_upsample(lr[i : i + 1].cpu(), self.scale)[0], sr[i], self.preview_hr[i]])
+                for i in range(len(lr))]
+        return make_grid(torch.cat(rows), nrow=3)
+
+
+@torch.no_grad()
+def upscale_tensor(generator: SRGenerator, lr: torch.Tensor, tile: int = 256, dtype: torch.dtype = torch.uint8) -> torch.Tensor:
+    """Upscale one image (1, C, h, w) in [-1, 1], tile by tile, into a CPU tensor of `dtype`.
+
+    Each `tile` x `tile` piece is run with `receptive_radius` (+1) pixels of context on every
+    side that has a neighbour; the context is cut off again, so every output pixel sees exactly
+    the input it would see untiled and there are no seams. Peak memory is set by `tile` and by
+    the output itself, which is written tile by tile as 8-bit pixels unless `dtype` says float.
+    """
+    scale, margin = generator.scale, generator.receptive_radius + 1
+    device = next(generator.parameters()).device
+    _, c, h, w = lr.shape
+    out = torch.empty(1, c, h * scale, w * scale, dtype=dtype)
+    for y in range(0, h, tile):
+        for x in range(0, w, tile):
+            y0, x0 = max(0, y - margin), max(0, x - margin)
+            y1, x1 = min(h, y + tile + margin), min(w, x + tile + margin)
+            piece = generator(lr[:, :, y0:y1, x0:x1].to(device)).float().cpu().clamp_(-1, 1)
+            ty, tx, oy, ox = min(tile, h - y), min(tile, w - x), (y - y0) * scale, (x - x0) * scale
+            piece = piece[:, :, oy : oy + ty * scale, ox : ox + tx * scale]
+            out[:, :, y * scale : (y + ty) * scale, x * scale : (x + tx) * scale] = (
+                float_to_uint8(piece) if dtype == torch.uint8 else piece)
+    return out

@@ -1,0 +1,176 @@
+"""`ganforge upscale`: photos of any size in, x2 or x4 photos out, with a shipped model or a trained one.
+
+Colour photos go through the model; greyscale ones go through it as equal-channel RGB and come
+back greyscale; an alpha channel is upscaled separately (bicubic: it is a mask, not texture).
+16-bit images are converted to 8 bits with a note, and EXIF orientation is applied first.
+"""
+
+import json
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps, UnidentifiedImageError
+from tqdm import tqdm
+
+from ganforge.atomic import atomic_path
+from ganforge.data.folder import find_images
+from ganforge.errors import UserError
+from ganforge.imageio import IMAGE_SUFFIXES, check_writable, uint8_to_float
+from ganforge.saved_model import load_model, resolve_model, shipped_models
+from ganforge.tasks.superres import build_sr_generator, upscale_tensor
+from ganforge.training.device import pick_device
+
+log = logging.getLogger("ganforge")
+VARIANTS = ("fidelity", "gan")
+MIN_SIDE = 4  # smaller inputs give the networks nothing to work with
+BAD_IMAGE = (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
+def shipped_name(scale: int, variant: str) -> str:
+    return f"superres-x{scale}" + ("-gan" if variant == "gan" else "")
+
+
+def run_variants(where: str | Path) -> dict[str, Path]:
+    """The model folders of a super-resolution run (fidelity, and gan when its second phase ran), or one model."""
+    path = Path(where)
+    if (path / "model-fidelity" / "config.json").exists():
+        variants = {"fidelity": path / "model-fidelity"}
+        if json.loads((path / "model" / "config.json").read_text()).get("variant") == "gan":
+            variants["gan"] = path / "model"
+        return variants
+    folder = resolve_model(where)
+    return {json.loads((folder / "config.json").read_text()).get("variant", "model"): folder}
+
+
+def pick_model(model: str | None, scale: int | None, variant: str | None) -> Path:
+    """The model folder for `--model` (a run, folder or shipped name) or, without it, the shipped one for `--scale`.
+
+    Without `--variant`, a run gives its fidelity model and a model folder gives itself.
+    """
+    if variant not in (None, *VARIANTS):
+        raise UserError(f"--variant: {variant!r} is not one of {', '.join(VARIANTS)}")
+    if model is None:
+        name = shipped_name(scale or 4, variant or "fidelity")
+        if name not in shipped_models():
+            raise UserError(f"--scale: no shipped {variant or 'fidelity'} model for x{scale}; shipped: {', '.join(shipped_models())}")
+        return resolve_model(name)
+    variants = run_variants(model)
+    if variant is None:
+        return variants.get("fidelity", next(iter(variants.values())))
+    if variant not in variants:
+        raise UserError(f"--variant: {model} has no {variant} model (it has: {', '.join(variants)})")
+    return variants[variant]
+
+
+def load_upscaler(folder: str | Path, scale: int | None = None, device: str = "auto") -> tuple[torch.nn.Module, dict]:
+    """A super-resolution generator in eval mode and its config; `scale`, when given, must be the model's."""
+    config, weights = load_model(Path(folder), "generator")
+    if config.get("task") != "superres":
+        raise UserError(f"--model: {folder} is a {config.get('task', 'generation')} model, not a super-resolution one")
+    if scale is not None and scale != config["scale"]:
+        raise UserError(f"--scale: the model in {folder} upscales x{config['scale']}, not x{scale}")
+    generator = build_sr_generator(config)
+    generator.load_state_dict(weights)
+    return generator.to(pick_device(device)).eval(), config
+
+
+def upscale_image(generator: torch.nn.Module, im: Image.Image, tile: int = 256) -> Image.Image:
+    """One PIL image upscaled: RGB through the model, greyscale back to greyscale, alpha by bicubic."""
+    if im.mode in ("P", "PA", "1", "CMYK", "YCbCr", "LAB", "HSV"):
+        im = im.convert("RGBA" if "transparency" in im.info or im.mode == "PA" else ("L" if im.mode == "1" else "RGB"))
+    if min(im.size) < MIN_SIDE:
+        raise UserError(f"{im.size[0]}x{im.size[1]} is too small to upscale (at least {MIN_SIDE}x{MIN_SIDE})")
+    alpha = im.getchannel("A") if im.mode in ("RGBA", "LA") else None
+    grey = im.mode in ("L", "LA", "I", "I;16", "I;16B", "F", "1")
+    if im.mode in ("I", "I;16", "I;16B", "F"):
+        arr = np.asarray(im, dtype=np.float64)
+        im = Image.fromarray((arr / (257.0 if arr.max() > 255 else 1.0)).round().clip(0, 255).astype(np.uint8))
+    rgb = np.asarray(im.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1)
+    lr = uint8_to_float(torch.from_numpy(np.ascontiguousarray(rgb)))[None]
+    out = upscale_tensor(generator, lr, tile)[0].numpy().transpose(1, 2, 0)
+    result = Image.fromarray(out)
+    if grey:
+        result = result.convert("L")
+    if alpha is not None:
+        result = result.convert("LA" if grey else "RGBA")
+        result.putalpha(alpha.resize(result.size, Image.Resampling.BICUBIC))
+    return result
+
+
+def _open(path: Path) -> Image.Image:
+    with Image.open(path) as im:
+        if im.mode in ("I;16", "I;16B", "I;16L", "I") or im.info.get("bits", 8) > 8:
+            log.info("%s: 16-bit image converted to 8 bits (the models work on 8-bit pixels)", path)
+        im.load()
+        return ImageOps.exif_transpose(im)
+
+
+def _save(im: Image.Image, path: Path) -> None:
+    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP"}[path.suffix.lower()]
+    if fmt in ("JPEG", "BMP") and im.mode in ("RGBA", "LA"):
+        raise UserError(f"--out: {path} cannot keep the alpha channel; use .png or .webp")
+    try:
+        with atomic_path(path) as tmp:
+            im.save(tmp, format=fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
+    except OSError as e:
+        raise UserError(f"--out: cannot write {path}: {e.strerror or e}") from None
+
+
+def upscale(source: str | Path, out: str | Path | None = None, scale: int | None = None, model: str | None = None,
+            variant: str | None = None, tile: int = 256, device: str = "auto", overwrite: bool = False) -> Path:
+    """Upscale one image, or every image under a folder (mirrored into `out` as PNGs); returns `out`.
+
+    A folder run skips unreadable or too-small files, and outputs that exist already (so an
+    interrupted run can be repeated), and reports them at the end.
+    """
+    source = Path(source)
+    if tile < 16:
+        raise UserError(f"--tile: must be at least 16, got {tile}")
+    if not source.exists():
+        raise UserError(f"{source}: no such file or folder")
+    generator, _ = load_upscaler(pick_model(model, scale, variant), scale, device)
+    scale = generator.scale
+    if source.is_file():
+        out = Path(out) if out else source.with_name(f"{source.stem}_x{scale}.png")
+        if out.suffix.lower() not in IMAGE_SUFFIXES:
+            raise UserError(f"--out: {out} must end in .png, .jpg, .webp or .bmp")
+        if out.exists() and not overwrite:
+            raise UserError(f"--out: {out} exists; add --overwrite to replace it")
+        check_writable(out, "--out")
+        try:
+            im = _open(source)
+        except BAD_IMAGE as e:
+            raise UserError(f"{source}: not a readable image ({e})") from None
+        try:
+            result = upscale_image(generator, im, tile)
+        except UserError as e:
+            raise UserError(f"{source}: {e}") from None
+        _save(result, out)
+        return out
+    out = Path(out) if out else source.with_name(f"{source.name}_x{scale}")
+    if out.resolve() == source.resolve():
+        raise UserError(f"--out: {out} is the input folder; choose another folder")
+    check_writable(out, "--out")
+    paths = [p for p in find_images(source) if out.resolve() not in p.resolve().parents]
+    bad, existing = [], 0
+    for path in tqdm(paths, desc=f"upscaling x{scale}", unit="img"):
+        target = out / path.relative_to(source).with_suffix(".png")
+        if target.exists() and not overwrite:
+            existing += 1
+            continue
+        try:
+            result = upscale_image(generator, _open(path), tile)
+        except (*BAD_IMAGE, UserError) as e:
+            bad.append(f"{path} ({e})")
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _save(result, target)
+    if existing:
+        log.info("kept %d output(s) that already existed in %s (--overwrite replaces them)", existing, out)
+    if bad:
+        warnings.warn(f"skipped {len(bad)} file(s) that could not be upscaled: " + "; ".join(bad[:3])
+                      + (" ..." if len(bad) > 3 else ""), stacklevel=2)
+    return out

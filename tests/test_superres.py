@@ -1,0 +1,228 @@
+"""Super-resolution: networks, degradations, tiling, the two-phase run, `upscale` and its evaluation."""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+from ganforge.cli import main
+from ganforge.data.degrade import bicubic_downsample, degrade, gaussian_blur, quantize
+from ganforge.data.photos import extract_patches, load_photos
+from ganforge.nets.sr import PatchDiscriminator, SRGenerator
+from ganforge.tasks.superres import random_dihedral, upscale_tensor
+
+
+def trained_like(generator: SRGenerator, seed: int = 0) -> SRGenerator:
+    """Random non-zero weights everywhere (a fresh generator's tail is zero, so it would be plain bicubic)."""
+    torch.manual_seed(seed)
+    for p in generator.parameters():
+        torch.nn.init.normal_(p, 0, 0.05)
+    return generator.eval()
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_generator_shapes_and_bicubic_start(scale):
+    g = SRGenerator(scale, 3, width=8, blocks=2)
+    x = torch.rand(2, 3, 10, 14) * 2 - 1
+    y = g(x)
+    assert y.shape == (2, 3, 10 * scale, 14 * scale)
+    # Untrained, it is exactly bicubic: training only has to learn the detail.
+    assert torch.allclose(y, F.interpolate(x, scale_factor=scale, mode="bicubic", align_corners=False))
+    assert PatchDiscriminator(3, 8)(y).shape[0] == 2
+
+
+def test_unsupported_scale_is_a_user_error():
+    with pytest.raises(Exception, match="--scale: 3"):
+        SRGenerator(3)
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_receptive_radius_bounds_the_influence_of_a_pixel(scale):
+    g = trained_like(SRGenerator(scale, 3, width=8, blocks=2))
+    x = torch.rand(1, 3, 40, 40) * 2 - 1
+    bumped = x.clone()
+    bumped[:, :, 20, 20] += 1
+    with torch.no_grad():
+        changed = (g(bumped) - g(x)).abs().amax(dim=1)[0] > 0
+    ys, xs = torch.nonzero(changed, as_tuple=True)
+    reach = max((ys.float() / scale - 20).abs().max(), (xs.float() / scale - 20).abs().max())
+    assert 0 < reach <= g.receptive_radius
+
+
+@pytest.mark.parametrize("scale,size,tile", [(2, (37, 53), 16), (4, (21, 30), 8), (2, (20, 24), 64)])
+def test_tiled_equals_untiled(scale, size, tile):
+    g = trained_like(SRGenerator(scale, 3, width=8, blocks=2))
+    x = torch.rand(1, 3, *size) * 2 - 1
+    with torch.no_grad():
+        whole = g(x).clamp(-1, 1)
+    tiled = upscale_tensor(g, x, tile=tile, dtype=torch.float32)
+    assert (tiled - whole).abs().max() < 1e-4
+    as_uint8 = upscale_tensor(g, x, tile=tile)
+    assert as_uint8.dtype == torch.uint8 and as_uint8.shape == whole.shape
+
+
+def test_degradations():
+    hr = torch.rand(3, 3, 32, 32) * 2 - 1
+    lr = bicubic_downsample(hr, 4)
+    assert lr.shape == (3, 3, 8, 8) and torch.equal(lr, quantize(lr))
+    constant = torch.full((2, 3, 16, 16), 0.25)
+    assert torch.allclose(gaussian_blur(constant, torch.tensor([0.5, 2.0])), constant, atol=1e-6)
+    a = degrade(hr, 2, "realistic", torch.Generator().manual_seed(1))
+    b = degrade(hr, 2, "realistic", torch.Generator().manual_seed(1))
+    assert a.shape == (3, 3, 16, 16) and torch.equal(a, b)
+    assert not torch.equal(a, bicubic_downsample(hr, 2))
+
+
+def test_dihedral_keeps_pixels():
+    x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
+    y = random_dihedral(x, torch.Generator().manual_seed(0))
+    for a, b in zip(x, y):
+        assert torch.equal(a.flatten().sort().values, b.flatten().sort().values)
+
+
+def test_patches_and_embedded_photos():
+    train, held = load_photos("photos")
+    assert len(train) >= 10 and len(held) == 4 and all(p.shape[0] == 3 and p.dtype == np.uint8 for p in train + held)
+    patches = extract_patches(train[:2], 96, max_patches=50)
+    assert patches.shape[1:] == (3, 96, 96) and 2 <= len(patches) <= 50
+    with pytest.raises(Exception, match="--patch-size"), pytest.warns(UserWarning, match="smaller than"):
+        extract_patches([np.zeros((3, 20, 20), np.uint8)], 32)
+
+
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory):
+    """Smooth-ish random photos of a few sizes, plus a corrupt file and one too small to upscale."""
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for i, (h, w) in enumerate([(64, 80), (72, 72), (96, 64)]):
+        noise = rng.integers(0, 255, (h // 8, w // 8, 3), dtype=np.uint8)
+        Image.fromarray(noise).resize((w, h), Image.Resampling.BICUBIC).save(root / f"p{i}.png")
+    return root
+
+
+@pytest.fixture(scope="module")
+def sr_run(tmp_path_factory, photo_folder):
+    run = tmp_path_factory.mktemp("sr") / "run"
+    args = ["train", "--task", "superres", "--scale", "2", "--data", str(photo_folder), "--max-images", "2",
+            "--width", "8", "--blocks", "1", "--patch-size", "32", "--batch-size", "4", "--steps", "6",
+            "--fidelity-steps", "3", "--checkpoint-every", "100", "--sample-every", "3", "--eval-every", "3",
+            "--out", str(run)]
+    assert main(args) == 0
+    return run
+
+
+def test_two_phase_run_keeps_both_models(sr_run):
+    fidelity = json.loads((sr_run / "model-fidelity" / "config.json").read_text())
+    gan = json.loads((sr_run / "model" / "config.json").read_text())
+    assert (fidelity["variant"], fidelity["steps"], gan["variant"], gan["steps"]) == ("fidelity", 3, "gan", 6)
+    records = [json.loads(line) for line in (sr_run / "metrics.jsonl").read_text().splitlines()]
+    train_records = [r for r in records if "event" not in r]
+    assert all("loss_d" not in r for r in train_records if r["step"] <= 3)  # phase 1: L1 only, no D
+    assert all("loss_d" in r and "l1" in r for r in train_records if r["step"] > 3)
+    evals = [r for r in records if r.get("event") == "eval"]
+    assert len(evals) == 2 and all(r["psnr_y_bicubic"] > 10 for r in evals)  # scored on the held-out photo
+    assert Image.open(sr_run / "samples" / "latest.png").size[0] > 3 * 32
+
+
+def test_superres_resume_is_exact(tmp_path, photo_folder):
+    base = ["train", "--task", "superres", "--scale", "2", "--data", str(photo_folder), "--width", "8", "--blocks", "1",
+            "--patch-size", "32", "--batch-size", "4", "--fidelity-steps", "2", "--eval-every", "0"]
+    assert main([*base, "--steps", "5", "--out", str(tmp_path / "a")]) == 0
+    assert main([*base, "--steps", "3", "--out", str(tmp_path / "b")]) == 0
+    assert main([*base, "--steps", "5", "--out", str(tmp_path / "b"), "--resume"]) == 0
+    from safetensors.torch import load_file
+
+    a, b = (load_file(str(tmp_path / n / "checkpoints" / "last.safetensors")) for n in "ab")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_upscale_modes_and_exif(tmp_path, sr_run):
+    rng = np.random.default_rng(1)
+    rgb = rng.integers(0, 255, (20, 30, 3), dtype=np.uint8)
+    cases = {
+        "rgb.png": (Image.fromarray(rgb), "RGB", (60, 40)),
+        "grey.png": (Image.fromarray(rgb[..., 0]), "L", (60, 40)),
+        "alpha.png": (Image.fromarray(np.dstack([rgb, np.full((20, 30), 128, np.uint8)]), "RGBA"), "RGBA", (60, 40)),
+        "deep.png": (Image.fromarray((rgb[..., 0].astype(np.uint16) * 257)), "L", (60, 40)),
+    }
+    exif = Image.Exif()
+    exif[0x0112] = 6  # rotate 90 degrees clockwise when shown
+    Image.fromarray(rgb).save(tmp_path / "turned.jpg", exif=exif)
+    for name, (im, *_rest) in cases.items():
+        im.save(tmp_path / name)
+    for name, (_, mode, size) in cases.items():
+        out = tmp_path / f"out_{name}"
+        assert main(["upscale", str(tmp_path / name), "--model", str(sr_run), "--out", str(out)]) == 0
+        result = Image.open(out)
+        assert (result.mode, result.size) == (mode, size), name
+    assert main(["upscale", str(tmp_path / "rgb.png"), "--model", str(sr_run), "--variant", "gan", "--tile", "16",
+                 "--out", str(tmp_path / "gan.png")]) == 0
+    assert main(["upscale", str(tmp_path / "turned.jpg"), "--model", str(sr_run), "--out", str(tmp_path / "t.png")]) == 0
+    assert Image.open(tmp_path / "t.png").size == (40, 60)  # EXIF orientation applied before upscaling
+    alpha = np.asarray(Image.open(tmp_path / "out_alpha.png"))[..., 3]
+    assert abs(int(alpha.mean()) - 128) <= 1
+
+
+def test_upscale_folder_skips_bad_files(tmp_path, sr_run, photo_folder):
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    Image.open(photo_folder / "p0.png").save(src / "sub" / "a.png")
+    Image.open(photo_folder / "p1.png").save(src / "b.jpg")
+    (src / "broken.png").write_bytes(b"no image here")
+    Image.fromarray(np.zeros((2, 2, 3), np.uint8)).save(src / "tiny.png")
+    out = tmp_path / "out"
+    with pytest.warns(UserWarning, match="skipped 2 file"):
+        assert main(["upscale", str(src), "--model", str(sr_run), "--out", str(out)]) == 0
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == ["b.png", "sub/a.png"]
+    assert Image.open(out / "sub" / "a.png").size == (160, 128)
+    before = (out / "b.png").stat().st_mtime_ns
+    assert main(["upscale", str(src), "--model", str(sr_run), "--out", str(out)]) == 0  # a repeat keeps what exists
+    assert (out / "b.png").stat().st_mtime_ns == before
+
+
+@pytest.mark.parametrize("extra,needle", [
+    (["--scale", "4"], "--scale: the model in"),
+    (["--out", "NOTADIR/x.png"], "--out: cannot create"),
+    (["--variant", "gan", "--model", "FIDELITY"], "--variant: "),
+])
+def test_upscale_errors(tmp_path, sr_run, capsys, extra, needle):
+    image = tmp_path / "in.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(image)
+    (tmp_path / "NOTADIR").write_text("a file, not a folder")
+    extra = [{"FIDELITY": str(sr_run / "model-fidelity"), "NOTADIR/x.png": str(tmp_path / "NOTADIR" / "x.png")}.get(e, e)
+             for e in extra]
+    args = ["upscale", str(image), *extra]
+    if "--model" not in extra:
+        args += ["--model", str(sr_run)]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and needle in err
+
+
+def test_upscale_refuses_bad_inputs(tmp_path, sr_run, capsys):
+    (tmp_path / "junk.png").write_bytes(b"junk")
+    Image.fromarray(np.zeros((3, 3, 3), np.uint8)).save(tmp_path / "tiny.png")
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(tmp_path / "ok.png")
+    (tmp_path / "exists.png").write_bytes(b"keep me")
+    for args, needle in ((["junk.png"], "junk.png: not a readable image"), (["tiny.png"], "too small"),
+                         (["missing.png"], "no such file"), (["ok.png", "--out", "exists.png"], "--overwrite")):
+        args = [str(tmp_path / a) if a.endswith(".png") else a for a in args]
+        assert main(["upscale", *args, "--model", str(sr_run)]) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and needle in err, err
+    assert (tmp_path / "exists.png").read_bytes() == b"keep me"
+
+
+def test_evaluate_superres_reports_bicubic_and_both_models(sr_run, photo_folder, capsys):
+    assert main(["evaluate", str(sr_run)]) == 0  # the run's held-out photo
+    report = json.loads((sr_run / "evaluation.json").read_text())
+    assert set(report["scores"]) == {"bicubic", "fidelity", "gan"} and report["photos"] == 1
+    assert "| bicubic |" in capsys.readouterr().out
+    assert main(["evaluate", str(sr_run / "model-fidelity"), "--data", str(photo_folder),
+                 "--out", str(sr_run / "e2.json")]) == 0
+    report = json.loads((sr_run / "e2.json").read_text())
+    assert report["photos"] == 3 and set(report["scores"]) == {"bicubic", "fidelity"}
+    assert report["scores"]["fidelity"]["psnr_y"] > 15
