@@ -226,3 +226,41 @@ def test_evaluate_superres_reports_bicubic_and_both_models(sr_run, photo_folder,
     report = json.loads((sr_run / "e2.json").read_text())
     assert report["photos"] == 3 and set(report["scores"]) == {"bicubic", "fidelity"}
     assert report["scores"]["fidelity"]["psnr_y"] > 15
+
+
+def vgg19_state(seed: int = 0) -> dict[str, torch.Tensor]:
+    """A torchvision-layout VGG19 state dict (random weights, plus a classifier to be ignored)."""
+    from ganforge.nets.vgg import vgg19_features
+
+    torch.manual_seed(seed)
+    state = {f"features.{k}": v for k, v in vgg19_features().state_dict().items()}
+    return {**state, "classifier.0.weight": torch.zeros(4, 4)}
+
+
+def test_perceptual_loss_loads_torchvision_layout(tmp_path):
+    from safetensors.torch import save_file
+
+    from ganforge.nets.vgg import PerceptualLoss
+
+    torch.save(vgg19_state(), tmp_path / "vgg19.pth")
+    save_file(vgg19_state(), str(tmp_path / "vgg19.safetensors"))
+    x, y = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    a, b = PerceptualLoss(tmp_path / "vgg19.pth"), PerceptualLoss(tmp_path / "vgg19.safetensors")
+    assert a(x, x).item() == 0 and a(x, y).item() > 0
+    assert torch.allclose(a(x, y), b(x, y))
+    assert not any(p.requires_grad for p in a.parameters()) and not a.train().training
+    torch.save({"features.0.weight": torch.zeros(1)}, tmp_path / "wrong.pth")
+    (tmp_path / "junk.pth").write_bytes(b"junk")
+    for name, needle in (("wrong.pth", "does not hold torchvision VGG19"), ("junk.pth", "cannot read"), ("none.pth", "does not exist")):
+        with pytest.raises(Exception, match=needle):
+            PerceptualLoss(tmp_path / name)
+
+
+def test_adversarial_phase_with_perceptual_loss(tmp_path, photo_folder):
+    torch.save(vgg19_state(), tmp_path / "vgg19.pth")
+    run = tmp_path / "run"
+    assert main(["train", "--task", "superres", "--scale", "2", "--data", str(photo_folder), "--width", "8", "--blocks", "1",
+                 "--patch-size", "32", "--batch-size", "2", "--steps", "3", "--fidelity-steps", "1", "--eval-every", "0",
+                 "--perceptual-weights", str(tmp_path / "vgg19.pth"), "--log-every", "1", "--out", str(run)]) == 0
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert "perceptual" in records[-1] and "perceptual" not in records[0]

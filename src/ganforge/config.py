@@ -67,6 +67,9 @@ class TrainConfig:
     fidelity_steps: int | None = option(None, "superres: L1-only steps before adversarial fine-tuning (default: half of "
                                         "--steps); their model is kept in model-fidelity/")
     adversarial_weight: float = option(0.005, "superres: weight of the adversarial loss beside L1 in the second phase")
+    perceptual_weights: str | None = option(None, "superres: a local VGG19 weights file (torchvision's vgg19 .pth, or "
+                                            ".safetensors) to add ESRGAN's perceptual loss in the second phase")
+    perceptual_weight: float = option(1.0, "superres: weight of the perceptual loss (with --perceptual-weights)")
 
     def validate(self) -> "TrainConfig":
         if self.data is None:
@@ -94,7 +97,7 @@ class TrainConfig:
                             f"got {self.patch_size}")
         if self.fidelity_steps is not None and self.fidelity_steps < 0:
             raise UserError(f"--fidelity-steps: must be at least 0, got {self.fidelity_steps}")
-        for name in ("gp_weight", "r1_gamma", "eval_every", "adversarial_weight"):
+        for name in ("gp_weight", "r1_gamma", "eval_every", "adversarial_weight", "perceptual_weight"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{flag(name)}: must be at least 0, got {getattr(self, name)}")
         if not 0 <= self.ema_decay < 1:

@@ -9,15 +9,14 @@ the pytorch-fid file key for key, so the file loads as it is. ganforge downloads
 the user names the file (or a .safetensors with the same keys).
 """
 
-import pickle
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from safetensors.torch import load_file
 from torch import nn
 
 from ganforge.errors import UserError
+from ganforge.weights_file import read_state_dict
 from ganforge.metrics.extractors import batched, weights_digest
 
 WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
@@ -183,20 +182,7 @@ def _ignored(key: str) -> bool:
 def _read_state(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise UserError(f"{path}: no such Inception weights file (expected pytorch-fid's {WEIGHTS_FILE})")
-    try:
-        if path.suffix == ".safetensors":
-            state = load_file(str(path))
-        else:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError:
-        # torch's own message suggests weights_only=False; user files are never unpickled here.
-        raise UserError(f"{path}: cannot read Inception weights (not a plain state dict of tensors)") from None
-    except Exception as e:  # arbitrary bytes make the unpicklers fail in arbitrary ways (KeyError, EOFError, ...)
-        detail = str(e).strip().splitlines()[0] if str(e).strip() else ""
-        raise UserError(f"{path}: cannot read Inception weights ({type(e).__name__}: {detail})") from None
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise UserError(f"{path}: not a state dict of tensors; expected pytorch-fid's {WEIGHTS_FILE}")
-    return state
+    return read_state_dict(path, f"Inception weights (pytorch-fid's {WEIGHTS_FILE})")
 
 
 class InceptionV3Features:

@@ -4,8 +4,9 @@ Training runs in two phases, as SRGAN, ESRGAN and Real-ESRGAN do:
 1. fidelity (`--fidelity-steps`): L1 to the ground truth only, no discriminator. It gives the
    PSNR-oriented model, exported to `model-fidelity/` when the phase ends;
 2. adversarial fine-tuning: L1 + `--adversarial-weight` x the adversarial loss of a patch
-   discriminator (every loss and stabiliser of `adversarial.py` applies). It gives the sharper
-   "GAN" model in `model/`.
+   discriminator (every loss and stabiliser of `adversarial.py` applies), + `--perceptual-weight`
+   x ESRGAN's VGG19 perceptual loss when `--perceptual-weights` names a local VGG19 file. It
+   gives the sharper "GAN" model in `model/`.
 
 Inference on any size (`upscale_tensor`) cuts the input into tiles with a margin as wide as the
 generator's receptive field, so the stitched result equals the untiled one and memory is
@@ -21,6 +22,7 @@ from ganforge.augment import parse_policy
 from ganforge.data.degrade import bicubic_upsample, degrade
 from ganforge.imageio import float_to_uint8, make_grid, uint8_to_float
 from ganforge.nets.sr import PatchDiscriminator, SRGenerator
+from ganforge.nets.vgg import PerceptualLoss
 
 PREVIEW_CROPS = 6
 
@@ -48,6 +50,8 @@ class SuperResTask:
                      "discriminator": PatchDiscriminator(3, cfg.width, spectral_norm=True)}
         self.adversarial_objective = AdversarialObjective(cfg.loss, parse_policy(cfg.augment), cfg.r1_gamma, cfg.r1_every,
                                                           cfg.gp_weight)
+        # Fixed, not trained, so not one of `nets`: it is neither checkpointed nor exported.
+        self.perceptual = PerceptualLoss(cfg.perceptual_weights) if cfg.perceptual_weights else None
         pick = torch.linspace(0, len(patches) - 1, PREVIEW_CROPS).round().long()
         self.preview_hr = uint8_to_float(patches[pick])
         self.phase_ends = {fidelity_steps}  # the trainer checkpoints (and exports) when a phase ends
@@ -73,12 +77,16 @@ class SuperResTask:
         return self.adversarial_objective.discriminator_loss(discriminator, batch["real"], fake, step)
 
     def generator_loss(self, discriminator: nn.Module, batch: dict, fake: torch.Tensor, step: int):
-        """L1 to the ground truth, plus the adversarial term once the fidelity phase is over."""
+        """L1 to the ground truth, plus the adversarial (and perceptual) terms once the fidelity phase is over."""
         l1 = F.l1_loss(fake.float(), batch["real"].float())
         if not self.adversarial(step):
             return l1, {"l1": l1.detach()}
         adversarial = self.adversarial_objective.generator_loss(discriminator, fake)
-        return l1 + self.cfg.adversarial_weight * adversarial, {"l1": l1.detach(), "loss_g_adv": adversarial.detach()}
+        loss, stats = l1 + self.cfg.adversarial_weight * adversarial, {"l1": l1.detach(), "loss_g_adv": adversarial.detach()}
+        if self.perceptual is not None:
+            perceptual = self.perceptual.to(fake.device)(fake, batch["real"])
+            loss, stats["perceptual"] = loss + self.cfg.perceptual_weight * perceptual, perceptual.detach()
+        return loss, stats
 
     def preview_inputs(self, n: int, seed: int) -> torch.Tensor:
         return degrade(self.preview_hr, self.scale, self.cfg.degradation, torch.Generator().manual_seed(seed))
