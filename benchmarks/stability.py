@@ -38,13 +38,20 @@ SMALL_DATA = {
     "500 images, bce + R1 + EMA": {"r1_gamma": 0.2, "ema_decay": 0.999},
     "500 images, bce + R1 + EMA + DiffAugment": {"r1_gamma": 0.2, "ema_decay": 0.999, "augment": "color,translation,cutout"},
     "500 images, bce + R1 + EMA + DiffAugment translation": {"r1_gamma": 0.2, "ema_decay": 0.999, "augment": "translation"},
+    "500 images, bce + R1 + EMA + adaptive DiffAugment": {"r1_gamma": 0.2, "ema_decay": 0.999, "augment": "color,translation,cutout",
+                                                          "augment_target": 0.6},
+    "500 images, bce + R1 + EMA + adaptive translation": {"r1_gamma": 0.2, "ema_decay": 0.999, "augment": "translation",
+                                                          "augment_target": 0.6},
 }
 COLUMNS = ("fid", "kid", "precision", "recall", "density", "coverage")
 
 
-def run_one(name: str, options: dict, root: Path, minutes: float, max_images: int, seed: int) -> dict:
+def run_one(name: str, options: dict, root: Path, minutes: float | None, max_images: int, seed: int,
+            steps: int | None = None) -> dict:
+    """Train for `minutes` of CPU time or, with `steps`, for exactly that many steps; then evaluate."""
     out = root / name.replace(" ", "_").replace("/", "-")
-    cfg = TrainConfig(data="mnist5k", out=str(out), max_images=max_images, steps=10**6, max_minutes=minutes,
+    cfg = TrainConfig(data="mnist5k", out=str(out), max_images=max_images, steps=steps or 10**6,
+                      max_minutes=None if steps else minutes,
                       eval_every=0, sample_every=10**6, checkpoint_every=10**6, log_every=50, seed=seed, **{**PLAIN, **options})
     train(cfg)
     report = evaluate(out, metrics=["fid", "kid", "pr", "dc"], n=1000, seed=seed)
@@ -68,6 +75,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--minutes", type=float, default=2.0, help="training budget of each run")
     ap.add_argument("--small-minutes", type=float, default=5.0, help="training budget of each small-data run")
+    ap.add_argument("--small-steps", type=int, help="train each small-data run for this many steps instead of minutes")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", help="';'-separated configuration names to run (default: all)")
     ap.add_argument("--skip-small-data", action="store_true")
@@ -81,8 +89,10 @@ def main() -> None:
             rows = [run_one(n, o, root, args.minutes, 4000, args.seed) for n, o in COMBINATIONS.items() if not only or n in only]
             print_table(f"mnist5k, {args.minutes:g} CPU minutes per run, trained on 4000 images, seed {args.seed}", rows)
         if not args.skip_small_data:
-            small = [run_one(n, o, root, args.small_minutes, 500, args.seed) for n, o in SMALL_DATA.items() if not only or n in only]
-            print_table(f"small data: 500 images of mnist5k, {args.small_minutes:g} CPU minutes per run, seed {args.seed}", small)
+            small = [run_one(n, o, root, args.small_minutes, 500, args.seed, args.small_steps)
+                     for n, o in SMALL_DATA.items() if not only or n in only]
+            budget = f"{args.small_steps} steps" if args.small_steps else f"{args.small_minutes:g} CPU minutes"
+            print_table(f"small data: 500 images of mnist5k, {budget} per run, seed {args.seed}", small)
 
 
 if __name__ == "__main__":

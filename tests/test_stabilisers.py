@@ -102,10 +102,11 @@ def test_every_stabiliser_trains_and_resumes(tmp_path, small_args, extra):
     assert main(small_args(run, "--steps", "6", "--resume", *extra)) == 0
 
 
-def test_resume_is_exact_with_ema_and_augmentation(tmp_path, small_args):
+@pytest.mark.parametrize("adaptive", [[], ["--augment-target", "0.01"]])
+def test_resume_is_exact_with_ema_and_augmentation(tmp_path, small_args, adaptive):
     from safetensors.torch import load_file
 
-    extra = ["--ema-decay", "0.99", "--augment", "color,translation", "--r1-gamma", "0.5", "--r1-every", "2"]
+    extra = ["--ema-decay", "0.99", "--augment", "color,translation", "--r1-gamma", "0.5", "--r1-every", "2", *adaptive]
     assert main(small_args(tmp_path / "a", "--steps", "6", *extra)) == 0
     assert main(small_args(tmp_path / "b", "--steps", "3", *extra)) == 0
     assert main(small_args(tmp_path / "b", "--steps", "6", "--resume", *extra)) == 0
@@ -113,6 +114,35 @@ def test_resume_is_exact_with_ema_and_augmentation(tmp_path, small_args):
     b = load_file(str(tmp_path / "b" / "checkpoints" / "last.safetensors"))
     assert any(k.startswith("net.generator_ema.") for k in a)
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_adaptive_augmentation_probability():
+    from ganforge.augment import AdaptiveProbability
+
+    ada = AdaptiveProbability(target=0.6, interval=2, speed_images=100)
+    assert ada.p == 0
+    for _ in range(4):
+        ada.update(torch.full((10,), 3.0))  # D sure that every real image is real: overfitting
+    assert ada.p == pytest.approx(0.4)  # two adjustments of 20 images / 100
+    for _ in range(20):
+        ada.update(-torch.ones(10))
+    assert ada.p == 0  # clamped at 0
+    fixed = AdaptiveProbability(target=0)
+    fixed.update(torch.ones(10))
+    assert fixed.p == 1
+    restored = AdaptiveProbability(target=0.6)
+    ada.update(torch.ones(10))
+    restored.load_state(ada.state())
+    assert restored.state() == ada.state()
+
+
+def test_diff_augment_probability():
+    torch.manual_seed(0)
+    x = torch.rand(64, 1, 8, 8)
+    policy = parse_policy("color")
+    assert torch.equal(diff_augment(x, policy, 0.0), x)
+    changed = (diff_augment(x, policy, 0.5) != x).flatten(1).any(dim=1).float().mean()
+    assert 0.3 < changed < 0.7
 
 
 def make_trainer(tmp_path, **options):

@@ -8,7 +8,7 @@ from typing import Callable
 
 import torch
 
-from ganforge.augment import diff_augment
+from ganforge.augment import AdaptiveProbability, diff_augment
 from ganforge.losses import ADVERSARIAL_LOSSES, gradient_penalty, r1_penalty
 
 Critic = Callable[[torch.Tensor], torch.Tensor]
@@ -16,21 +16,26 @@ Critic = Callable[[torch.Tensor], torch.Tensor]
 
 class AdversarialObjective:
     def __init__(self, loss: str = "bce", augment: list[str] | None = None, r1_gamma: float = 0.0,
-                 r1_every: int = 16, gp_weight: float = 10.0):
+                 r1_every: int = 16, gp_weight: float = 10.0, augment_target: float = 0.0):
         self.loss = loss
         self.d_loss_fn, self.g_loss_fn = ADVERSARIAL_LOSSES[loss]
         self.augment = augment or []
+        self.augment_p = AdaptiveProbability(augment_target if self.augment else 0.0)
         self.r1_gamma, self.r1_every, self.gp_weight = r1_gamma, r1_every, gp_weight
 
     def discriminator_loss(self, critic: Critic, real: torch.Tensor, fake: torch.Tensor, step: int):
         """L_D (+ gradient penalty for WGAN-GP, + lazy R1 every `r1_every` steps); stats for the log."""
-        real, fake = diff_augment(real, self.augment), diff_augment(fake, self.augment)
+        p = self.augment_p.p
+        real, fake = diff_augment(real, self.augment, p), diff_augment(fake, self.augment, p)
         with_r1 = self.r1_gamma > 0 and step % self.r1_every == 0
         if with_r1:
             real = real.detach().requires_grad_(True)
         real_logits, fake_logits = critic(real).float(), critic(fake).float()
         loss = self.d_loss_fn(real_logits, fake_logits)
         stats = {"d_real": torch.sigmoid(real_logits.detach()).mean(), "d_fake": torch.sigmoid(fake_logits.detach()).mean()}
+        if self.augment_p.target > 0:
+            self.augment_p.update(real_logits)
+            stats["augment_p"] = torch.tensor(p)
         if self.loss == "wgan-gp":
             penalty = gradient_penalty(critic, real, fake)
             loss = loss + self.gp_weight * penalty
@@ -43,4 +48,4 @@ class AdversarialObjective:
         return loss, stats
 
     def generator_loss(self, critic: Critic, fake: torch.Tensor) -> torch.Tensor:
-        return self.g_loss_fn(critic(diff_augment(fake, self.augment)).float())
+        return self.g_loss_fn(critic(diff_augment(fake, self.augment, self.augment_p.p)).float())

@@ -60,7 +60,50 @@ def parse_policy(text: str) -> list[str]:
     return names
 
 
-def diff_augment(x: torch.Tensor, policy: list[str]) -> torch.Tensor:
+def diff_augment(x: torch.Tensor, policy: list[str], p: float = 1.0) -> torch.Tensor:
+    """Apply `policy` to each image with probability `p` (1: all of them, as in DiffAugment)."""
+    if not policy or p <= 0:
+        return x
+    augmented = x
     for name in policy:
-        x = POLICIES[name](x)
-    return x.contiguous(memory_format=torch.channels_last)
+        augmented = POLICIES[name](augmented)
+    if p < 1:
+        keep = torch.rand(x.shape[0], 1, 1, 1, device=x.device) >= p
+        augmented = torch.where(keep, x, augmented)
+    return augmented.contiguous(memory_format=torch.channels_last)
+
+
+class AdaptiveProbability:
+    """ADA's heuristic (Karras et al. 2020): augment more while D is overconfident on real images.
+
+    r = E[sign(D(x))] over the last `interval` D updates; p moves up when r is above `target`
+    and down when below, fast enough to go from 0 to 1 in `speed_images` real images. On little
+    data D starts memorising after a while, r climbs, and augmentation comes in only then; on
+    enough data p stays near 0 and costs nothing. With `target` 0 the probability is fixed at 1.
+    """
+
+    def __init__(self, target: float = 0.0, interval: int = 4, speed_images: int = 50_000):
+        self.target, self.interval, self.speed_images = target, interval, speed_images
+        self.p = 1.0 if target <= 0 else 0.0
+        self.sign_sum, self.count, self.images = 0.0, 0, 0
+
+    def update(self, real_logits: torch.Tensor) -> None:
+        if self.target <= 0:
+            return
+        signs = torch.stack([real_logits.detach().float().sign().mean(), torch.tensor(1.0, device=real_logits.device)])
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            torch.distributed.all_reduce(signs)  # every rank must keep the same p
+        self.sign_sum += float(signs[0] / signs[1])
+        self.count += 1
+        self.images += real_logits.shape[0] * int(signs[1])
+        if self.count >= self.interval:
+            r = self.sign_sum / self.count
+            step = self.images / self.speed_images
+            self.p = min(1.0, max(0.0, self.p + (step if r > self.target else -step)))
+            self.sign_sum, self.count, self.images = 0.0, 0, 0
+
+    def state(self) -> dict:
+        return {"p": self.p, "sign_sum": self.sign_sum, "count": self.count, "images": self.images}
+
+    def load_state(self, state: dict) -> None:
+        self.p, self.sign_sum, self.count, self.images = state["p"], state["sign_sum"], state["count"], state["images"]

@@ -40,6 +40,8 @@ class TrainConfig:
     spectral_norm: bool = option(False, "spectral normalisation in D (replaces its batch norm)")
     ema_decay: float = option(0.999, "EMA of G's weights, used for sampling and export (0: off)")
     augment: str = option("none", "differentiable augmentation of real and fake images: none, or a list of color,translation,cutout")
+    augment_target: float = option(0.0, "adaptive augmentation (ADA): augment each image with a probability that rises while "
+                                   "D's sign(D(x)) averages above this target (0.6 is ADA's); 0: augment every image")
     batch_size: int = option(64, "images per step and per process")
     steps: int | None = option(None, "training steps (D and G updates); default 5000 unless --epochs")
     epochs: float | None = option(None, "training length in passes over the data (instead of --steps)")
@@ -100,6 +102,8 @@ class TrainConfig:
         for name in ("gp_weight", "r1_gamma", "eval_every", "adversarial_weight", "perceptual_weight"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{flag(name)}: must be at least 0, got {getattr(self, name)}")
+        if not 0 <= self.augment_target < 1:
+            raise UserError(f"--augment-target: must be in [0, 1), got {self.augment_target}")
         if not 0 <= self.ema_decay < 1:
             raise UserError(f"--ema-decay: must be in [0, 1), got {self.ema_decay}")
         from ganforge.augment import parse_policy

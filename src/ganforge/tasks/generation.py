@@ -47,7 +47,7 @@ class GenerationTask:
         self.nets = {"generator": build_generator(self.model),
                      "discriminator": build_discriminator(self.model, cfg.spectral_norm, batch_norm=cfg.loss != "wgan-gp")}
         self.adversarial_objective = AdversarialObjective(cfg.loss, parse_policy(cfg.augment), cfg.r1_gamma, cfg.r1_every,
-                                                          cfg.gp_weight)
+                                                          cfg.gp_weight, cfg.augment_target)
         self.phase_ends: set[int] = set()  # one phase: adversarial from the first step
 
     def adversarial(self, step: int) -> bool:

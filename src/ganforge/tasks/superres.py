@@ -49,7 +49,7 @@ class SuperResTask:
         self.nets = {"generator": build_sr_generator(self.model),
                      "discriminator": PatchDiscriminator(3, cfg.width, spectral_norm=True)}
         self.adversarial_objective = AdversarialObjective(cfg.loss, parse_policy(cfg.augment), cfg.r1_gamma, cfg.r1_every,
-                                                          cfg.gp_weight)
+                                                          cfg.gp_weight, cfg.augment_target)
         # Fixed, not trained, so not one of `nets`: it is neither checkpointed nor exported.
         self.perceptual = PerceptualLoss(cfg.perceptual_weights) if cfg.perceptual_weights else None
         pick = torch.linspace(0, len(patches) - 1, PREVIEW_CROPS).round().long()

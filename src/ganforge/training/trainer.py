@@ -285,7 +285,8 @@ class Trainer:
         if not self.dist.is_main:
             return
         save_checkpoint(self.run_dir / "checkpoints" / "last.safetensors", self.checkpointed_nets,
-                        {"generator": self.opt_g, "discriminator": self.opt_d}, {"step": self.step})
+                        {"generator": self.opt_g, "discriminator": self.opt_d},
+                        {"step": self.step, "augment": self.task.adversarial_objective.augment_p.state()})
         for folder, config in self.task.exports(self.step).items():
             save_model(self.run_dir / folder, config, {"generator": self.sampling_generator.state_dict()})
 
@@ -294,6 +295,8 @@ class Trainer:
         meta = load_checkpoint(self.run_dir / "checkpoints" / "last.safetensors", self.checkpointed_nets,
                                {"generator": self.opt_g, "discriminator": self.opt_d})
         self.step = int(meta["step"])
+        if "augment" in meta:
+            self.task.adversarial_objective.augment_p.load_state(meta["augment"])
         metrics = self.run_dir / "metrics.jsonl"
         if metrics.exists():
             kept = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
