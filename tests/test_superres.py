@@ -202,6 +202,15 @@ def test_upscale_errors(tmp_path, sr_run, capsys, extra, needle):
     assert len(err.splitlines()) == 1 and needle in err
 
 
+def test_models_of_one_task_are_refused_by_another(tmp_path, sr_run, capsys):
+    image = tmp_path / "in.png"
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(image)
+    assert main(["upscale", str(image), "--model", "mnist5k"]) == 2
+    assert "not a super-resolution one" in capsys.readouterr().err
+    assert main(["sample", str(sr_run), "--out", str(tmp_path / "s.png")]) == 2
+    assert "ganforge upscale" in capsys.readouterr().err
+
+
 def test_upscale_refuses_bad_inputs(tmp_path, sr_run, capsys):
     (tmp_path / "junk.png").write_bytes(b"junk")
     Image.fromarray(np.zeros((3, 3, 3), np.uint8)).save(tmp_path / "tiny.png")

@@ -15,6 +15,8 @@ from ganforge.training.device import pick_device
 def load_generator(where: str | Path, device: str = "auto") -> tuple[nn.Module, dict]:
     """The generator of a run directory, exported model folder or shipped model, in eval mode."""
     config, weights = load_model(resolve_model(where), "generator")
+    if config.get("task", "generation") != "generation":
+        raise UserError(f"{where}: a {config['task']} model makes no samples from noise; use `ganforge upscale --model {where}`")
     generator = build_generator(config)
     generator.load_state_dict(weights)
     return generator.to(pick_device(device)).eval(), config
