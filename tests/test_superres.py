@@ -273,3 +273,14 @@ def test_adversarial_phase_with_perceptual_loss(tmp_path, photo_folder):
                  "--perceptual-weights", str(tmp_path / "vgg19.pth"), "--log-every", "1", "--out", str(run)]) == 0
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     assert "perceptual" in records[-1] and "perceptual" not in records[0]
+
+
+def test_resume_may_move_the_end_of_the_fidelity_phase_only_before_it(tmp_path, photo_folder, capsys):
+    run = tmp_path / "run"
+    base = ["train", "--task", "superres", "--scale", "2", "--data", str(photo_folder), "--width", "8", "--blocks", "1",
+            "--patch-size", "32", "--batch-size", "2", "--eval-every", "0", "--out", str(run)]
+    assert main([*base, "--steps", "2", "--fidelity-steps", "3"]) == 0
+    assert main([*base, "--steps", "5", "--fidelity-steps", "4", "--resume"]) == 0
+    assert json.loads((run / "model-fidelity" / "config.json").read_text())["steps"] == 4
+    assert main([*base, "--steps", "6", "--fidelity-steps", "6", "--resume"]) == 2
+    assert "--fidelity-steps: the run is at step 5" in capsys.readouterr().err

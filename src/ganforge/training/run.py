@@ -1,6 +1,7 @@
 """`ganforge train`: from a config to a run directory, fresh or resumed."""
 
 import dataclasses
+import json
 import logging
 import platform
 import sys
@@ -19,6 +20,7 @@ from ganforge.seeding import seed_everything
 from ganforge.tasks.generation import GenerationTask, check_resolution
 from ganforge.training.device import pick_device, pick_dtype
 from ganforge.training.distributed import init_distributed, local_rank_from_env, shutdown
+from ganforge.training.checkpoint import read_checkpoint
 from ganforge.training.trainer import Trainer, total_steps
 
 log = logging.getLogger("ganforge")
@@ -63,6 +65,15 @@ def superres_setup(cfg: TrainConfig, dist):
     return SuperResTask(cfg, patches, cfg.fidelity_steps), patches, monitor
 
 
+def check_fidelity_extension(old: int, new: int, out: Path) -> None:
+    """A resumed super-resolution run may move the end of its fidelity phase, as long as it has not reached it."""
+    _, metadata = read_checkpoint(out / "checkpoints" / "last.safetensors")
+    step = json.loads(metadata["meta"])["step"]
+    if step >= min(old, new):
+        raise UserError(f"--fidelity-steps: the run is at step {step}, past the end of its fidelity phase; "
+                        "it can only be moved while the run is still in it")
+
+
 def resumed_config(out: Path, given: dict) -> TrainConfig:
     """The run's saved config, with the options given now applied where a resumed run allows it."""
     saved_path = out / "config.yaml"
@@ -74,7 +85,9 @@ def resumed_config(out: Path, given: dict) -> TrainConfig:
     for name, value in given.items():
         if name in ("out",) or value == getattr(cfg, name):
             continue
-        if name not in RESUMABLE_CHANGES:
+        if name == "fidelity_steps":
+            check_fidelity_extension(cfg.fidelity_steps, value, out)
+        elif name not in RESUMABLE_CHANGES:
             raise UserError(f"--{flag(name)}: {value!r} differs from the run's {getattr(cfg, name)!r} ({saved_path}); a resumed run keeps its config")
         setattr(cfg, name, value)
     if "steps" in given:
