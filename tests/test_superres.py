@@ -280,7 +280,8 @@ def test_resume_may_move_the_end_of_the_fidelity_phase_only_before_it(tmp_path, 
     base = ["train", "--task", "superres", "--scale", "2", "--data", str(photo_folder), "--width", "8", "--blocks", "1",
             "--patch-size", "32", "--batch-size", "2", "--eval-every", "0", "--out", str(run)]
     assert main([*base, "--steps", "2", "--fidelity-steps", "3"]) == 0
-    assert main([*base, "--steps", "5", "--fidelity-steps", "4", "--resume"]) == 0
-    assert json.loads((run / "model-fidelity" / "config.json").read_text())["steps"] == 4
-    assert main([*base, "--steps", "6", "--fidelity-steps", "6", "--resume"]) == 2
-    assert "--fidelity-steps: the run is at step 5" in capsys.readouterr().err
+    assert main([*base, "--steps", "4", "--fidelity-steps", "4", "--resume"]) == 0  # moved while inside the phase
+    assert main([*base, "--steps", "6", "--fidelity-steps", "5", "--resume"]) == 0  # at its end, before any D step
+    assert json.loads((run / "model-fidelity" / "config.json").read_text())["steps"] == 5
+    assert main([*base, "--steps", "7", "--fidelity-steps", "7", "--resume"]) == 2
+    assert "--fidelity-steps: the run is at step 6" in capsys.readouterr().err

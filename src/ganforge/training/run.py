@@ -66,10 +66,10 @@ def superres_setup(cfg: TrainConfig, dist):
 
 
 def check_fidelity_extension(old: int, new: int, out: Path) -> None:
-    """A resumed super-resolution run may move the end of its fidelity phase, as long as it has not reached it."""
+    """A resumed super-resolution run may move the end of its fidelity phase, as long as no adversarial step was taken."""
     _, metadata = read_checkpoint(out / "checkpoints" / "last.safetensors")
     step = json.loads(metadata["meta"])["step"]
-    if step >= min(old, new):
+    if step > min(old, new):
         raise UserError(f"--fidelity-steps: the run is at step {step}, past the end of its fidelity phase; "
                         "it can only be moved while the run is still in it")
 
