@@ -37,6 +37,9 @@ class TrainConfig:
     r1_every: int = option(16, "apply R1 every N steps, scaled by N (lazy regularisation; 1: every step)")
     spectral_norm: bool = option(False, "spectral normalisation in D (replaces its batch norm)")
     ema_decay: float = option(0.999, "EMA of G's weights, used for sampling and export (0: off)")
+    conditional: bool = option(False, "class-conditional GAN: labels from the embedded set, or one sub-folder per class")
+    cond_d: str = option("projection", "how D hears the class (with --conditional): projection (Miyato & Koyama 2018) or acgan (an auxiliary classifier, Odena et al. 2017)", choices=["projection", "acgan"])
+    ac_weight: float = option(1.0, "weight of the AC-GAN class cross-entropy in D's and G's losses (with --cond-d acgan)")
     augment: str = option("none", "differentiable augmentation of real and fake images: none, or a list of color,translation,cutout")
     batch_size: int = option(64, "images per step and per process")
     steps: int | None = option(None, "training steps (D and G updates); default 5000 unless --epochs")
@@ -77,7 +80,7 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not 0 < value < 1:
                 raise UserError(f"--{flag(name)}: must be in (0, 1), got {value}")
-        for name in ("gp_weight", "r1_gamma", "eval_every"):
+        for name in ("gp_weight", "r1_gamma", "eval_every", "ac_weight"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{flag(name)}: must be at least 0, got {getattr(self, name)}")
         if not 0 <= self.ema_decay < 1:

@@ -6,12 +6,16 @@ from torch import nn
 from ganforge.adversarial import AdversarialObjective
 from ganforge.augment import parse_policy
 from ganforge.nets.brief import BRIEF_RESOLUTION, BriefDiscriminator, BriefGenerator
+from ganforge.nets.conditional import ConditionalDCGANGenerator
 from ganforge.nets.dcgan import DCGANDiscriminator, DCGANGenerator, resolution_plan
 from ganforge.errors import UserError
 
 
 def build_generator(model: dict) -> nn.Module:
-    """The generator described by a saved model's config."""
+    """The generator described by a saved model's config (class-conditional where it has `num_classes`)."""
+    if model.get("num_classes"):
+        return ConditionalDCGANGenerator(model["resolution"], model["channels"], model["latent_dim"], model["width"],
+                                         model["num_classes"])
     if model["arch"] == "seed":
         return BriefGenerator(model["channels"], model["latent_dim"])
     return DCGANGenerator(model["resolution"], model["channels"], model["latent_dim"], model["width"])

@@ -16,6 +16,7 @@ from ganforge.errors import UserError
 from ganforge.imageio import check_writable
 from ganforge.nets.brief import BRIEF_RESOLUTION
 from ganforge.seeding import seed_everything
+from ganforge.tasks.conditional import ConditionalGenerationTask, check_labels
 from ganforge.tasks.generation import GenerationTask, check_resolution
 from ganforge.training.device import pick_device, pick_dtype
 from ganforge.training.distributed import init_distributed, local_rank_from_env, shutdown
@@ -85,15 +86,20 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, device: torch.device, dist
     seed_everything(cfg.seed)
     data, _ = split(load_imageset(cfg.data, cfg.resolution, cfg.channels), cfg.max_images)
     cfg.channels = data.channels
-    task = GenerationTask(cfg, data.channels, data.resolution)
+    if cfg.conditional:
+        check_labels(data.labels, data.class_names, cfg.data)
+        task = ConditionalGenerationTask(cfg, data.channels, data.resolution, data.class_names, cfg.data)
+    else:
+        task = GenerationTask(cfg, data.channels, data.resolution)
     if cfg.steps is None and cfg.epochs is None:
         cfg.steps = DEFAULT_STEPS
     monitor = None
     if cfg.eval_every and dist.is_main:
         from ganforge.evaluation import TrainingMonitor
 
-        monitor = TrainingMonitor(data, cfg.eval_samples, cfg.seed, cfg.latent_dim)
-    trainer = Trainer(cfg, task, data.images, out, device, dtype, dist, monitor=monitor)
+        monitor = TrainingMonitor(data, cfg.eval_samples, cfg.seed, cfg.latent_dim, task.model.get("num_classes", 0))
+    trainer = Trainer(cfg, task, data.images, out, device, dtype, dist, monitor=monitor,
+                      labels=data.labels if cfg.conditional else None)
     if resume:
         trainer.resume()
     if dist.is_main:
