@@ -91,6 +91,8 @@ class TrainConfig:
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise UserError(f"--{name}: must be in [0, 1), got {getattr(self, name)}")
+        if self.conditional and self.arch != "dcgan":
+            raise UserError(f"--conditional: works with --arch dcgan, not --arch {self.arch}")
         if self.channels not in (None, 1, 3):
             raise UserError(f"--channels: must be 1 or 3, got {self.channels}")
         if self.resolution is not None and self.resolution < 4:

@@ -17,6 +17,10 @@ from torch import nn
 
 from ganforge.nets.dcgan import _widths, init_dcgan_weights, resolution_plan
 
+# Scale of G's input class embedding. Measured on mnist5k (28x28, 1.5 CPU minutes): at N(0, 1), as loud as z,
+# G ignored z and made one image per class; at 0.1 the class was barely heard; 0.3 gave both.
+EMBED_STD = 0.3
+
 
 class ConditionalBatchNorm2d(nn.Module):
     """Batch norm without its own affine; per-class scale (around 1) and shift (around 0) instead."""
@@ -50,7 +54,7 @@ class ConditionalDCGANGenerator(nn.Module):
         self.to_image = nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1, bias=False)
         self.latent_dim, self.num_classes = latent_dim, num_classes
         init_dcgan_weights(self)
-        nn.init.normal_(self.embed.weight, 0.0, 1.0)  # on the scale of z, so the class is heard at the input
+        nn.init.normal_(self.embed.weight, 0.0, EMBED_STD)
 
     def forward(self, z: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         h = torch.cat([z, self.embed(y)], dim=1)[:, :, None, None]
