@@ -17,6 +17,7 @@ Each figure is the mean and standard deviation over seeds (classifier initialisa
 order and, for generated data, the generator's seeds).
 
     python benchmarks/augmentation.py                                   # shipped model, 3 seeds
+    ganforge train --config configs/mnist5k-conditional.yaml --max-images 400 --steps 3000 --out runs/cmnist400
     python benchmarks/augmentation.py --low-data-model runs/cmnist400   # plus a GAN trained on the 400 only
 """
 
@@ -117,7 +118,7 @@ def main() -> None:
     p.add_argument("--model", default="mnist5k-conditional", help="conditional generator trained on the 4000 (run, folder or shipped name)")
     p.add_argument("--low-data-model", help="conditional generator trained on the 400 only (--max-images 400)")
     p.add_argument("--seeds", type=int, default=3)
-    p.add_argument("--steps", type=int, default=2000, help="classifier training steps of 64 images, the same for every row")
+    p.add_argument("--steps", type=int, default=1500, help="classifier training steps of 64 images, the same for every row")
     p.add_argument("--generated", type=int, default=10_000, help="generated images (split equally over the classes)")
     args = p.parse_args()
     torch.set_num_threads(1)
