@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganforge.data import load_imageset, split
-from ganforge.imageio import uint8_to_float
+from ganforge.imageio import float_to_uint8, uint8_to_float
 from ganforge.sampling import generate, latents, load_generator
 from ganforge.saved_model import resolve_model
 
@@ -101,7 +101,8 @@ def generated_set(where: str, per_class: int, seed: int) -> tuple[torch.Tensor, 
     images, labels = [], []
     for c in range(model["num_classes"]):
         seeds = [base + 1_000_000 * c + j for j in range(per_class)]
-        images.append(generate(generator, latents(seeds, model["latent_dim"]), torch.full((per_class,), c)))
+        fake = generate(generator, latents(seeds, model["latent_dim"]), torch.full((per_class,), c))
+        images.append(uint8_to_float(float_to_uint8(fake)))  # rounded to 8 bits, as `augment`'s PNGs are
         labels.append(torch.full((per_class,), c))
     return torch.cat(images), torch.cat(labels)
 
