@@ -156,9 +156,12 @@ def test_augment_filter_keeps_only_the_intended_class(tmp_path, small_args, monk
     with open(out / "manifest.csv") as f:
         rows = list(csv.DictReader(f))
     assert len(rows) == 40
-    assert all((int(r["seed"]) - 1_000_000 * int(r["label"])) % 2 == 0 for r in rows)  # only the "right" ones
+    for c in range(10):  # only the "right" ones: the first four even offsets of each class's seeds
+        assert sorted(int(r["seed"]) for r in rows if r["label"] == str(c)) == [1_000_000 * c + j for j in (0, 2, 4, 6)]
     record = json.loads((out / "augment.json").read_text())
-    assert record["filter"]["classifier"] == "fake-classifier" and record["filter"]["acceptance"] == 0.5
+    assert record["filter"]["classifier"] == "fake-classifier"
+    drawn = sum(s["drawn"] for s in record["filter"]["per_class"].values())
+    assert record["filter"]["acceptance"] == round(40 / drawn, 4) and all(s["kept"] == 4 for s in record["filter"]["per_class"].values())
     on_disk = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
     assert on_disk == sorted(r["file"] for r in rows)
 
