@@ -160,8 +160,8 @@ def test_augment_filter_keeps_only_the_intended_class(tmp_path, small_args, monk
         assert sorted(int(r["seed"]) for r in rows if r["label"] == str(c)) == [1_000_000 * c + j for j in (0, 2, 4, 6)]
     record = json.loads((out / "augment.json").read_text())
     assert record["filter"]["classifier"] == "fake-classifier"
-    drawn = sum(s["drawn"] for s in record["filter"]["per_class"].values())
-    assert record["filter"]["acceptance"] == round(40 / drawn, 4) and all(s["kept"] == 4 for s in record["filter"]["per_class"].values())
+    assert record["filter"]["acceptance"] == 0.5  # every second image was judged wrong
+    assert all(s["kept"] == 4 and s["passed"] * 2 == s["drawn"] for s in record["filter"]["per_class"].values())
     on_disk = sorted(str(p.relative_to(out)) for p in out.rglob("*.png"))
     assert on_disk == sorted(r["file"] for r in rows)
 

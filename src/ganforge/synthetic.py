@@ -111,7 +111,7 @@ def augment(where: str | Path, out: str | Path, per_class: int, seed: int = 0, f
         bar = tqdm(total=per_class * len(names), unit="img", desc="augment", dynamic_ncols=True)
         for c, name in enumerate(names):
             (tmp / folders[c]).mkdir(parents=True)
-            kept, drawn = 0, 0
+            kept, drawn, passed = 0, 0, 0
             while kept < per_class:
                 if drawn >= MAX_DRAWS_PER_IMAGE * per_class:
                     raise UserError(f"--filter: the classifier assigned only {kept} of {drawn} images of class {name!r} "
@@ -124,13 +124,14 @@ def augment(where: str | Path, out: str | Path, per_class: int, seed: int = 0, f
                 keep = torch.ones(n, dtype=torch.bool)
                 if extractor is not None:
                     keep = extractor.predict_proba(images).argmax(dim=1) == c
+                passed += int(keep.sum())
                 for image, s in zip(images[keep][: per_class - kept], torch.tensor(seeds)[keep].tolist()):
                     file = f"{folders[c]}/seed{s:09d}.png"
                     to_pil(image).save(tmp / file, format="PNG")
                     rows.append((file, c, name, s))
                     kept += 1
                     bar.update(1)
-            stats[name] = {"kept": kept, "drawn": drawn}
+            stats[name] = {"kept": kept, "drawn": drawn, "passed": passed}
         bar.close()
         with open(tmp / "manifest.csv", "w", newline="") as f:
             writer = csv.writer(f)
@@ -144,7 +145,8 @@ def augment(where: str | Path, out: str | Path, per_class: int, seed: int = 0, f
             "seed": seed, "seed_rule": f"image j of class c uses seed {seed} + {SEED_STRIDE} * c + j (see manifest.csv)",
             "filter": None if extractor is None else {
                 "classifier": extractor.name, "rule": "kept when the classifier's most likely class is the intended one",
-                "per_class": stats, "acceptance": round(len(rows) / sum(s["drawn"] for s in stats.values()), 4)},
+                "per_class": stats,  # drawn: generated; passed: assigned to their class; kept: written (<= passed)
+                "acceptance": round(sum(s["passed"] for s in stats.values()) / sum(s["drawn"] for s in stats.values()), 4)},
             "ganforge": ganforge.__version__, "torch": str(torch.__version__),
         }  # fmt: skip
         (tmp / "augment.json").write_text(json.dumps(record, indent=2))
