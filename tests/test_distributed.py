@@ -4,6 +4,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import load_file
 
@@ -24,11 +25,12 @@ def test_two_process_torchrun_ends_with_identical_weights(tmp_path):
     assert "world_size: 2" in (tmp_path / "run" / "config.yaml").read_text()
 
 
-def test_torchrun_runs_the_cli_module(tmp_path):
+@pytest.mark.parametrize("extra", [[], ["--conditional", "--cond-d", "acgan"]])
+def test_torchrun_runs_the_cli_module(tmp_path, extra):
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     cmd = [torchrun, "--standalone", "--nproc_per_node=2", "-m", "ganforge", "train", "--data", "digits",
-           "--resolution", "8", "--width", "8", "--batch-size", "8", "--steps", "3", "--out", str(tmp_path / "run")]
+           "--resolution", "8", "--width", "8", "--batch-size", "8", "--steps", "3", "--out", str(tmp_path / "run"), *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (tmp_path / "run" / "model" / "generator.safetensors").exists()

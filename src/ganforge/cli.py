@@ -48,14 +48,23 @@ def _model_location(args) -> str:
 def _sample(args) -> None:
     from ganforge.sampling import sample
 
-    print(sample(_model_location(args), args.out, n=args.n, seed=args.seed, device=args.device))
+    print(sample(_model_location(args), args.out, n=args.n, seed=args.seed, device=args.device, class_name=args.class_name))
 
 
 def _interpolate(args) -> None:
     from ganforge.sampling import interpolate
     from ganforge.seeding import parse_seeds
 
-    print(interpolate(_model_location(args), parse_seeds(args.seeds), args.out, frames=args.frames, device=args.device))
+    print(interpolate(_model_location(args), parse_seeds(args.seeds), args.out, frames=args.frames, device=args.device,
+                      class_name=args.class_name))
+
+
+def _augment(args) -> None:
+    from ganforge.synthetic import augment
+
+    out = augment(_model_location(args), args.out, per_class=args.per_class, seed=args.seed, filter=args.filter,
+                  features=args.features, device=args.device)
+    print(f"synthetic data set in {out} (manifest: {out}/manifest.csv, provenance: {out}/augment.json)")
 
 
 def _evaluate(args) -> None:
@@ -103,6 +112,9 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("run", nargs="?", help="run directory or exported model folder")
         p.add_argument("--model", help="a shipped model's name (e.g. mnist5k) or a model folder")
         p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+        p.add_argument("--class", dest="class_name", metavar="CLASS",
+                       help="class-conditional models: the class, by name or index" +
+                       (" (default: a grid with one row per class)" if name == "sample" else ""))
         p.set_defaults(func=func)
         if name == "sample":
             p.add_argument("--n", type=int, default=64, help="number of images")
@@ -112,6 +124,19 @@ def build_parser() -> argparse.ArgumentParser:
             p.add_argument("--seeds", default="0,1,2,3", help="seeds to walk through, e.g. 1,2,3,4 or 0-7")
             p.add_argument("--frames", type=int, default=8, help="frames between consecutive seeds")
             p.add_argument("--out", default="interpolation.png", help=".png grid (a row per leg) or .gif")
+    p = sub.add_parser("augment", help="write a labelled synthetic data set from a class-conditional generator")
+    p.add_argument("run", nargs="?", help="run directory or exported model folder")
+    p.add_argument("--model", help="a shipped model's name (e.g. mnist5k-conditional) or a model folder")
+    p.add_argument("--per-class", type=int, required=True, help="images per class")
+    p.add_argument("--out", required=True, help="new (or empty) folder: CLASS/*.png, manifest.csv (file,label,class_name,seed), augment.json")
+    p.add_argument("--seed", type=int, default=0, help="image j of class c uses seed + 1000000 c + j")
+    p.add_argument("--filter", action="store_true",
+                   help="keep only images the domain classifier assigns to their intended class (more are drawn to make up)")
+    p.add_argument("--features", help="the domain classifier for --filter (from `ganforge features train`; "
+                   "default: trained once on the model's training data and cached)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.set_defaults(func=_augment)
+
     p = sub.add_parser("evaluate", help="FID, KID, precision/recall, density/coverage and a memorisation audit; "
                                         "PSNR/SSIM against bicubic for super-resolution")
     p.add_argument("run", help="run directory, exported model folder or shipped model name")

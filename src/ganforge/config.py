@@ -39,6 +39,9 @@ class TrainConfig:
     r1_every: int = option(16, "apply R1 every N steps, scaled by N (lazy regularisation; 1: every step)")
     spectral_norm: bool = option(False, "spectral normalisation in D (replaces its batch norm)")
     ema_decay: float = option(0.999, "EMA of G's weights, used for sampling and export (0: off)")
+    conditional: bool = option(False, "class-conditional GAN: labels from the embedded set, or one sub-folder per class")
+    cond_d: str = option("projection", "how D hears the class (with --conditional): projection (Miyato & Koyama 2018) or acgan (an auxiliary classifier, Odena et al. 2017)", choices=["projection", "acgan"])
+    ac_weight: float = option(1.0, "weight of the AC-GAN class cross-entropy in D's and G's losses (with --cond-d acgan)")
     augment: str = option("none", "differentiable augmentation of real and fake images: none, or a list of color,translation,cutout")
     augment_target: float = option(0.0, "adaptive augmentation (ADA): augment each image with a probability that rises while "
                                    "D's sign(D(x)) averages above this target (0.6 is ADA's); 0: augment every image")
@@ -99,7 +102,7 @@ class TrainConfig:
                             f"got {self.patch_size}")
         if self.fidelity_steps is not None and self.fidelity_steps < 0:
             raise UserError(f"--fidelity-steps: must be at least 0, got {self.fidelity_steps}")
-        for name in ("gp_weight", "r1_gamma", "eval_every", "adversarial_weight", "perceptual_weight"):
+        for name in ("gp_weight", "r1_gamma", "eval_every", "adversarial_weight", "perceptual_weight", "ac_weight"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{flag(name)}: must be at least 0, got {getattr(self, name)}")
         if not 0 <= self.augment_target < 1:
@@ -112,6 +115,8 @@ class TrainConfig:
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise UserError(f"--{name}: must be in [0, 1), got {getattr(self, name)}")
+        if self.conditional and self.arch != "dcgan":
+            raise UserError(f"--conditional: works with --arch dcgan, not --arch {self.arch}")
         if self.channels not in (None, 1, 3):
             raise UserError(f"--channels: must be 1 or 3, got {self.channels}")
         if self.resolution is not None and self.resolution < 4:

@@ -35,7 +35,7 @@ from ganforge.metrics import (
 )
 from ganforge.saved_model import resolve_model
 from ganforge.training.device import pick_device
-from ganforge.sampling import generate, latents, load_generator
+from ganforge.sampling import balanced_labels, generate, latents, load_generator
 
 log = logging.getLogger("ganforge")
 METRICS = ("fid", "kid", "pr", "dc", "memorization")
@@ -116,7 +116,7 @@ def evaluate(where: str | Path, data: str | None = None, metrics: list[str] | No
     check_writable(out, "--out")
     extractor = pick_extractor(train, features, inception_weights, device)
     generator, _ = load_generator(where, device)
-    fake_images = generate(generator, latents(list(range(seed, seed + n)), model["latent_dim"]))
+    fake_images = generate(generator, latents(list(range(seed, seed + n)), model["latent_dim"]), balanced_labels(n, model))
     f_fake, f_ref, f_train = extractor.features(fake_images), extractor.features(reference.images), None
     report = {
         "run": str(where), "extractor": extractor.name, "generated": n, "seed": seed,
@@ -180,12 +180,14 @@ class TrainingMonitor:
     classes vanish.
     """
 
-    def __init__(self, train: ImageSet, num_samples: int, seed: int, latent_dim: int):
+    def __init__(self, train: ImageSet, num_samples: int, seed: int, latent_dim: int, num_classes: int = 0):
         self.train, self.num_samples, self.seed, self.latent_dim = train, min(num_samples, len(train)), seed, latent_dim
+        self.model = {"num_classes": num_classes}  # a conditional generator is asked for every class in turn
         self.extractor = None  # built at the first check, so short runs never pay for it
 
     def _prepare(self) -> None:
-        self.extractor = domain_features(self.train)
+        with torch.enable_grad():  # called from the no-grad __call__, but training the network needs gradients
+            self.extractor = domain_features(self.train)
         pick = torch.randperm(len(self.train), generator=torch.Generator().manual_seed(self.seed))[: self.num_samples]
         self.real_features = self.extractor.features(self.train.images[pick])
         self.monitor = CollapseMonitor(reference=diversity(self.real_features))
@@ -201,7 +203,7 @@ class TrainingMonitor:
         was_training = generator.training
         generator.eval()
         seeds = range(10**6 + self.seed, 10**6 + self.seed + self.num_samples)  # apart from `sample`'s usual seeds
-        fake = generate(generator, latents(list(seeds), self.latent_dim))
+        fake = generate(generator, latents(list(seeds), self.latent_dim), balanced_labels(self.num_samples, self.model))
         generator.train(was_training)
         f_fake = self.extractor.features(fake)
         record = {"event": "eval", "fid_domain": fid(f_fake, self.real_features), "kid_domain": kid(f_fake, self.real_features)[0],

@@ -37,23 +37,66 @@ def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
     return torch.sin((1 - t) * omega) / so * a + torch.sin(t * omega) / so * b
 
 
+def balanced_labels(n: int, model: dict) -> torch.Tensor | None:
+    """Classes 0, 1, ..., K-1, 0, 1, ... for `n` images of a conditional model; None for an unconditional one."""
+    return torch.arange(n) % model["num_classes"] if model.get("num_classes") else None
+
+
 @torch.no_grad()
-def generate(generator: nn.Module, z: torch.Tensor, batch_size: int = 256) -> torch.Tensor:
+def generate(generator: nn.Module, z: torch.Tensor, labels: torch.Tensor | None = None, batch_size: int = 256) -> torch.Tensor:
+    """Images for latents `z` (and, for a class-conditional generator, classes `labels`)."""
     device = next(generator.parameters()).device
+    if getattr(generator, "num_classes", 0):
+        if labels is None:
+            raise ValueError("a class-conditional generator needs labels")
+        return torch.cat([generator(zc.to(device), yc.to(device)).float().cpu()
+                          for zc, yc in zip(z.split(batch_size), labels.split(batch_size))])
+    if labels is not None:
+        raise ValueError("an unconditional generator takes no labels")
     return torch.cat([generator(chunk.to(device)).float().cpu() for chunk in z.split(batch_size)])
 
 
-def sample(where: str | Path, out: str | Path, n: int = 64, seed: int = 0, device: str = "auto") -> Path:
+def resolve_class(model: dict, name: str | None, where: str | Path = "the model") -> int | None:
+    """The class index that `--class` names (a class name, else an index); None when no class is named.
+
+    A name wins over an index, so a folder class called "3" is that folder even if it is not index 3.
+    """
+    names = model.get("class_names") or []
+    if name is None:
+        return None
+    if not names:
+        raise UserError(f"--class: {where} is an unconditional model; it takes no class")
+    if str(name) in names:
+        return names.index(str(name))
+    try:
+        index = int(name)
+    except ValueError:
+        index = None
+    if index is None or not 0 <= index < len(names):
+        listed = ", ".join(names) if len(names) <= 20 else ", ".join(names[:20]) + ", ..."
+        raise UserError(f"--class: {where} has no class {name!r}; its classes are {listed} (or an index 0-{len(names) - 1})")
+    return index
+
+
+def sample(where: str | Path, out: str | Path, n: int = 64, seed: int = 0, device: str = "auto",
+           class_name: str | None = None) -> Path:
     """Write `n` samples as one grid (`out` ends in an image suffix) or as a folder of PNGs.
 
     Image i uses seed `seed + i`, so `--n 8 --seed 0` repeats the first eight of `--n 64 --seed 0`.
+    A class-conditional model makes `n` images of `class_name` or, without one, a class-by-row grid:
+    one row per class, ceil(n / classes) columns, column j with seed `seed + j` in every row
+    (a folder gets one sub-folder per class).
     """
     if n < 1:
         raise UserError(f"--n: must be at least 1, got {n}")
     out = Path(out)
     check_writable(out, "--out")
     generator, config = load_generator(where, device)
-    images = generate(generator, latents(list(range(seed, seed + n)), config["latent_dim"]))
+    label = resolve_class(config, class_name, where)
+    if config.get("num_classes") and label is None:
+        return _class_rows(generator, config, out, n, seed)
+    z = latents(list(range(seed, seed + n)), config["latent_dim"])
+    images = generate(generator, z, None if label is None else torch.full((n,), label))
     if out.suffix:
         save_image(make_grid(images, nrow=int(n**0.5 + 0.5) if n > 3 else n), out)
     else:
@@ -62,7 +105,26 @@ def sample(where: str | Path, out: str | Path, n: int = 64, seed: int = 0, devic
     return out
 
 
-def interpolate(where: str | Path, seeds: list[int], out: str | Path, frames: int = 8, device: str = "auto") -> Path:
+def _class_rows(generator: nn.Module, config: dict, out: Path, n: int, seed: int) -> Path:
+    """Every class of a conditional model: one grid row (or sub-folder) per class, the same seeds in each."""
+    classes, cols = config["num_classes"], -(-n // config["num_classes"])
+    z = latents(list(range(seed, seed + cols)), config["latent_dim"]).repeat(classes, 1)
+    images = generate(generator, z, torch.arange(classes).repeat_interleave(cols))
+    if out.suffix:
+        save_image(make_grid(images, nrow=cols), out)
+        return out
+    from ganforge.synthetic import class_folder
+
+    for i, image in enumerate(images):
+        c, j = divmod(i, cols)
+        folder = out / class_folder(config["class_names"][c], c)
+        folder.mkdir(parents=True, exist_ok=True)
+        save_image(image, folder / f"seed{seed + j:06d}.png")
+    return out
+
+
+def interpolate(where: str | Path, seeds: list[int], out: str | Path, frames: int = 8, device: str = "auto",
+                class_name: str | None = None) -> Path:
     """A slerp walk through the latents of `seeds`: a grid (one row per leg) or a looping GIF."""
     if len(seeds) < 2:
         raise UserError("--seeds: give at least two seeds to walk between")
@@ -73,9 +135,13 @@ def interpolate(where: str | Path, seeds: list[int], out: str | Path, frames: in
     if out.suffix.lower() not in (".png", ".gif", ".jpg", ".jpeg", ".webp"):
         raise UserError(f"--out: {out} must end in .png, .jpg, .webp (a grid) or .gif (an animation)")
     generator, config = load_generator(where, device)
+    label = resolve_class(config, class_name, where)
+    if config.get("num_classes") and label is None:
+        raise UserError(f"--class: {where} is a class-conditional model; name the class to walk in "
+                        f"({', '.join(config['class_names'][:20])})")
     z = latents(seeds, config["latent_dim"])
-    legs = [torch.stack([slerp(a, b, i / (frames - 1)) for i in range(frames)]) for a, b in zip(z, z[1:])]
-    images = generate(generator, torch.cat(legs))
+    legs = torch.cat([torch.stack([slerp(a, b, i / (frames - 1)) for i in range(frames)]) for a, b in zip(z, z[1:])])
+    images = generate(generator, legs, None if label is None else torch.full((len(legs),), label))
     if out.suffix.lower() == ".gif":
         save_gif(list(images), out)
     else:

@@ -6,13 +6,17 @@ from torch import nn
 from ganforge.adversarial import AdversarialObjective
 from ganforge.augment import parse_policy
 from ganforge.nets.brief import BRIEF_RESOLUTION, BriefDiscriminator, BriefGenerator
+from ganforge.nets.conditional import ConditionalDCGANGenerator
 from ganforge.nets.dcgan import DCGANDiscriminator, DCGANGenerator, resolution_plan
 from ganforge.errors import UserError
 from ganforge.imageio import make_grid
 
 
 def build_generator(model: dict) -> nn.Module:
-    """The generator described by a saved model's config."""
+    """The generator described by a saved model's config (class-conditional where it has `num_classes`)."""
+    if model.get("num_classes"):
+        return ConditionalDCGANGenerator(model["resolution"], model["channels"], model["latent_dim"], model["width"],
+                                         model["num_classes"])
     if model["arch"] == "seed":
         return BriefGenerator(model["channels"], model["latent_dim"])
     return DCGANGenerator(model["resolution"], model["channels"], model["latent_dim"], model["width"])
@@ -31,7 +35,21 @@ def check_resolution(arch: str, resolution: int) -> None:
         resolution_plan(resolution)
 
 
-class GenerationTask:
+class AdversarialThroughout:
+    """For tasks with one phase, adversarial from the first step, and one exported model."""
+
+    phase_ends: frozenset[int] = frozenset()
+    model: dict
+
+    def adversarial(self, step: int) -> bool:
+        return True
+
+    def exports(self, step: int) -> dict[str, dict]:
+        """The model folder(s) a checkpoint writes, with their config."""
+        return {"model": self.model}
+
+
+class GenerationTask(AdversarialThroughout):
     """Batches of (real images, noise), the DCGAN pair, and the adversarial losses."""
 
     def __init__(self, cfg, channels: int, resolution: int):
@@ -48,14 +66,6 @@ class GenerationTask:
                      "discriminator": build_discriminator(self.model, cfg.spectral_norm, batch_norm=cfg.loss != "wgan-gp")}
         self.adversarial_objective = AdversarialObjective(cfg.loss, parse_policy(cfg.augment), cfg.r1_gamma, cfg.r1_every,
                                                           cfg.gp_weight, cfg.augment_target)
-        self.phase_ends: set[int] = set()  # one phase: adversarial from the first step
-
-    def adversarial(self, step: int) -> bool:
-        return True
-
-    def exports(self, step: int) -> dict[str, dict]:
-        """The model folder(s) a checkpoint writes, with their config."""
-        return {"model": self.model}
 
     def make_batch(self, real: torch.Tensor, rng: torch.Generator) -> dict[str, torch.Tensor]:
         z = torch.randn(real.shape[0], self.model["latent_dim"], generator=rng).to(real.device)

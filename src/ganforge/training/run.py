@@ -17,6 +17,7 @@ from ganforge.errors import UserError
 from ganforge.imageio import check_writable
 from ganforge.nets.brief import BRIEF_RESOLUTION
 from ganforge.seeding import seed_everything
+from ganforge.tasks.conditional import ConditionalGenerationTask, check_labels
 from ganforge.tasks.generation import GenerationTask, check_resolution
 from ganforge.training.device import pick_device, pick_dtype
 from ganforge.training.distributed import init_distributed, local_rank_from_env, shutdown
@@ -38,21 +39,26 @@ def resolve_resolution(cfg: TrainConfig) -> int:
 
 
 def generation_setup(cfg: TrainConfig, dist):
-    """The task, training images and monitor of a generation run."""
+    """The task, training images, labels (for a conditional run) and monitor of a generation run."""
     cfg.resolution = resolve_resolution(cfg)
     check_resolution(cfg.arch, cfg.resolution)
     data, _ = split(load_imageset(cfg.data, cfg.resolution, cfg.channels), cfg.max_images)
     cfg.channels = data.channels
+    if cfg.conditional:
+        check_labels(data.labels, data.class_names, cfg.data)
+        task = ConditionalGenerationTask(cfg, data.channels, data.resolution, data.class_names, cfg.data)
+    else:
+        task = GenerationTask(cfg, data.channels, data.resolution)
     monitor = None
     if cfg.eval_every and dist.is_main:
         from ganforge.evaluation import TrainingMonitor
 
-        monitor = TrainingMonitor(data, cfg.eval_samples, cfg.seed, cfg.latent_dim)
-    return GenerationTask(cfg, data.channels, data.resolution), data.images, monitor
+        monitor = TrainingMonitor(data, cfg.eval_samples, cfg.seed, cfg.latent_dim, task.model.get("num_classes", 0))
+    return task, data.images, data.labels if cfg.conditional else None, monitor
 
 
 def superres_setup(cfg: TrainConfig, dist):
-    """The task, high-resolution training crops and validation monitor of a super-resolution run."""
+    """The task, high-resolution training crops, (no) labels and validation monitor of a super-resolution run."""
     from ganforge.data.photos import extract_patches, load_photos
     from ganforge.superres_evaluation import SuperResMonitor
     from ganforge.tasks.superres import SuperResTask
@@ -62,7 +68,7 @@ def superres_setup(cfg: TrainConfig, dist):
     if cfg.fidelity_steps is None:
         cfg.fidelity_steps = total_steps(cfg, len(patches), dist.world_size) // 2
     monitor = SuperResMonitor(heldout, cfg.scale, cfg.degradation) if cfg.eval_every and heldout and dist.is_main else None
-    return SuperResTask(cfg, patches, cfg.fidelity_steps), patches, monitor
+    return SuperResTask(cfg, patches, cfg.fidelity_steps), patches, None, monitor
 
 
 def check_fidelity_extension(old: int, new: int, out: Path) -> None:
@@ -124,8 +130,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, device: torch.device, dist
     seed_everything(cfg.seed)
     if cfg.steps is None and cfg.epochs is None:
         cfg.steps = DEFAULT_STEPS
-    task, images, monitor = (superres_setup if cfg.task == "superres" else generation_setup)(cfg, dist)
-    trainer = Trainer(cfg, task, images, out, device, dtype, dist, monitor=monitor)
+    task, images, labels, monitor = (superres_setup if cfg.task == "superres" else generation_setup)(cfg, dist)
+    trainer = Trainer(cfg, task, images, out, device, dtype, dist, monitor=monitor, labels=labels)
     if resume:
         trainer.resume()
     if dist.is_main:

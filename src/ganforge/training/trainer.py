@@ -62,7 +62,7 @@ def frozen(module: torch.nn.Module):
 
 class Trainer:
     def __init__(self, cfg, task, images: torch.Tensor, run_dir: Path, device: torch.device,
-                 dtype: torch.dtype, dist: DistInfo, monitor=None):
+                 dtype: torch.dtype, dist: DistInfo, monitor=None, labels: torch.Tensor | None = None):
         self.cfg, self.task, self.run_dir, self.device, self.dtype, self.dist = cfg, task, Path(run_dir), device, dtype, dist
         self.monitor = monitor  # called with the sampling generator every eval_every steps, on rank 0
         for net in task.nets.values():
@@ -82,6 +82,7 @@ class Trainer:
         self.nonfinite_in_a_row, self.rollbacks, self.seed_offset = 0, 0, 0
         self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
         self.images = images.to(device) if images.nbytes < DEVICE_DATA_LIMIT else images
+        self.labels = None if labels is None else labels.to(self.images.device)  # for tasks that need classes
         per_rank = len(images) // dist.world_size
         self.batch_size = min(cfg.batch_size, per_rank)
         if self.batch_size < cfg.batch_size and dist.is_main:
@@ -89,21 +90,29 @@ class Trainer:
         self.steps_per_epoch = per_rank // self.batch_size  # in D updates: n_critic of them make one step
         self.total_steps = total_steps(cfg, len(images), dist.world_size)
         self._perm_epoch, self._perm = -1, None
-        self.preview_inputs = task.preview_inputs(cfg.grid_size, cfg.seed).to(device)
+        preview = task.preview_inputs(cfg.grid_size, cfg.seed)  # noise, crops, or a batch dict (noise and classes)
+        self.preview_inputs = {k: v.to(device) for k, v in preview.items()} if isinstance(preview, dict) else preview.to(device)
         self.history: list[dict] = []
         self.step = 0
 
     # ------------------------------------------------------------------ data
-    def real_batch(self, update: int) -> torch.Tensor:
-        """The real images of D update `update`: a slice of this rank's shard of epoch e's permutation."""
+    def batch_indices(self, update: int) -> torch.Tensor:
+        """The data indices of D update `update`: a slice of this rank's shard of epoch e's permutation."""
         epoch, i = divmod(update, self.steps_per_epoch)
         if epoch != self._perm_epoch:
             perm = torch.randperm(len(self.images), generator=torch.Generator().manual_seed(self.cfg.seed * 7_919 + epoch))
             shard = perm[self.dist.rank :: self.dist.world_size][: self.steps_per_epoch * self.batch_size]
             self._perm_epoch, self._perm = epoch, shard.to(self.images.device)
-        idx = self._perm[i * self.batch_size : (i + 1) * self.batch_size]
-        real = uint8_to_float(self.images[idx].to(self.device, non_blocking=True))
+        return self._perm[i * self.batch_size : (i + 1) * self.batch_size]
+
+    def real_batch(self, update: int) -> torch.Tensor:
+        """The real images of D update `update`."""
+        real = uint8_to_float(self.images[self.batch_indices(update)].to(self.device, non_blocking=True))
         return real.contiguous(memory_format=torch.channels_last)
+
+    def batch_labels(self, update: int) -> torch.Tensor:
+        """The classes of the images of `real_batch(update)`."""
+        return self.labels[self.batch_indices(update)].to(self.device, non_blocking=True)
 
     # ------------------------------------------------------------------ one step
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
@@ -112,7 +121,11 @@ class Trainer:
             update = step * self.cfg.n_critic + i
             seed = step_seed(self.cfg.seed + self.seed_offset, update, self.dist.rank)
             torch.manual_seed(seed)  # dropout, augmentation and other draws inside the step
-            batch = self.task.make_batch(self.real_batch(update), torch.Generator().manual_seed(seed))
+            rng = torch.Generator().manual_seed(seed)
+            if self.labels is None:
+                batch = self.task.make_batch(self.real_batch(update), rng)
+            else:
+                batch = self.task.make_batch(self.real_batch(update), rng, labels=self.batch_labels(update))
             with autocast(self.device, self.dtype):
                 fake = self.task.generate(self.ddp_generator, batch)
                 if adversarial:
