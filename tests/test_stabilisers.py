@@ -38,6 +38,17 @@ def test_gradient_penalty_of_a_linear_critic():
     assert math.isclose(gradient_penalty(critic, real, fake).item(), (5.0 - 1.0) ** 2, rel_tol=1e-6)
 
 
+def test_penalties_see_one_score_per_image_of_a_patch_critic():
+    """A patch critic's map is averaged per image: the penalty does not grow with the number of patches."""
+    w1, w2 = torch.tensor([1.0, 2.0, 0.0, 0.0]), torch.tensor([3.0, 0.0, 0.0, 4.0])
+    patches = lambda x: torch.stack([x.flatten(1) @ w1, x.flatten(1) @ w2], dim=1)  # noqa: E731  (N, 2 patches)
+    real = torch.randn(5, 1, 2, 2, requires_grad=True)
+    expected = ((w1 + w2) / 2).pow(2).sum()
+    assert torch.allclose(r1_penalty(patches(real), real), expected)
+    fake = torch.randn(5, 1, 2, 2)
+    assert math.isclose(gradient_penalty(patches, real, fake).item(), (expected.sqrt().item() - 1) ** 2, rel_tol=1e-5)
+
+
 def test_r1_penalty_of_a_quadratic_critic():
     """D(x) = Σx² has gradient 2x, so R1 = E[Σ(2x)²] = 4 E[Σx²]."""
     real = torch.randn(6, 1, 2, 2, requires_grad=True)

@@ -54,6 +54,8 @@ class TrainConfig:
     lr_d: float | None = option(None, "D's learning rate (default: --lr)")
     beta1: float = option(0.5, "Adam beta1")
     beta2: float = option(0.999, "Adam beta2")
+    init_generator: str | None = option(None, "start G (and its EMA) from a saved model of the same architecture: a run, a "
+                                        "model folder or a shipped name (e.g. superres-x4 to fine-tune it)")
     seed: int = option(0, "seed of everything random; the same seed gives the same run on the CPU")
     device: str = option("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
     precision: str = option("auto", "auto (bf16 where fast, else fp32), fp32, bf16 or fp16 (CUDA)", choices=["auto", "fp32", "bf16", "fp16"])
@@ -71,7 +73,7 @@ class TrainConfig:
     blocks: int = option(8, "superres: residual blocks in the generator")
     fidelity_steps: int | None = option(None, "superres: L1-only steps before adversarial fine-tuning (default: half of "
                                         "--steps); their model is kept in model-fidelity/")
-    adversarial_weight: float = option(0.005, "superres: weight of the adversarial loss beside L1 in the second phase")
+    adversarial_weight: float = option(0.05, "superres: weight of the adversarial loss beside L1 in the second phase")
     perceptual_weights: str | None = option(None, "superres: a local VGG19 weights file (torchvision's vgg19 .pth, or "
                                             ".safetensors) to add ESRGAN's perceptual loss in the second phase")
     perceptual_weight: float = option(1.0, "superres: weight of the perceptual loss (with --perceptual-weights)")

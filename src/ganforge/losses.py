@@ -63,11 +63,20 @@ def gradient_penalty(critic: Callable[[torch.Tensor], torch.Tensor], real: torch
     """WGAN-GP (Gulrajani et al. 2017): E[(||∇D(x̂)||₂ - 1)²] on random points between real and fake."""
     alpha = torch.rand(real.shape[0], 1, 1, 1, generator=rng).to(real.device, real.dtype)
     mixed = (alpha * real.detach() + (1 - alpha) * fake.detach()).requires_grad_(True)
-    (grad,) = torch.autograd.grad(critic(mixed).float().sum(), mixed, create_graph=True)
+    (grad,) = torch.autograd.grad(per_image(critic(mixed).float()).sum(), mixed, create_graph=True)
     return (grad.flatten(1).norm(dim=1) - 1).pow(2).mean()
+
+
+def per_image(logits: torch.Tensor) -> torch.Tensor:
+    """One score per image: a patch discriminator's map of logits is averaged.
+
+    Penalties on ∇D(x) must see one D(x) per image: the gradient of a *sum* of K patch logits
+    is up to K times larger, and the penalty K² times stronger, enough to keep D from learning.
+    """
+    return logits.flatten(1).mean(dim=1) if logits.dim() > 1 else logits
 
 
 def r1_penalty(real_logits: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
     """R1 (Mescheder et al. 2018): E[||∇D(x)||²] on real images; `real` must require grad."""
-    (grad,) = torch.autograd.grad(real_logits.float().sum(), real, create_graph=True)
+    (grad,) = torch.autograd.grad(per_image(real_logits.float()).sum(), real, create_graph=True)
     return grad.flatten(1).pow(2).sum(dim=1).mean()

@@ -16,6 +16,7 @@ from ganforge.data.imageset import native_resolution
 from ganforge.errors import UserError
 from ganforge.imageio import check_writable
 from ganforge.nets.brief import BRIEF_RESOLUTION
+from ganforge.saved_model import load_model, resolve_model
 from ganforge.seeding import seed_everything
 from ganforge.tasks.conditional import ConditionalGenerationTask, check_labels
 from ganforge.tasks.generation import GenerationTask, check_resolution
@@ -69,6 +70,17 @@ def superres_setup(cfg: TrainConfig, dist):
         cfg.fidelity_steps = total_steps(cfg, len(patches), dist.world_size) // 2
     monitor = SuperResMonitor(heldout, cfg.scale, cfg.degradation) if cfg.eval_every and heldout and dist.is_main else None
     return SuperResTask(cfg, patches, cfg.fidelity_steps), patches, None, monitor
+
+
+def init_weights(where: str, model: dict) -> dict:
+    """The generator weights of `where`, checked to fit the architecture this run builds."""
+    config, weights = load_model(resolve_model(where), "generator")
+    ignored = {"variant", "steps", "fidelity_steps", "ganforge_version", "degradation", "data", "max_images"}
+    differ = sorted(k for k in set(config) | set(model) if k not in ignored and config.get(k) != model.get(k))
+    if differ:
+        details = ", ".join(f"{k} {config.get(k)!r} vs {model.get(k)!r}" for k in differ)
+        raise UserError(f"--init-generator: {where} has another architecture than this run ({details})")
+    return weights
 
 
 def check_fidelity_extension(old: int, new: int, out: Path) -> None:
@@ -134,6 +146,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, device: torch.device, dist
     trainer = Trainer(cfg, task, images, out, device, dtype, dist, monitor=monitor, labels=labels)
     if resume:
         trainer.resume()
+    elif cfg.init_generator:
+        trainer.init_generator(init_weights(cfg.init_generator, task.model))
     if dist.is_main:
         environment = {
             "ganforge": ganforge.__version__, "torch": str(torch.__version__), "python": platform.python_version(),

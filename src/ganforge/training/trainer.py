@@ -303,6 +303,12 @@ class Trainer:
         for folder, config in self.task.exports(self.step).items():
             save_model(self.run_dir / folder, config, {"generator": self.sampling_generator.state_dict()})
 
+    def init_generator(self, weights: dict[str, torch.Tensor]) -> None:
+        """Start G, and its EMA, from given weights (fine-tuning) instead of a random initialisation."""
+        self.generator.load_state_dict(weights)
+        if self.ema is not None:
+            self.ema.model.load_state_dict(weights)
+
     def resume(self) -> None:
         """Restore weights, optimisers and step from the run's last checkpoint; trim later metrics."""
         meta = load_checkpoint(self.run_dir / "checkpoints" / "last.safetensors", self.checkpointed_nets,
