@@ -285,3 +285,28 @@ def test_resume_may_move_the_end_of_the_fidelity_phase_only_before_it(tmp_path, 
     assert json.loads((run / "model-fidelity" / "config.json").read_text())["steps"] == 5
     assert main([*base, "--steps", "7", "--fidelity-steps", "7", "--resume"]) == 2
     assert "--fidelity-steps: the run is at step 6" in capsys.readouterr().err
+
+
+def test_init_generator_fine_tunes_a_saved_model(tmp_path, sr_run, photo_folder, capsys):
+    from safetensors.torch import load_file
+
+    run = tmp_path / "tuned"
+    args = ["train", "--task", "superres", "--scale", "2", "--data", str(photo_folder), "--width", "8", "--blocks", "1",
+            "--patch-size", "32", "--batch-size", "2", "--steps", "1", "--fidelity-steps", "0", "--eval-every", "0",
+            "--lr", "1e-9", "--ema-decay", "0", "--out"]
+    assert main([*args, str(run), "--init-generator", str(sr_run / "model-fidelity")]) == 0
+    start, tuned = (load_file(str(p / "generator.safetensors")) for p in (sr_run / "model-fidelity", run / "model"))
+    assert all(torch.allclose(start[k], tuned[k], atol=1e-6) for k in start)
+    assert main([*args, str(tmp_path / "bad"), "--init-generator", "superres-x4"]) == 2
+    err = capsys.readouterr().err
+    assert "--init-generator: superres-x4 has another architecture" in err and "scale 4 vs 2" in err
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_shipped_models_upscale_without_naming_a_model(tmp_path, scale):
+    image = tmp_path / "in.png"
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (12, 10, 3), dtype=np.uint8)).save(image)
+    for variant in ("fidelity", "gan"):
+        out = tmp_path / f"{variant}.png"
+        assert main(["upscale", str(image), "--scale", str(scale), "--variant", variant, "--out", str(out)]) == 0
+        assert Image.open(out).size == (10 * scale, 12 * scale)

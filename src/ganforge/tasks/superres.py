@@ -64,7 +64,8 @@ class SuperResTask:
         if step <= self.fidelity_steps:
             config = {**self.model, "variant": "fidelity", "steps": step}
             return {"model": config, "model-fidelity": config}
-        return {"model": {**self.model, "variant": "gan", "steps": step, "fidelity_steps": self.fidelity_steps}}
+        provenance = {"init_generator": self.cfg.init_generator} if self.cfg.init_generator else {}
+        return {"model": {**self.model, "variant": "gan", "steps": step, "fidelity_steps": self.fidelity_steps, **provenance}}
 
     def make_batch(self, real: torch.Tensor, rng: torch.Generator) -> dict[str, torch.Tensor]:
         hr = random_dihedral(real, rng).contiguous(memory_format=torch.channels_last)

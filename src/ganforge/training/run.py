@@ -75,7 +75,7 @@ def superres_setup(cfg: TrainConfig, dist):
 def init_weights(where: str, model: dict) -> dict:
     """The generator weights of `where`, checked to fit the architecture this run builds."""
     config, weights = load_model(resolve_model(where), "generator")
-    ignored = {"variant", "steps", "fidelity_steps", "ganforge_version", "degradation", "data", "max_images"}
+    ignored = {"variant", "steps", "fidelity_steps", "init_generator", "ganforge_version", "degradation", "data", "max_images"}
     differ = sorted(k for k in set(config) | set(model) if k not in ignored and config.get(k) != model.get(k))
     if differ:
         details = ", ".join(f"{k} {config.get(k)!r} vs {model.get(k)!r}" for k in differ)
