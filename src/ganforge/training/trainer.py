@@ -1,8 +1,11 @@
 """The one trainer: D and G updated in turn, for every task.
 
 A task supplies networks (`task.nets`), batches (`make_batch`), the generator's forward
-(`generate`) and its two losses; the trainer owns everything else: optimisers, mixed precision,
-DDP under torchrun, sample grids, metrics, checkpoints and exact resume.
+(`generate`), its two losses, whether a step is adversarial (`adversarial`: super-resolution's
+first phase is not), the model folders a checkpoint exports (`exports`; `phase_ends` are steps
+that must be checkpointed) and its preview grid (`preview_inputs`, `preview_grid`). The trainer
+owns everything else: optimisers, mixed precision, DDP under torchrun, sample grids, metrics,
+checkpoints and exact resume.
 
 Reproducibility: every random draw of step `s` on rank `r` comes from a seed derived from
 (seed, s, r), and the data order of epoch `e` from (seed, e). A resumed run therefore needs only
