@@ -15,7 +15,7 @@ pooled features; `forward(x, y, with_classes=True)` returns (logits, class_logit
 import torch
 from torch import nn
 
-from ganforge.nets.dcgan import _widths, init_dcgan_weights, resolution_plan
+from ganforge.nets.dcgan import _widths, discriminator_trunk, init_dcgan_weights, resolution_plan
 
 # Scale of G's input class embedding. Measured on mnist5k (28x28, 1.5 CPU minutes): at N(0, 1), as loud as z,
 # G ignored z and made one image per class; at 0.1 the class was barely heard; 0.3 gave both.
@@ -70,18 +70,12 @@ class ProjectionDiscriminator(nn.Module):
                  spectral_norm: bool = False, batch_norm: bool = True, projection: bool = True,
                  aux_classifier: bool = False):
         super().__init__()
-        base, k = resolution_plan(resolution)
-        widths = _widths(width, k)[::-1]
+        layers, last_width, base = discriminator_trunk(resolution, channels, width, spectral_norm, batch_norm)
         sn = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda m: m)
-        layers: list[nn.Module] = [sn(nn.Conv2d(channels, widths[0], 4, 2, 1, bias=False)), nn.LeakyReLU(0.2, True)]
-        for cin, cout in zip(widths, widths[1:]):
-            layers += [sn(nn.Conv2d(cin, cout, 4, 2, 1, bias=False))]
-            layers += [nn.BatchNorm2d(cout)] if batch_norm and not spectral_norm else []
-            layers += [nn.LeakyReLU(0.2, True)]
         self.features = nn.Sequential(*layers)
-        self.psi = sn(nn.Conv2d(widths[-1], 1, base, 1, 0, bias=False))
-        self.embed = sn(nn.Embedding(num_classes, widths[-1])) if projection else None
-        self.classifier = sn(nn.Linear(widths[-1], num_classes)) if aux_classifier else None
+        self.psi = sn(nn.Conv2d(last_width, 1, base, 1, 0, bias=False))
+        self.embed = sn(nn.Embedding(num_classes, last_width)) if projection else None
+        self.classifier = sn(nn.Linear(last_width, num_classes)) if aux_classifier else None
         self.num_classes = num_classes
         init_dcgan_weights(self)
         if self.embed is not None:

@@ -69,23 +69,30 @@ class DCGANGenerator(nn.Module):
         return self.main(z[:, :, None, None])
 
 
+def discriminator_trunk(resolution: int, channels: int, width: int, spectral_norm: bool,
+                        batch_norm: bool) -> tuple[list[nn.Module], int, int]:
+    """D's strided convolutions down to a `base` x `base` map: (layers, their last width, base)."""
+    base, k = resolution_plan(resolution)
+    widths = _widths(width, k)[::-1]
+    sn = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda m: m)
+    layers: list[nn.Module] = [sn(nn.Conv2d(channels, widths[0], 4, 2, 1, bias=False)), nn.LeakyReLU(0.2, True)]
+    for cin, cout in zip(widths, widths[1:]):
+        layers += [sn(nn.Conv2d(cin, cout, 4, 2, 1, bias=False))]
+        # Spectral norm replaces batch norm; a WGAN-GP critic has none (the penalty is per sample).
+        layers += [nn.BatchNorm2d(cout)] if batch_norm and not spectral_norm else []
+        layers += [nn.LeakyReLU(0.2, True)]
+    return layers, widths[-1], base
+
+
 class DCGANDiscriminator(nn.Module):
     """image -> one real/fake logit per image (no sigmoid: losses work on logits)."""
 
     def __init__(self, resolution: int = 64, channels: int = 3, width: int = 64, spectral_norm: bool = False,
                  batch_norm: bool = True):
         super().__init__()
-        base, k = resolution_plan(resolution)
-        widths = _widths(width, k)[::-1]
+        layers, last_width, base = discriminator_trunk(resolution, channels, width, spectral_norm, batch_norm)
         sn = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda m: m)
-        layers: list[nn.Module] = [sn(nn.Conv2d(channels, widths[0], 4, 2, 1, bias=False)), nn.LeakyReLU(0.2, True)]
-        for cin, cout in zip(widths, widths[1:]):
-            layers += [sn(nn.Conv2d(cin, cout, 4, 2, 1, bias=False))]
-            # Spectral norm replaces batch norm; a WGAN-GP critic has none (the penalty is per sample).
-            layers += [nn.BatchNorm2d(cout)] if batch_norm and not spectral_norm else []
-            layers += [nn.LeakyReLU(0.2, True)]
-        layers += [sn(nn.Conv2d(widths[-1], 1, base, 1, 0, bias=False))]
-        self.main = nn.Sequential(*layers)
+        self.main = nn.Sequential(*layers, sn(nn.Conv2d(last_width, 1, base, 1, 0, bias=False)))
         init_dcgan_weights(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
