@@ -179,7 +179,8 @@ def test_upscale_folder_skips_bad_files(tmp_path, sr_run, photo_folder):
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == ["b.png", "sub/a.png"]
     assert Image.open(out / "sub" / "a.png").size == (160, 128)
     before = (out / "b.png").stat().st_mtime_ns
-    assert main(["upscale", str(src), "--model", str(sr_run), "--out", str(out)]) == 0  # a repeat keeps what exists
+    with pytest.warns(UserWarning, match="skipped 2 file"):  # a repeat keeps what exists, and reports again
+        assert main(["upscale", str(src), "--model", str(sr_run), "--out", str(out)]) == 0
     assert (out / "b.png").stat().st_mtime_ns == before
 
 
