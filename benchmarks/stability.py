@@ -10,15 +10,13 @@ numbers in one table compare. The real-vs-real floor is the 4000 training images
 """
 
 import argparse
-import json
 import logging
 import tempfile
 from pathlib import Path
 
-from safetensors import safe_open
-
 from ganforge.config import TrainConfig
 from ganforge.evaluation import evaluate
+from ganforge.training.checkpoint import checkpoint_meta
 from ganforge.training.run import train
 
 PLAIN = {"loss": "bce", "r1_gamma": 0.0, "ema_decay": 0.0}  # every option the defaults might set, spelled out
@@ -55,8 +53,7 @@ def run_one(name: str, options: dict, root: Path, minutes: float | None, max_ima
                       eval_every=0, sample_every=10**6, checkpoint_every=10**6, log_every=50, seed=seed, **{**PLAIN, **options})
     train(cfg)
     report = evaluate(out, metrics=["fid", "kid", "pr", "dc"], n=1000, seed=seed)
-    with safe_open(str(out / "checkpoints" / "last.safetensors"), "pt") as f:
-        steps = json.loads(f.metadata()["meta"])["step"]
+    steps = checkpoint_meta(out / "checkpoints" / "last.safetensors")["step"]
     return {"name": name, "steps": steps, **report}
 
 

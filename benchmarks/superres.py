@@ -30,8 +30,6 @@ from ganforge.tasks.superres import upscale_tensor
 from ganforge.upscaling import load_upscaler, pick_model, run_variants
 
 
-
-
 def tiling_check(folder: str, scale: int) -> float:
     """Max |tiled - untiled| on a held-out crop that fits one tile, and on the same crop cut into many tiles."""
     generator, _ = load_upscaler(folder, scale, "cpu")
@@ -46,6 +44,7 @@ def tiling_check(folder: str, scale: int) -> float:
 
 def side_by_side(models: dict[str, str], scale: int, out: Path, crop: int = 64) -> None:
     """bicubic | fidelity | GAN | original, on a crop of each held-out photo, shown at the output size."""
+    generators = [load_upscaler(folder, scale, "cpu")[0] for folder in models.values()]
     rows = []
     for i, spec in enumerate(HELDOUT_PHOTOS[:3]):
         photo = load_photo(_embedded_path(*spec))
@@ -54,9 +53,7 @@ def side_by_side(models: dict[str, str], scale: int, out: Path, crop: int = 64) 
         y, x = (h - side) // 2, (w - side) // 2
         lr, hr = lr_hr_pair(photo[:, y : y + side, x : x + side], scale, seed=i)
         row = [bicubic_upsample(lr, scale)[0]]
-        for folder in models.values():
-            generator, _ = load_upscaler(folder, scale, "cpu")
-            row.append(uint8_to_float(upscale_tensor(generator, lr)[0]))
+        row += [uint8_to_float(upscale_tensor(generator, lr)[0]) for generator in generators]
         rows += row + [hr[0]]
     save_image(make_grid(torch.stack(rows), nrow=len(models) + 2, padding=4), out)
 

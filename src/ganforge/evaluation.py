@@ -194,8 +194,7 @@ class TrainingMonitor:
 
     def __call__(self, generator: torch.nn.Module) -> dict:
         if self.extractor is None:
-            with torch.enable_grad():  # the first check trains the domain network
-                self._prepare()
+            self._prepare()
         with torch.no_grad():
             return self._check(generator)
 

@@ -10,12 +10,14 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ganforge.atomic import atomic_path
 from ganforge.errors import UserError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+# What decoding a file that is not a usable image raises: callers skip or report the file.
+UNREADABLE_IMAGE = (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 def open_rgb_or_l(path: Path, channels: int | None = None) -> Image.Image:
@@ -102,7 +104,7 @@ def save_image(image: torch.Tensor, path: Path) -> None:
     """Save one CHW image in [-1, 1] atomically (a temporary file, then a rename)."""
     path = Path(path)
     with atomic_path(path) as tmp:
-        to_pil(image).save(tmp, format=_format_of(path))
+        to_pil(image).save(tmp, format=image_format(path))
 
 
 def save_gif(frames: list[torch.Tensor], path: Path, fps: int = 12) -> None:
@@ -114,7 +116,8 @@ def save_gif(frames: list[torch.Tensor], path: Path, fps: int = 12) -> None:
         pils[0].save(tmp, format="GIF", save_all=True, append_images=pils[1:], duration=int(1000 / fps), loop=0)
 
 
-def _format_of(path: Path) -> str:
+def image_format(path: Path) -> str:
+    """Pillow's format name for an output file's suffix, or a UserError naming the file."""
     fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP"}.get(path.suffix.lower())
     if fmt is None:
         raise UserError(f"{path}: unsupported image extension {path.suffix!r}; use .png, .jpg, .webp or .bmp")

@@ -89,12 +89,12 @@ def evaluate_superres(where: str | Path, data: str | None = None, out: str | Pat
     """PSNR/SSIM (Y) of bicubic and of each variant of a super-resolution run or model; the report is also JSON."""
     variants = run_variants(where)
     upscalers = {name: load_upscaler(path, device=device) for name, path in variants.items()}
-    scale = next(iter(upscalers.values()))[0].scale
+    first_generator, first_config = next(iter(upscalers.values()))
+    scale, degradation = first_generator.scale, first_config.get("degradation", "bicubic")
     photos, source = heldout_photos(where, data)
     run_dir = Path(where) if (Path(where) / "config.yaml").exists() else None
     out = Path(out) if out else (run_dir / "evaluation.json" if run_dir else Path("evaluation.json"))
     check_writable(out, "--out")
-    degradation = next(iter(upscalers.values()))[1].get("degradation", "bicubic")
     pairs = [lr_hr_pair(p, scale, degradation, seed=i) for i, p in enumerate(photos) if min(p.shape[1:]) >= 16 * scale]
     if not pairs:
         raise UserError(f"--data: no photo of {source} is at least {16 * scale} pixels on each side")

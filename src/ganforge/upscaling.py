@@ -12,13 +12,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
 from tqdm import tqdm
 
 from ganforge.atomic import atomic_path
 from ganforge.data.folder import find_images
 from ganforge.errors import UserError
-from ganforge.imageio import IMAGE_SUFFIXES, check_writable, uint8_to_float
+from ganforge.imageio import IMAGE_SUFFIXES, UNREADABLE_IMAGE, check_writable, image_format, uint8_to_float
 from ganforge.saved_model import load_model, resolve_model, shipped_models
 from ganforge.tasks.superres import build_sr_generator, upscale_tensor
 from ganforge.training.device import pick_device
@@ -26,7 +26,6 @@ from ganforge.training.device import pick_device
 log = logging.getLogger("ganforge")
 VARIANTS = ("fidelity", "gan")
 MIN_SIDE = 4  # smaller inputs give the networks nothing to work with
-BAD_IMAGE = (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
 def shipped_name(scale: int, variant: str) -> str:
@@ -109,7 +108,7 @@ def _open(path: Path) -> Image.Image:
 
 
 def _save(im: Image.Image, path: Path) -> None:
-    fmt = {".png": "PNG", ".jpg": "JPEG", ".jpeg": "JPEG", ".webp": "WEBP", ".bmp": "BMP"}[path.suffix.lower()]
+    fmt = image_format(path)
     if fmt in ("JPEG", "BMP") and im.mode in ("RGBA", "LA"):
         raise UserError(f"--out: {path} cannot keep the alpha channel; use .png or .webp")
     try:
@@ -142,7 +141,7 @@ def upscale(source: str | Path, out: str | Path | None = None, scale: int | None
         check_writable(out, "--out")
         try:
             im = _open(source)
-        except BAD_IMAGE as e:
+        except UNREADABLE_IMAGE as e:
             raise UserError(f"{source}: not a readable image ({e})") from None
         try:
             result = upscale_image(generator, im, tile)
@@ -163,7 +162,7 @@ def upscale(source: str | Path, out: str | Path | None = None, scale: int | None
             continue
         try:
             result = upscale_image(generator, _open(path), tile)
-        except (*BAD_IMAGE, UserError) as e:
+        except (*UNREADABLE_IMAGE, UserError) as e:
             bad.append(f"{path} ({e})")
             continue
         target.parent.mkdir(parents=True, exist_ok=True)

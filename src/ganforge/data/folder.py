@@ -8,7 +8,7 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from ganforge.errors import UserError
-from ganforge.imageio import IMAGE_SUFFIXES, open_rgb_or_l, pil_to_uint8, resize_center_crop
+from ganforge.imageio import IMAGE_SUFFIXES, UNREADABLE_IMAGE, open_rgb_or_l, pil_to_uint8, resize_center_crop
 
 
 def find_images(root: Path) -> list[Path]:
@@ -37,7 +37,7 @@ def load_folder(root: Path, resolution: int, channels: int | None) -> tuple[np.n
     for p in tqdm(paths, desc=f"decoding {root}", unit="img", leave=False, disable=len(paths) < 500):
         try:
             im = resize_center_crop(open_rgb_or_l(p, channels), resolution)
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        except UNREADABLE_IMAGE:
             bad.append(p)
             continue
         images.append(pil_to_uint8(im))

@@ -15,12 +15,11 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from ganforge.data.folder import find_images
 from ganforge.errors import UserError
-from ganforge.imageio import open_rgb_or_l, pil_to_uint8
+from ganforge.imageio import UNREADABLE_IMAGE, open_rgb_or_l, pil_to_uint8
 
 EMBEDDED_PHOTOS = "photos"
 # (package, file) pairs. Greyscale textures are used as RGB (equal channels): detail is detail.
@@ -60,7 +59,7 @@ def load_photos(spec: str, max_images: int | None = None) -> tuple[list[np.ndarr
     for p in tqdm(paths, desc=f"reading {spec}", unit="img", leave=False, disable=len(paths) < 50):
         try:
             photos.append(load_photo(p))
-        except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError):
+        except UNREADABLE_IMAGE:
             bad.append(p)
     if bad:
         warnings.warn(f"{spec}: skipped {len(bad)} unreadable file(s), e.g. {bad[0]}", stacklevel=2)

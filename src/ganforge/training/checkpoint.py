@@ -49,6 +49,15 @@ def read_checkpoint(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]
         raise UserError(f"{path}: not a readable ganforge checkpoint ({e})") from None
 
 
+def checkpoint_meta(path: Path) -> dict:
+    """The `meta` dict (step, ...) of a checkpoint, read from its header without loading any tensor."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return json.loads((f.metadata() or {})["meta"])
+    except (SafetensorError, OSError, KeyError) as e:
+        raise UserError(f"{path}: not a readable ganforge checkpoint ({e})") from None
+
+
 def net_state(tensors: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
     prefix = f"net.{name}."
     return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}

@@ -1,7 +1,6 @@
 """`ganforge train`: from a config to a run directory, fresh or resumed."""
 
 import dataclasses
-import json
 import logging
 import platform
 import sys
@@ -22,7 +21,7 @@ from ganforge.tasks.conditional import ConditionalGenerationTask, check_labels
 from ganforge.tasks.generation import GenerationTask, check_resolution
 from ganforge.training.device import pick_device, pick_dtype
 from ganforge.training.distributed import init_distributed, local_rank_from_env, shutdown
-from ganforge.training.checkpoint import read_checkpoint
+from ganforge.training.checkpoint import checkpoint_meta
 from ganforge.training.trainer import Trainer, total_steps
 
 log = logging.getLogger("ganforge")
@@ -85,8 +84,7 @@ def init_weights(where: str, model: dict) -> dict:
 
 def check_fidelity_extension(old: int, new: int, out: Path) -> None:
     """A resumed super-resolution run may move the end of its fidelity phase, as long as no adversarial step was taken."""
-    _, metadata = read_checkpoint(out / "checkpoints" / "last.safetensors")
-    step = json.loads(metadata["meta"])["step"]
+    step = checkpoint_meta(out / "checkpoints" / "last.safetensors")["step"]
     if step > min(old, new):
         raise UserError(f"--fidelity-steps: the run is at step {step}, past the end of its fidelity phase; "
                         "it can only be moved while the run is still in it")
