@@ -47,14 +47,28 @@ COLUMNS = ("fid", "kid", "precision", "recall", "density", "coverage")
 def run_one(name: str, options: dict, root: Path, minutes: float | None, max_images: int, seed: int,
             steps: int | None = None) -> dict:
     """Train for `minutes` of CPU time or, with `steps`, for exactly that many steps; then evaluate."""
+    return run_curve(name, options, root, minutes, max_images, seed, [steps] if steps else [None])[0]
+
+
+def run_curve(name: str, options: dict, root: Path, minutes: float | None, max_images: int, seed: int,
+              checkpoints: list[int | None]) -> list[dict]:
+    """One run, evaluated each time it reaches a step of `checkpoints` (resuming exactly in between),
+    so a row per point of its learning curve; a `None` point means "for `minutes`". A run already
+    in `root` (from `--keep`) is continued, so a curve can be extended later."""
     out = root / name.replace(" ", "_").replace("/", "-")
-    cfg = TrainConfig(data="mnist5k", out=str(out), max_images=max_images, steps=steps or 10**6,
-                      max_minutes=None if steps else minutes,
-                      eval_every=0, sample_every=10**6, checkpoint_every=10**6, log_every=50, seed=seed, **{**PLAIN, **options})
-    train(cfg)
-    report = evaluate(out, metrics=["fid", "kid", "pr", "dc"], n=1000, seed=seed)
-    steps = checkpoint_meta(out / "checkpoints" / "last.safetensors")["step"]
-    return {"name": name, "steps": steps, **report}
+    rows = []
+    started = (out / "checkpoints" / "last.safetensors").exists()
+    for i, steps in enumerate(checkpoints):
+        cfg = TrainConfig(data="mnist5k", out=str(out), max_images=max_images, steps=steps or 10**6,
+                          max_minutes=None if steps else minutes, eval_every=0, sample_every=10**6,
+                          checkpoint_every=10**6, log_every=50, seed=seed, **{**PLAIN, **options})
+        train(cfg, resume=started or i > 0, given={"steps": steps} if steps else {})
+        report = evaluate(out, metrics=["fid", "kid", "pr", "dc"], n=1000, seed=seed)
+        done = checkpoint_meta(out / "checkpoints" / "last.safetensors")["step"]
+        rows.append({"name": name, "steps": done, **report})
+        if len(checkpoints) > 1:
+            print_table(f"{name}: so far", rows)  # long curves show their progress
+    return rows
 
 
 def print_table(title: str, rows: list[dict]) -> None:
@@ -73,6 +87,8 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=2.0, help="training budget of each run")
     ap.add_argument("--small-minutes", type=float, default=5.0, help="training budget of each small-data run")
     ap.add_argument("--small-steps", type=int, help="train each small-data run for this many steps instead of minutes")
+    ap.add_argument("--curve", help="comma-separated steps: evaluate each small-data run at each (a learning curve)")
+    ap.add_argument("--keep", help="keep the runs in this folder (default: a temporary one); runs already there are continued")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--only", help="';'-separated configuration names to run (default: all)")
     ap.add_argument("--skip-small-data", action="store_true")
@@ -81,15 +97,17 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
     only = set(args.only.split(";")) if args.only else None
     with tempfile.TemporaryDirectory() as tmp:
-        root = Path(tmp)
+        root = Path(args.keep or tmp)
         if not args.skip_main:
             rows = [run_one(n, o, root, args.minutes, 4000, args.seed) for n, o in COMBINATIONS.items() if not only or n in only]
             print_table(f"mnist5k, {args.minutes:g} CPU minutes per run, trained on 4000 images, seed {args.seed}", rows)
         if not args.skip_small_data:
-            small = [run_one(n, o, root, args.small_minutes, 500, args.seed, args.small_steps)
-                     for n, o in SMALL_DATA.items() if not only or n in only]
-            budget = f"{args.small_steps} steps" if args.small_steps else f"{args.small_minutes:g} CPU minutes"
-            print_table(f"small data: 500 images of mnist5k, {budget} per run, seed {args.seed}", small)
+            points = [int(s) for s in args.curve.split(",")] if args.curve else [args.small_steps]
+            small = [row for n, o in SMALL_DATA.items() if not only or n in only
+                     for row in run_curve(n, o, root, args.small_minutes, 500, args.seed, points)]
+            budget = (f"each run evaluated at steps {args.curve}" if args.curve else
+                      f"{args.small_steps} steps per run" if args.small_steps else f"{args.small_minutes:g} CPU minutes per run")
+            print_table(f"small data: 500 images of mnist5k, {budget}, seed {args.seed}", small)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,20 @@ def test_alpha_is_flattened_onto_white(tmp_path):
     assert data.images.min() == 255
 
 
+def test_16_bit_images_keep_their_brightness(tmp_path):
+    """16-bit pixels map to 8 bits by one fixed rule (v / 257), not stretched per image."""
+    import numpy as np
+    from PIL import Image
+
+    grey = np.array([[0, 64, 128, 200]] * 4, dtype=np.uint8)  # a dim image: its maximum is far below white
+    Image.fromarray(grey.astype(np.uint16) * 257).save(tmp_path / "deep.png")
+    Image.fromarray(grey).save(tmp_path / "flat.png")
+    data = load_imageset(str(tmp_path), 4)
+    assert data.images.shape == (2, 1, 4, 4)
+    assert torch.equal(data.images[0], data.images[1])
+    assert data.images.max() == 200
+
+
 def test_missing_and_empty_folders_are_user_errors(tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         load_imageset(str(tmp_path / "nope"), 32)

@@ -17,6 +17,7 @@ from ganforge.errors import UserError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
 # What decoding a file that is not a usable image raises: callers skip or report the file.
+HIGH_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "F")  # greyscale with more than 8 bits: see to_8bit
 UNREADABLE_IMAGE = (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 
@@ -33,12 +34,19 @@ def open_rgb_or_l(path: Path, channels: int | None = None) -> Image.Image:
             im = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
             im.alpha_composite(rgba)
         if channels is None:
-            channels = 1 if im.mode in ("L", "1", "I", "I;16", "F") else 3
-        if im.mode in ("I", "I;16", "F"):  # 16-bit / float greyscale: rescale to 8 bits
-            arr = np.asarray(im, dtype=np.float64)
-            arr = arr * (255.0 / max(arr.max(), 1.0)) if arr.max() > 255 else arr
-            im = Image.fromarray(arr.clip(0, 255).astype(np.uint8))
-        return im.convert("L" if channels == 1 else "RGB")
+            channels = 1 if im.mode in ("L", "1", *HIGH_DEPTH_MODES) else 3
+        return to_8bit(im).convert("L" if channels == 1 else "RGB")
+
+
+def to_8bit(im: Image.Image) -> Image.Image:
+    """16-bit (or 32-bit/float) greyscale as 8-bit L by one fixed rule, 65535 -> 255 (v / 257), so every
+    image keeps its brightness; values already within 0..255 are kept as they are."""
+    if im.mode not in HIGH_DEPTH_MODES:
+        return im
+    arr = np.asarray(im, dtype=np.float64)
+    if arr.max() > 255:
+        arr = arr / 257.0
+    return Image.fromarray(arr.round().clip(0, 255).astype(np.uint8))
 
 
 def resize_center_crop(im: Image.Image, size: int) -> Image.Image:
@@ -88,16 +96,20 @@ def to_pil(image: torch.Tensor) -> Image.Image:
 
 
 def check_writable(path: Path, what: str = "--out") -> Path:
-    """Fail early, with the option's name, when `path` cannot be written."""
+    """Fail early, with the option's name, when `path` (a file if it has a suffix, else a folder) cannot be written."""
     path = Path(path)
-    parent = path.parent if path.suffix else path
-    try:
-        parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"{what}: cannot create {parent}: {e.strerror}") from None
-    if not os.access(parent, os.W_OK):
-        raise UserError(f"{what}: {parent} is not writable")
+    check_writable_folder(path.parent if path.suffix else path, what)
     return path
+
+
+def check_writable_folder(folder: Path, what: str) -> None:
+    """Create `folder` if needed and fail, naming the option, unless files can be written in it."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise UserError(f"{what}: cannot create {folder}: {e.strerror}") from None
+    if not os.access(folder, os.W_OK):
+        raise UserError(f"{what}: {folder} is not writable")
 
 
 def save_image(image: torch.Tensor, path: Path) -> None:

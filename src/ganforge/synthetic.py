@@ -26,7 +26,7 @@ import ganforge
 from ganforge.config import load_yaml
 from ganforge.data import load_imageset, split
 from ganforge.errors import UserError
-from ganforge.imageio import to_pil
+from ganforge.imageio import check_writable_folder, to_pil
 from ganforge.saved_model import resolve_model
 from ganforge.sampling import generate, latents, load_generator
 
@@ -45,12 +45,7 @@ def _check_out(out: Path) -> None:
         raise UserError(f"--out: {out} is a file; name a new folder")
     if out.is_dir() and any(out.iterdir()):
         raise UserError(f"--out: {out} is not empty; name a new or empty folder (augment never overwrites)")
-    try:
-        out.parent.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"--out: cannot create {out.parent}: {e.strerror}") from None
-    if not os.access(out.parent, os.W_OK):
-        raise UserError(f"--out: {out.parent} is not writable")
+    check_writable_folder(out.parent, "--out")  # the finished folder is renamed into place there
 
 
 def _classifier(where: str | Path, model: dict, features: str | None):

@@ -18,7 +18,8 @@ from tqdm import tqdm
 from ganforge.atomic import atomic_path
 from ganforge.data.folder import find_images
 from ganforge.errors import UserError
-from ganforge.imageio import IMAGE_SUFFIXES, UNREADABLE_IMAGE, check_writable, image_format, uint8_to_float
+from ganforge.imageio import (HIGH_DEPTH_MODES, IMAGE_SUFFIXES, UNREADABLE_IMAGE, check_writable, image_format, to_8bit,
+                              uint8_to_float)
 from ganforge.saved_model import load_model, resolve_model, shipped_models
 from ganforge.tasks.superres import build_sr_generator, upscale_tensor
 from ganforge.training.device import pick_device
@@ -83,11 +84,8 @@ def upscale_image(generator: torch.nn.Module, im: Image.Image, tile: int = 256) 
     if min(im.size) < MIN_SIDE:
         raise UserError(f"{im.size[0]}x{im.size[1]} is too small to upscale (at least {MIN_SIDE}x{MIN_SIDE})")
     alpha = im.getchannel("A") if im.mode in ("RGBA", "LA") else None
-    grey = im.mode in ("L", "LA", "I", "I;16", "I;16B", "F", "1")
-    if im.mode in ("I", "I;16", "I;16B", "F"):
-        arr = np.asarray(im, dtype=np.float64)
-        im = Image.fromarray((arr / (257.0 if arr.max() > 255 else 1.0)).round().clip(0, 255).astype(np.uint8))
-    rgb = np.asarray(im.convert("RGB"), dtype=np.uint8).transpose(2, 0, 1)
+    grey = im.mode in ("L", "LA", "1", *HIGH_DEPTH_MODES)
+    rgb = np.asarray(to_8bit(im).convert("RGB"), dtype=np.uint8).transpose(2, 0, 1)
     lr = uint8_to_float(torch.from_numpy(np.ascontiguousarray(rgb)))[None]
     out = upscale_tensor(generator, lr, tile)[0].numpy().transpose(1, 2, 0)
     result = Image.fromarray(out)
@@ -101,7 +99,7 @@ def upscale_image(generator: torch.nn.Module, im: Image.Image, tile: int = 256) 
 
 def _open(path: Path) -> Image.Image:
     with Image.open(path) as im:
-        if im.mode in ("I;16", "I;16B", "I;16L", "I") or im.info.get("bits", 8) > 8:
+        if im.mode in HIGH_DEPTH_MODES or im.info.get("bits", 8) > 8:
             log.info("%s: 16-bit image converted to 8 bits (the models work on 8-bit pixels)", path)
         im.load()
         return ImageOps.exif_transpose(im)

@@ -42,13 +42,17 @@ def step_seed(seed: int, step: int, rank: int) -> int:
     return (seed * 1_000_003 + step) * 1_009 + rank
 
 
+def updates_per_epoch(batch_size: int, num_images: int, world_size: int) -> int:
+    """D updates in one pass over each process's share of the data (n_critic of them make one step)."""
+    per_rank = num_images // world_size
+    return per_rank // min(batch_size, per_rank)
+
+
 def total_steps(cfg, num_images: int, world_size: int) -> int:
     """The run's length in steps: `--steps`, or `--epochs` passes over each process's share of the data."""
     if cfg.steps is not None:
         return cfg.steps
-    per_rank = num_images // world_size
-    steps_per_epoch = per_rank // min(cfg.batch_size, per_rank)  # in D updates: n_critic of them make one step
-    return max(1, round(cfg.epochs * steps_per_epoch / cfg.n_critic))
+    return max(1, round(cfg.epochs * updates_per_epoch(cfg.batch_size, num_images, world_size) / cfg.n_critic))
 
 
 @contextlib.contextmanager
@@ -90,7 +94,7 @@ class Trainer:
         self.batch_size = min(cfg.batch_size, per_rank)
         if self.batch_size < cfg.batch_size and dist.is_main:
             log.warning("--batch-size %d is more than the %d images each process has; using %d", cfg.batch_size, per_rank, self.batch_size)
-        self.steps_per_epoch = per_rank // self.batch_size  # in D updates: n_critic of them make one step
+        self.steps_per_epoch = updates_per_epoch(cfg.batch_size, len(images), dist.world_size)
         self.total_steps = total_steps(cfg, len(images), dist.world_size)
         self._perm_epoch, self._perm = -1, None
         preview = task.preview_inputs(cfg.grid_size, cfg.seed)  # noise, crops, or a batch dict (noise and classes)
