@@ -38,8 +38,11 @@ SMALL_DATA = {
     "500 images, bce + R1 + EMA + DiffAugment translation": {"r1_gamma": 0.2, "ema_decay": 0.999, "augment": "translation"},
     "500 images, bce + R1 + EMA + adaptive DiffAugment": {"r1_gamma": 0.2, "ema_decay": 0.999, "augment": "color,translation,cutout",
                                                           "augment_target": 0.6},
-    "500 images, bce + R1 + EMA + adaptive translation": {"r1_gamma": 0.2, "ema_decay": 0.999, "augment": "translation",
-                                                          "augment_target": 0.6},
+    "500 images, bce + R1 + EMA + DiffAugment p 0.5": {"r1_gamma": 0.2, "ema_decay": 0.999, "augment": "color,translation,cutout",
+                                                       "augment_p": 0.5},
+    "500 images, bce + R1 + EMA + DiffAugment p 0.3": {"r1_gamma": 0.2, "ema_decay": 0.999, "augment": "color,translation,cutout",
+                                                       "augment_p": 0.3},
+    "500 images, bce + R1 + EMA + DiffAugment color": {"r1_gamma": 0.2, "ema_decay": 0.999, "augment": "color"},
 }
 COLUMNS = ("fid", "kid", "precision", "recall", "density", "coverage")
 

@@ -156,6 +156,17 @@ def test_diff_augment_probability():
     assert 0.3 < changed < 0.7
 
 
+def test_fixed_augmentation_probability_option():
+    from ganforge.adversarial import AdversarialObjective
+
+    objective = AdversarialObjective.from_config(TrainConfig(augment="color", augment_p=0.3))
+    objective.augment_p.update(torch.ones(10))
+    assert objective.augment_p.p == 0.3  # fixed: D's confidence does not move it
+    assert AdversarialObjective.from_config(TrainConfig(augment="color", augment_target=0.6)).augment_p.p == 0  # adaptive
+    with pytest.raises(UserError, match="--augment-p"):
+        TrainConfig(augment_p=0).validate()
+
+
 def make_trainer(tmp_path, **options):
     from ganforge.tasks.generation import GenerationTask
     from ganforge.training.distributed import DistInfo

@@ -8,7 +8,7 @@ from typing import Callable
 
 import torch
 
-from ganforge.augment import AdaptiveProbability, diff_augment
+from ganforge.augment import AdaptiveProbability, diff_augment, parse_policy
 from ganforge.losses import ADVERSARIAL_LOSSES, gradient_penalty, r1_penalty
 
 Critic = Callable[[torch.Tensor], torch.Tensor]
@@ -16,12 +16,18 @@ Critic = Callable[[torch.Tensor], torch.Tensor]
 
 class AdversarialObjective:
     def __init__(self, loss: str = "bce", augment: list[str] | None = None, r1_gamma: float = 0.0,
-                 r1_every: int = 16, gp_weight: float = 10.0, augment_target: float = 0.0):
+                 r1_every: int = 16, gp_weight: float = 10.0, augment_target: float = 0.0, augment_p: float = 1.0):
         self.loss = loss
         self.d_loss_fn, self.g_loss_fn = ADVERSARIAL_LOSSES[loss]
         self.augment = augment or []
-        self.augment_p = AdaptiveProbability(augment_target if self.augment else 0.0)
+        self.augment_p = AdaptiveProbability(augment_target if self.augment else 0.0, fixed_p=augment_p)
         self.r1_gamma, self.r1_every, self.gp_weight = r1_gamma, r1_every, gp_weight
+
+    @classmethod
+    def from_config(cls, cfg) -> "AdversarialObjective":
+        """The objective a run's `--loss`, `--augment*`, `--r1-*` and `--gp-weight` describe."""
+        return cls(cfg.loss, parse_policy(cfg.augment), cfg.r1_gamma, cfg.r1_every, cfg.gp_weight,
+                   cfg.augment_target, cfg.augment_p)
 
     def discriminator_loss(self, critic: Critic, real: torch.Tensor, fake: torch.Tensor, step: int):
         """L_D (+ gradient penalty for WGAN-GP, + lazy R1 every `r1_every` steps); stats for the log."""

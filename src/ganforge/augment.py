@@ -79,12 +79,12 @@ class AdaptiveProbability:
     r = E[sign(D(x))] over the last `interval` D updates; p moves up when r is above `target`
     and down when below, fast enough to go from 0 to 1 in `speed_images` real images. On little
     data D starts memorising after a while, r climbs, and augmentation comes in only then; on
-    enough data p stays near 0 and costs nothing. With `target` 0 the probability is fixed at 1.
+    enough data p stays near 0 and costs nothing. With `target` 0 the probability is fixed at `fixed_p`.
     """
 
-    def __init__(self, target: float = 0.0, interval: int = 4, speed_images: int = 50_000):
+    def __init__(self, target: float = 0.0, interval: int = 4, speed_images: int = 50_000, fixed_p: float = 1.0):
         self.target, self.interval, self.speed_images = target, interval, speed_images
-        self.p = 1.0 if target <= 0 else 0.0
+        self.p = fixed_p if target <= 0 else 0.0
         self.sign_sum, self.count, self.images = 0.0, 0, 0
 
     def update(self, real_logits: torch.Tensor) -> None:

@@ -44,7 +44,9 @@ class TrainConfig:
     ac_weight: float = option(1.0, "weight of the AC-GAN class cross-entropy in D's and G's losses (with --cond-d acgan)")
     augment: str = option("none", "differentiable augmentation of real and fake images: none, or a list of color,translation,cutout")
     augment_target: float = option(0.0, "adaptive augmentation (ADA): augment each image with a probability that rises while "
-                                   "D's sign(D(x)) averages above this target (0.6 is ADA's); 0: augment every image")
+                                   "D's sign(D(x)) averages above this target (0.6 is ADA's); 0: a fixed probability, --augment-p")
+    augment_p: float = option(1.0, "with --augment: the fixed probability that an image is augmented (1: every image, as in "
+                              "DiffAugment; below 1 keeps transforms such as translation from leaking into the samples)")
     batch_size: int = option(64, "images per step and per process")
     steps: int | None = option(None, "training steps (D and G updates); default 5000 unless --epochs")
     epochs: float | None = option(None, "training length in passes over the data (instead of --steps)")
@@ -109,6 +111,8 @@ class TrainConfig:
                 raise UserError(f"--{flag(name)}: must be at least 0, got {getattr(self, name)}")
         if not 0 <= self.augment_target < 1:
             raise UserError(f"--augment-target: must be in [0, 1), got {self.augment_target}")
+        if not 0 < self.augment_p <= 1:
+            raise UserError(f"--augment-p: must be in (0, 1], got {self.augment_p}")
         if not 0 <= self.ema_decay < 1:
             raise UserError(f"--ema-decay: must be in [0, 1), got {self.ema_decay}")
         from ganforge.augment import parse_policy

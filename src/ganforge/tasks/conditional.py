@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganforge.adversarial import AdversarialObjective
-from ganforge.augment import parse_policy
 from ganforge.errors import UserError
 from ganforge.nets.conditional import ProjectionDiscriminator
 from ganforge.imageio import make_grid
@@ -58,8 +57,7 @@ class ConditionalGenerationTask(AdversarialThroughout):
                          batch_norm=cfg.loss != "wgan-gp", projection=cfg.cond_d == "projection",
                          aux_classifier=cfg.cond_d == "acgan")}
         self.ac_weight = cfg.ac_weight if cfg.cond_d == "acgan" else 0.0
-        self.adversarial_objective = AdversarialObjective(cfg.loss, parse_policy(cfg.augment), cfg.r1_gamma, cfg.r1_every,
-                                                          cfg.gp_weight, cfg.augment_target)
+        self.adversarial_objective = AdversarialObjective.from_config(cfg)
         self.grid_columns = max(1, math.ceil(cfg.grid_size / len(class_names)))
 
     def make_batch(self, real: torch.Tensor, rng: torch.Generator, labels: torch.Tensor | None = None) -> dict:

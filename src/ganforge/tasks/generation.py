@@ -4,7 +4,6 @@ import torch
 from torch import nn
 
 from ganforge.adversarial import AdversarialObjective
-from ganforge.augment import parse_policy
 from ganforge.nets.brief import BRIEF_RESOLUTION, BriefDiscriminator, BriefGenerator
 from ganforge.nets.conditional import ConditionalDCGANGenerator
 from ganforge.nets.dcgan import DCGANDiscriminator, DCGANGenerator, resolution_plan
@@ -64,8 +63,7 @@ class GenerationTask(AdversarialThroughout):
         }
         self.nets = {"generator": build_generator(self.model),
                      "discriminator": build_discriminator(self.model, cfg.spectral_norm, batch_norm=cfg.loss != "wgan-gp")}
-        self.adversarial_objective = AdversarialObjective(cfg.loss, parse_policy(cfg.augment), cfg.r1_gamma, cfg.r1_every,
-                                                          cfg.gp_weight, cfg.augment_target)
+        self.adversarial_objective = AdversarialObjective.from_config(cfg)
 
     def make_batch(self, real: torch.Tensor, rng: torch.Generator) -> dict[str, torch.Tensor]:
         z = torch.randn(real.shape[0], self.model["latent_dim"], generator=rng).to(real.device)

@@ -18,7 +18,6 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganforge.adversarial import AdversarialObjective
-from ganforge.augment import parse_policy
 from ganforge.data.degrade import bicubic_upsample, degrade
 from ganforge.imageio import float_to_uint8, make_grid, uint8_to_float
 from ganforge.nets.sr import PatchDiscriminator, SRGenerator
@@ -48,8 +47,7 @@ class SuperResTask:
                       "degradation": cfg.degradation}
         self.nets = {"generator": build_sr_generator(self.model),
                      "discriminator": PatchDiscriminator(3, cfg.width, spectral_norm=True)}
-        self.adversarial_objective = AdversarialObjective(cfg.loss, parse_policy(cfg.augment), cfg.r1_gamma, cfg.r1_every,
-                                                          cfg.gp_weight, cfg.augment_target)
+        self.adversarial_objective = AdversarialObjective.from_config(cfg)
         # Fixed, not trained, so not one of `nets`: it is neither checkpointed nor exported.
         self.perceptual = PerceptualLoss(cfg.perceptual_weights) if cfg.perceptual_weights else None
         pick = torch.linspace(0, len(patches) - 1, PREVIEW_CROPS).round().long()
