@@ -3,10 +3,13 @@
 Every run trains on the same 4000 images (`--max-images 4000`) and is evaluated against the 1000
 held-out ones with the same domain feature network (a classifier trained on the 4000), so the
 numbers in one table compare. The real-vs-real floor is the 4000 training images against the
-1000 held-out ones. A second table trains on 500 images, with and without DiffAugment.
+1000 held-out ones. A second table trains on 500 images, with and without DiffAugment, against
+the 4500 held-out ones; `--curve` evaluates those runs at several steps, a learning curve each.
 
     python benchmarks/stability.py                 # 2 minutes per run (5 for small data): about 30 minutes on 2 cores
     python benchmarks/stability.py --minutes 0.5   # a quick look
+    python benchmarks/stability.py --skip-main --curve 2000,4000,6000 \
+        --only "500 images, bce + R1 + EMA;500 images, bce + R1 + EMA + DiffAugment color"
 """
 
 import argparse
