@@ -16,8 +16,8 @@ from ganforge.atomic import atomic_path
 from ganforge.errors import UserError
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
-# What decoding a file that is not a usable image raises: callers skip or report the file.
 HIGH_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "F")  # greyscale with more than 8 bits: see to_8bit
+# What decoding a file that is not a usable image raises: callers skip or report the file.
 UNREADABLE_IMAGE = (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 

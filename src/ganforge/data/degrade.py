@@ -15,6 +15,7 @@ from PIL import Image
 
 from ganforge.imageio import float_to_uint8, uint8_to_float
 
+
 def quantize(x: torch.Tensor) -> torch.Tensor:
     """Round [-1, 1] images to the 256 levels of an 8-bit file."""
     return ((x.clamp(-1, 1) + 1) * 127.5).round() / 127.5 - 1
