@@ -18,7 +18,7 @@ import tempfile
 from pathlib import Path
 
 from ganforge.config import TrainConfig
-from ganforge.evaluation import evaluate
+from ganforge.pipelines.evaluation import evaluate
 from ganforge.training.checkpoint import checkpoint_meta
 from ganforge.training.run import train
 

@@ -25,9 +25,10 @@ from PIL import Image
 from ganforge.data.degrade import bicubic_upsample
 from ganforge.data.photos import HELDOUT_PHOTOS, _embedded_path, load_photo
 from ganforge.imageio import make_grid, save_image, uint8_to_float
-from ganforge.superres_evaluation import evaluate_superres, format_superres_report, lr_hr_pair
-from ganforge.tasks.superres import upscale_tensor
-from ganforge.upscaling import load_upscaler, pick_model, run_variants
+from ganforge.data.degrade import lr_hr_pair
+from ganforge.pipelines.superres_evaluation import evaluate_superres, format_superres_report
+from ganforge.tiling import upscale_tensor
+from ganforge.pipelines.upscaling import load_upscaler, pick_model, run_variants
 
 
 def tiling_check(folder: str, scale: int) -> float:

@@ -82,7 +82,7 @@ def reference_step_fn(batch: int, resolution: int, device: torch.device):
 def ganforge_step_fn(arch: str, precision: str, batch: int, resolution: int, device: torch.device, options: dict):
     from ganforge.config import TrainConfig
     from ganforge.tasks.generation import GenerationTask
-    from ganforge.training.device import pick_dtype
+    from ganforge.device import pick_dtype
     from ganforge.training.distributed import DistInfo
     from ganforge.training.trainer import Trainer
 

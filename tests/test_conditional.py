@@ -11,12 +11,12 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from ganforge import synthetic
+from ganforge.pipelines import synthetic_data as synthetic
 from ganforge.cli import main
 from ganforge.config import TrainConfig
 from ganforge.losses import bce_discriminator_loss, bce_generator_loss
 from ganforge.nets.conditional import ConditionalDCGANGenerator, ProjectionDiscriminator
-from ganforge.sampling import load_generator
+from ganforge.pipelines.sampling import load_generator
 from ganforge.tasks.conditional import ConditionalGenerationTask
 
 

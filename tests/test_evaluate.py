@@ -77,7 +77,7 @@ class ConstantGenerator(torch.nn.Module):
 
 def test_training_monitor_fires_on_a_collapsed_generator_and_not_on_real_data(caplog):
     from ganforge.data import load_imageset, split
-    from ganforge.evaluation import TrainingMonitor
+    from ganforge.training.monitors import TrainingMonitor
     from ganforge.imageio import uint8_to_float
 
     train, _ = split(load_imageset("digits", 8), 1500)

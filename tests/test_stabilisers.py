@@ -6,7 +6,7 @@ import math
 import pytest
 import torch
 
-from ganforge.augment import diff_augment, parse_policy
+from ganforge.diffaugment import diff_augment, parse_policy
 from ganforge.cli import main
 from ganforge.config import TrainConfig
 from ganforge.errors import UserError
@@ -77,7 +77,7 @@ def test_diff_augment_keeps_shape_and_gradient():
 def test_cutout_blanks_a_quarter_and_translation_moves():
     torch.manual_seed(0)
     x = torch.ones(8, 1, 16, 16)
-    from ganforge.augment import cutout, translation
+    from ganforge.diffaugment import cutout, translation
 
     zeros = (cutout(x) == 0).float().mean(dim=(1, 2, 3))
     assert ((zeros > 0) & (zeros <= 0.25)).all()
@@ -128,7 +128,7 @@ def test_resume_is_exact_with_ema_and_augmentation(tmp_path, small_args, adaptiv
 
 
 def test_adaptive_augmentation_probability():
-    from ganforge.augment import AdaptiveProbability
+    from ganforge.diffaugment import AdaptiveProbability
 
     ada = AdaptiveProbability(target=0.6, interval=2, speed_images=100)
     assert ada.p == 0

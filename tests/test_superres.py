@@ -12,7 +12,8 @@ from ganforge.cli import main
 from ganforge.data.degrade import bicubic_downsample, degrade, gaussian_blur, quantize
 from ganforge.data.photos import extract_patches, load_photos
 from ganforge.nets.sr import PatchDiscriminator, SRGenerator
-from ganforge.tasks.superres import random_dihedral, upscale_tensor
+from ganforge.tasks.superres import random_dihedral
+from ganforge.tiling import upscale_tensor
 
 
 def trained_like(generator: SRGenerator, seed: int = 0) -> SRGenerator:

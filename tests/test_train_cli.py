@@ -10,7 +10,7 @@ from PIL import Image
 from safetensors.torch import load_file
 
 from ganforge.cli import main
-from ganforge.sampling import slerp
+from ganforge.latent import slerp
 
 
 def checkpoint(run):

@@ -8,7 +8,7 @@ from typing import Callable
 
 import torch
 
-from ganforge.augment import AdaptiveProbability, diff_augment, parse_policy
+from ganforge.diffaugment import AdaptiveProbability, diff_augment, parse_policy
 from ganforge.losses import ADVERSARIAL_LOSSES, gradient_penalty, r1_penalty
 
 Critic = Callable[[torch.Tensor], torch.Tensor]

@@ -46,13 +46,13 @@ def _model_location(args) -> str:
 
 
 def _sample(args) -> None:
-    from ganforge.sampling import sample
+    from ganforge.pipelines.sampling import sample
 
     print(sample(_model_location(args), args.out, n=args.n, seed=args.seed, device=args.device, class_name=args.class_name))
 
 
 def _interpolate(args) -> None:
-    from ganforge.sampling import interpolate
+    from ganforge.pipelines.sampling import interpolate
     from ganforge.seeding import parse_seeds
 
     print(interpolate(_model_location(args), parse_seeds(args.seeds), args.out, frames=args.frames, device=args.device,
@@ -60,7 +60,7 @@ def _interpolate(args) -> None:
 
 
 def _augment(args) -> None:
-    from ganforge.synthetic import augment
+    from ganforge.pipelines.synthetic_data import augment
 
     out = augment(_model_location(args), args.out, per_class=args.per_class, seed=args.seed, filter=args.filter,
                   features=args.features, device=args.device)
@@ -71,11 +71,11 @@ def _evaluate(args) -> None:
     from ganforge.saved_model import model_task
 
     if model_task(args.run) == "superres":
-        from ganforge.superres_evaluation import evaluate_superres, format_superres_report
+        from ganforge.pipelines.superres_evaluation import evaluate_superres, format_superres_report
 
         print(format_superres_report(evaluate_superres(args.run, args.data, args.out, args.device)))
         return
-    from ganforge.evaluation import evaluate, format_report, parse_metrics
+    from ganforge.pipelines.evaluation import evaluate, format_report, parse_metrics
 
     report = evaluate(args.run, data=args.data, metrics=parse_metrics(args.metrics), n=args.n, features=args.features,
                       inception_weights=args.inception_weights, out=args.out, seed=args.seed, device=args.device)
@@ -83,7 +83,7 @@ def _evaluate(args) -> None:
 
 
 def _upscale(args) -> None:
-    from ganforge.upscaling import upscale
+    from ganforge.pipelines.upscaling import upscale
 
     out = upscale(args.input, args.out, scale=args.scale, model=args.model, variant=args.variant, tile=args.tile,
                   device=args.device, overwrite=args.overwrite)
@@ -91,7 +91,7 @@ def _upscale(args) -> None:
 
 
 def _features_train(args) -> None:
-    from ganforge.evaluation import train_features
+    from ganforge.pipelines.evaluation import train_features
 
     features = train_features(args.data, args.out, args.resolution, args.channels, args.steps, args.seed, args.max_images)
     print(f"{features.name} saved in {args.out}")

@@ -11,6 +11,7 @@ from pathlib import Path
 import yaml
 
 from ganforge.atomic import atomic_path
+from ganforge.diffaugment import parse_policy
 from ganforge.errors import UserError
 
 
@@ -115,8 +116,6 @@ class TrainConfig:
             raise UserError(f"--augment-p: must be in (0, 1], got {self.augment_p}")
         if not 0 <= self.ema_decay < 1:
             raise UserError(f"--ema-decay: must be in [0, 1), got {self.ema_decay}")
-        from ganforge.augment import parse_policy
-
         parse_policy(self.augment)
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:

@@ -73,3 +73,10 @@ def degrade(hr: torch.Tensor, scale: int, kind: str, rng: torch.Generator) -> to
     if kind == "realistic":
         return realistic_downsample(hr, scale, rng)
     return bicubic_downsample(hr, scale)
+
+
+def lr_hr_pair(photo: np.ndarray, scale: int, degradation: str = "bicubic", seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """(low-resolution input, ground truth) of a uint8 photo (C, H, W), both (1, C, h, w) in [-1, 1]."""
+    h, w = (photo.shape[1] // scale) * scale, (photo.shape[2] // scale) * scale
+    hr = uint8_to_float(torch.from_numpy(np.ascontiguousarray(photo[:, :h, :w])))[None]
+    return degrade(hr, scale, degradation, torch.Generator().manual_seed(seed)), hr

@@ -8,16 +8,21 @@ give two random augmentations of an image the same features. Scores are comparab
 runs only when they use the same saved network, which is why its name carries a weights digest.
 """
 
+import hashlib
+import logging
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganforge.data import ImageSet
+from ganforge.data.embedded import cache_dir
 from ganforge.errors import UserError
 from ganforge.metrics.extractors import as_float_images, batched, weights_digest
 from ganforge.saved_model import load_model, save_model
 
+log = logging.getLogger("ganforge")
 KIND = "domain_features"
 
 
@@ -146,9 +151,9 @@ def train_domain_features(
         # Batches are converted as they are drawn, so a large uint8 set never exists as float.
         x = fit_images(as_float_images(images[idx]), config, "the domain network")
         if labelled:
-            loss = F.cross_entropy(net(augment(x, gen, strong=False).to(device)), labels[idx].to(device))
+            loss = F.cross_entropy(net(random_views(x, gen, strong=False).to(device)), labels[idx].to(device))
         else:
-            views = torch.cat([augment(x, gen, strong=True), augment(x, gen, strong=True)]).to(device)
+            views = torch.cat([random_views(x, gen, strong=True), random_views(x, gen, strong=True)]).to(device)
             loss = nt_xent(net(views))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -157,7 +162,7 @@ def train_domain_features(
     return DomainFeatures(net, config, device)
 
 
-def augment(x: torch.Tensor, gen: torch.Generator, strong: bool) -> torch.Tensor:
+def random_views(x: torch.Tensor, gen: torch.Generator, strong: bool) -> torch.Tensor:
     """Random zoom and shift (and, when `strong`, horizontal flip, brightness and contrast) per image.
 
     One affine resampling does crop, zoom, shift and flip at once; borders are extended, not zeroed.
@@ -191,3 +196,21 @@ def nt_xent(z: torch.Tensor, temperature: float = 0.5) -> torch.Tensor:
     sim = (z @ z.T / temperature).masked_fill(torch.eye(2 * n, dtype=torch.bool, device=z.device), float("-inf"))
     partner = torch.cat([torch.arange(n, 2 * n), torch.arange(n)]).to(z.device)
     return F.cross_entropy(sim, partner)
+
+
+def domain_features(train: ImageSet, steps: int = 400, seed: int = 0) -> DomainFeatures:
+    """The domain network for a training set, trained once and cached under the cache folder.
+
+    The key covers the images themselves, so another subset or resolution gets its own network.
+    """
+    digest = hashlib.sha256(train.images.numpy().tobytes() + train.labels.numpy().tobytes()).hexdigest()[:16]
+    folder = cache_dir() / "features" / f"{digest}-s{steps}-seed{seed}"
+    if (folder / "config.json").exists():
+        return load_domain_features(folder)
+    log.info("training the domain feature network on %d images of %s (once; cached in %s)", len(train), train.source, folder)
+    features = train_domain_features(train.images, train.labels, steps=steps, seed=seed)
+    try:
+        features.save(folder)
+    except OSError:
+        pass  # a read-only cache only costs the training again
+    return features

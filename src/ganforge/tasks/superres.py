@@ -19,7 +19,7 @@ from torch import nn
 
 from ganforge.adversarial import AdversarialObjective
 from ganforge.data.degrade import bicubic_upsample, degrade
-from ganforge.imageio import float_to_uint8, make_grid, uint8_to_float
+from ganforge.imageio import make_grid, uint8_to_float
 from ganforge.nets.sr import PatchDiscriminator, SRGenerator
 from ganforge.nets.vgg import PerceptualLoss
 
@@ -97,28 +97,3 @@ class SuperResTask:
         rows = [torch.stack([bicubic_upsample(lr[i : i + 1].cpu(), self.scale)[0], sr[i], self.preview_hr[i]])
                 for i in range(len(lr))]
         return make_grid(torch.cat(rows), nrow=3)
-
-
-@torch.no_grad()
-def upscale_tensor(generator: SRGenerator, lr: torch.Tensor, tile: int = 256, dtype: torch.dtype = torch.uint8) -> torch.Tensor:
-    """Upscale one image (1, C, h, w) in [-1, 1], tile by tile, into a CPU tensor of `dtype`.
-
-    Each `tile` x `tile` piece is run with `receptive_radius` (+1) pixels of context on every
-    side that has a neighbour; the context is cut off again, so every output pixel sees exactly
-    the input it would see untiled and there are no seams. Peak memory is set by `tile` and by
-    the output itself, which is written tile by tile as 8-bit pixels unless `dtype` says float.
-    """
-    scale, margin = generator.scale, generator.receptive_radius + 1
-    device = next(generator.parameters()).device
-    _, c, h, w = lr.shape
-    out = torch.empty(1, c, h * scale, w * scale, dtype=dtype)
-    for y in range(0, h, tile):
-        for x in range(0, w, tile):
-            y0, x0 = max(0, y - margin), max(0, x - margin)
-            y1, x1 = min(h, y + tile + margin), min(w, x + tile + margin)
-            piece = generator(lr[:, :, y0:y1, x0:x1].to(device)).float().cpu().clamp_(-1, 1)
-            ty, tx, oy, ox = min(tile, h - y), min(tile, w - x), (y - y0) * scale, (x - x0) * scale
-            piece = piece[:, :, oy : oy + ty * scale, ox : ox + tx * scale]
-            out[:, :, y * scale : (y + ty) * scale, x * scale : (x + tx) * scale] = (
-                float_to_uint8(piece) if dtype == torch.uint8 else piece)
-    return out

@@ -12,6 +12,7 @@ import ganforge
 from ganforge.config import TrainConfig, flag, load_yaml, save_yaml
 from ganforge.data import load_imageset, split
 from ganforge.data.imageset import native_resolution
+from ganforge.data.photos import extract_patches, load_photos
 from ganforge.errors import UserError
 from ganforge.imageio import check_writable
 from ganforge.nets.brief import BRIEF_RESOLUTION
@@ -19,9 +20,11 @@ from ganforge.saved_model import load_model, resolve_model
 from ganforge.seeding import seed_everything
 from ganforge.tasks.conditional import ConditionalGenerationTask, check_labels
 from ganforge.tasks.generation import GenerationTask, check_resolution
-from ganforge.training.device import pick_device, pick_dtype
+from ganforge.tasks.superres import SuperResTask
+from ganforge.device import pick_device, pick_dtype
 from ganforge.training.distributed import init_distributed, local_rank_from_env, shutdown
 from ganforge.training.checkpoint import checkpoint_meta
+from ganforge.training.monitors import SuperResMonitor, TrainingMonitor
 from ganforge.training.trainer import Trainer, total_steps
 
 log = logging.getLogger("ganforge")
@@ -51,18 +54,12 @@ def generation_setup(cfg: TrainConfig, dist):
         task = GenerationTask(cfg, data.channels, data.resolution)
     monitor = None
     if cfg.eval_every and dist.is_main:
-        from ganforge.evaluation import TrainingMonitor
-
         monitor = TrainingMonitor(data, cfg.eval_samples, cfg.seed, cfg.latent_dim, task.model.get("num_classes", 0))
     return task, data.images, data.labels if cfg.conditional else None, monitor
 
 
 def superres_setup(cfg: TrainConfig, dist):
     """The task, high-resolution training crops, (no) labels and validation monitor of a super-resolution run."""
-    from ganforge.data.photos import extract_patches, load_photos
-    from ganforge.superres_evaluation import SuperResMonitor
-    from ganforge.tasks.superres import SuperResTask
-
     train_photos, heldout = load_photos(cfg.data, cfg.max_images)
     patches = extract_patches(train_photos, cfg.patch_size)
     if cfg.fidelity_steps is None:

@@ -27,7 +27,7 @@ from tqdm import tqdm
 from ganforge.imageio import save_image, uint8_to_float
 from ganforge.saved_model import save_model
 from ganforge.training.checkpoint import load_checkpoint, save_checkpoint
-from ganforge.training.device import autocast
+from ganforge.device import autocast
 from ganforge.atomic import atomic_path
 from ganforge.errors import UserError
 from ganforge.training.distributed import DistInfo

@@ -26,18 +26,15 @@ import ganforge
 from ganforge.config import load_yaml
 from ganforge.data import load_imageset, split
 from ganforge.errors import UserError
+from ganforge.metrics import load_domain_features
+from ganforge.metrics.domain import domain_features
 from ganforge.imageio import check_writable_folder, to_pil
 from ganforge.saved_model import resolve_model
-from ganforge.sampling import generate, latents, load_generator
+from ganforge.latent import generate, latents
+from ganforge.pipelines.sampling import class_folder, load_generator
 
 SEED_STRIDE = 1_000_000  # seeds of class c start at seed + SEED_STRIDE * c
 MAX_DRAWS_PER_IMAGE = 20  # with --filter, give up on a class that needs more draws than this per kept image
-
-
-def class_folder(name: str, index: int) -> str:
-    """A class's sub-folder: its name where that is a plain file name, else `class<index>`."""
-    plain = name not in ("", ".", "..") and "/" not in name and "\\" not in name and "\0" not in name
-    return name if plain else f"class{index}"
 
 
 def _check_out(out: Path) -> None:
@@ -50,9 +47,6 @@ def _check_out(out: Path) -> None:
 
 def _classifier(where: str | Path, model: dict, features: str | None):
     """The domain classifier that judges the classes of generated images."""
-    from ganforge.evaluation import domain_features
-    from ganforge.metrics import load_domain_features
-
     if features:
         extractor = load_domain_features(features)
     else:

@@ -32,7 +32,8 @@ from torch import nn
 
 from ganforge.data import load_imageset, split
 from ganforge.imageio import float_to_uint8, uint8_to_float
-from ganforge.sampling import generate, latents, load_generator
+from ganforge.latent import generate, latents
+from ganforge.pipelines.sampling import load_generator
 from ganforge.saved_model import resolve_model
 
 

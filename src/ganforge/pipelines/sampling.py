@@ -7,9 +7,10 @@ from torch import nn
 
 from ganforge.errors import UserError
 from ganforge.imageio import check_writable, make_grid, save_gif, save_image
+from ganforge.latent import generate, latents, slerp
 from ganforge.saved_model import load_model, resolve_model
 from ganforge.tasks.generation import build_generator
-from ganforge.training.device import pick_device
+from ganforge.device import pick_device
 
 
 def load_generator(where: str | Path, device: str = "auto") -> tuple[nn.Module, dict]:
@@ -22,38 +23,10 @@ def load_generator(where: str | Path, device: str = "auto") -> tuple[nn.Module, 
     return generator.to(pick_device(device)).eval(), config
 
 
-def latents(seeds: list[int], latent_dim: int) -> torch.Tensor:
-    """One z per seed, each drawn from its own generator: seed s gives the same z in any batch."""
-    return torch.stack([torch.randn(latent_dim, generator=torch.Generator().manual_seed(s)) for s in seeds])
-
-
-def slerp(a: torch.Tensor, b: torch.Tensor, t: float) -> torch.Tensor:
-    """Spherical interpolation: keeps |z| near the prior's shell, unlike a straight line."""
-    a_n, b_n = a / a.norm(), b / b.norm()
-    omega = torch.arccos((a_n * b_n).sum().clamp(-1 + 1e-7, 1 - 1e-7))
-    so = torch.sin(omega)
-    if so.abs() < 1e-6:
-        return (1 - t) * a + t * b
-    return torch.sin((1 - t) * omega) / so * a + torch.sin(t * omega) / so * b
-
-
-def balanced_labels(n: int, model: dict) -> torch.Tensor | None:
-    """Classes 0, 1, ..., K-1, 0, 1, ... for `n` images of a conditional model; None for an unconditional one."""
-    return torch.arange(n) % model["num_classes"] if model.get("num_classes") else None
-
-
-@torch.no_grad()
-def generate(generator: nn.Module, z: torch.Tensor, labels: torch.Tensor | None = None, batch_size: int = 256) -> torch.Tensor:
-    """Images for latents `z` (and, for a class-conditional generator, classes `labels`)."""
-    device = next(generator.parameters()).device
-    if getattr(generator, "num_classes", 0):
-        if labels is None:
-            raise ValueError("a class-conditional generator needs labels")
-        return torch.cat([generator(zc.to(device), yc.to(device)).float().cpu()
-                          for zc, yc in zip(z.split(batch_size), labels.split(batch_size))])
-    if labels is not None:
-        raise ValueError("an unconditional generator takes no labels")
-    return torch.cat([generator(chunk.to(device)).float().cpu() for chunk in z.split(batch_size)])
+def class_folder(name: str, index: int) -> str:
+    """A class's sub-folder: its name where that is a plain file name, else `class<index>`."""
+    plain = name not in ("", ".", "..") and "/" not in name and "\\" not in name and "\0" not in name
+    return name if plain else f"class{index}"
 
 
 def resolve_class(model: dict, name: str | None, where: str | Path = "the model") -> int | None:
@@ -113,8 +86,6 @@ def _class_rows(generator: nn.Module, config: dict, out: Path, n: int, seed: int
     if out.suffix:
         save_image(make_grid(images, nrow=cols), out)
         return out
-    from ganforge.synthetic import class_folder
-
     for i, image in enumerate(images):
         c, j = divmod(i, cols)
         folder = out / class_folder(config["class_names"][c], c)

@@ -11,60 +11,17 @@ import time
 from pathlib import Path
 
 import numpy as np
-import torch
-
 from ganforge.atomic import atomic_path
 from ganforge.config import load_yaml
-from ganforge.data.degrade import bicubic_upsample, degrade
+from ganforge.data.degrade import bicubic_upsample, lr_hr_pair
 from ganforge.data.photos import load_photo, load_photos
 from ganforge.errors import UserError
-from ganforge.imageio import check_writable, float_to_uint8, uint8_to_float
-from ganforge.metrics import crop_border, psnr, rgb_to_y, ssim
-from ganforge.tasks.superres import upscale_tensor
-from ganforge.upscaling import load_upscaler, run_variants
+from ganforge.imageio import check_writable
+from ganforge.metrics.superres import mean_scores, score
+from ganforge.tiling import upscale_tensor
+from ganforge.pipelines.upscaling import load_upscaler, run_variants
 
 log = logging.getLogger("ganforge")
-MONITOR_CROP = 192  # side of the held-out crops scored during training (a multiple of 2 and 4)
-
-
-def lr_hr_pair(photo: np.ndarray, scale: int, degradation: str = "bicubic", seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """(low-resolution input, ground truth) of a uint8 photo (C, H, W), both (1, C, h, w) in [-1, 1]."""
-    h, w = (photo.shape[1] // scale) * scale, (photo.shape[2] // scale) * scale
-    hr = uint8_to_float(torch.from_numpy(np.ascontiguousarray(photo[:, :h, :w])))[None]
-    return degrade(hr, scale, degradation, torch.Generator().manual_seed(seed)), hr
-
-
-def score(sr: torch.Tensor, hr: torch.Tensor, scale: int) -> dict[str, float]:
-    """PSNR and SSIM on Y with a `scale`-pixel border cut, of an 8-bit-rounded output."""
-    sr_y = crop_border(rgb_to_y(uint8_to_float(float_to_uint8(sr)) if sr.is_floating_point() else uint8_to_float(sr)), scale)
-    hr_y = crop_border(rgb_to_y(hr), scale)
-    return {"psnr_y": psnr(sr_y, hr_y), "ssim_y": ssim(sr_y, hr_y)}
-
-
-def mean_scores(scores: list[dict[str, float]]) -> dict[str, float]:
-    return {k: float(np.mean([s[k] for s in scores])) for k in scores[0]}
-
-
-class SuperResMonitor:
-    """PSNR/SSIM (Y) of the model and of bicubic on fixed centre crops of the held-out photos."""
-
-    def __init__(self, heldout: list[np.ndarray], scale: int, degradation: str):
-        self.scale = scale
-        self.pairs = []
-        for i, photo in enumerate(heldout):
-            h, w = photo.shape[1:]
-            side = min(MONITOR_CROP, h, w) // scale * scale
-            y, x = (h - side) // 2, (w - side) // 2
-            self.pairs.append(lr_hr_pair(photo[:, y : y + side, x : x + side], scale, degradation, seed=i))
-        self.bicubic = mean_scores([score(bicubic_upsample(lr, scale), hr, scale) for lr, hr in self.pairs])
-
-    @torch.no_grad()
-    def __call__(self, generator: torch.nn.Module) -> dict:
-        was_training = generator.training
-        generator.eval()
-        model = mean_scores([score(upscale_tensor(generator, lr), hr, self.scale) for lr, hr in self.pairs])
-        generator.train(was_training)
-        return {"event": "eval", **model, "psnr_y_bicubic": self.bicubic["psnr_y"], "ssim_y_bicubic": self.bicubic["ssim_y"]}
 
 
 def heldout_photos(where: str | Path, data: str | None) -> tuple[list[np.ndarray], str]:

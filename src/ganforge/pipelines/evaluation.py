@@ -5,21 +5,17 @@ The reference set is the run's held-out split where it has one (`--max-images`),
 precision/recall and the memorisation audit compare against real images the GAN never saw.
 """
 
-import hashlib
 import json
 import logging
 from pathlib import Path
 
-import torch
-
 from ganforge.atomic import atomic_path
 from ganforge.config import load_yaml
 from ganforge.data import ImageSet, load_imageset, split
-from ganforge.data.embedded import cache_dir
+from ganforge.data.imageset import native_resolution
 from ganforge.errors import UserError
 from ganforge.imageio import check_writable
 from ganforge.metrics import (
-    CollapseMonitor,
     DomainFeatures,
     InceptionV3Features,
     class_histogram_stats,
@@ -33,9 +29,11 @@ from ganforge.metrics import (
     save_closest_pairs,
     train_domain_features,
 )
+from ganforge.metrics.domain import domain_features
 from ganforge.saved_model import resolve_model
-from ganforge.training.device import pick_device
-from ganforge.sampling import balanced_labels, generate, latents, load_generator
+from ganforge.device import pick_device
+from ganforge.latent import balanced_labels, generate, latents
+from ganforge.pipelines.sampling import load_generator
 
 log = logging.getLogger("ganforge")
 METRICS = ("fid", "kid", "pr", "dc", "memorization")
@@ -56,24 +54,6 @@ def parse_metrics(text: str) -> list[str]:
 
 
 # ---------------------------------------------------------------------------- feature extractors
-def domain_features(train: ImageSet, steps: int = 400, seed: int = 0) -> DomainFeatures:
-    """The domain network for a training set, trained once and cached under the cache folder.
-
-    The key covers the images themselves, so another subset or resolution gets its own network.
-    """
-    digest = hashlib.sha256(train.images.numpy().tobytes() + train.labels.numpy().tobytes()).hexdigest()[:16]
-    folder = cache_dir() / "features" / f"{digest}-s{steps}-seed{seed}"
-    if (folder / "config.json").exists():
-        return load_domain_features(folder)
-    log.info("training the domain feature network on %d images of %s (once; cached in %s)", len(train), train.source, folder)
-    features = train_domain_features(train.images, train.labels, steps=steps, seed=seed)
-    try:
-        features.save(folder)
-    except OSError:
-        pass  # a read-only cache only costs the training again
-    return features
-
-
 def pick_extractor(train: ImageSet, features: str | None, inception_weights: str | None, device: str):
     if features and inception_weights:
         raise UserError("--features and --inception-weights: choose one feature extractor")
@@ -162,56 +142,9 @@ def format_report(report: dict) -> str:
 def train_features(data: str, out: str | Path, resolution: int | None = None, channels: int | None = None,
                    steps: int = 400, seed: int = 0, max_images: int | None = None) -> DomainFeatures:
     """`ganforge features train`: a domain feature network for `data`, saved in `out`."""
-    from ganforge.data.imageset import native_resolution
-
     out = check_writable(Path(out), "--out")
     resolution = resolution or native_resolution(data) or 64
     train, _ = split(load_imageset(data, resolution, channels), max_images)
     features = train_domain_features(train.images, train.labels, steps=steps, seed=seed)
     features.save(out)
     return features
-
-
-# ---------------------------------------------------------------------------- during training
-class TrainingMonitor:
-    """Domain-feature FID/KID, diversity and class coverage of the generator every few steps.
-
-    Warns (in the log and in metrics.jsonl) when the collapse monitor sees diversity fall or
-    classes vanish.
-    """
-
-    def __init__(self, train: ImageSet, num_samples: int, seed: int, latent_dim: int, num_classes: int = 0):
-        self.train, self.num_samples, self.seed, self.latent_dim = train, min(num_samples, len(train)), seed, latent_dim
-        self.model = {"num_classes": num_classes}  # a conditional generator is asked for every class in turn
-        self.extractor = None  # built at the first check, so short runs never pay for it
-
-    def _prepare(self) -> None:
-        with torch.enable_grad():  # called from the no-grad __call__, but training the network needs gradients
-            self.extractor = domain_features(self.train)
-        pick = torch.randperm(len(self.train), generator=torch.Generator().manual_seed(self.seed))[: self.num_samples]
-        self.real_features = self.extractor.features(self.train.images[pick])
-        self.monitor = CollapseMonitor(reference=diversity(self.real_features))
-
-    def __call__(self, generator: torch.nn.Module) -> dict:
-        if self.extractor is None:
-            self._prepare()
-        with torch.no_grad():
-            return self._check(generator)
-
-    def _check(self, generator: torch.nn.Module) -> dict:
-        was_training = generator.training
-        generator.eval()
-        seeds = range(10**6 + self.seed, 10**6 + self.seed + self.num_samples)  # apart from `sample`'s usual seeds
-        fake = generate(generator, latents(list(seeds), self.latent_dim), balanced_labels(self.num_samples, self.model))
-        generator.train(was_training)
-        f_fake = self.extractor.features(fake)
-        record = {"event": "eval", "fid_domain": fid(f_fake, self.real_features), "kid_domain": kid(f_fake, self.real_features)[0],
-                  "diversity": diversity(f_fake)}
-        probs = self.extractor.predict_proba(fake) if self.extractor.is_classifier else None
-        if probs is not None:
-            record.update(class_histogram_stats(probs, probs.shape[1]))
-        warning = self.monitor.update(f_fake, probs)
-        if warning:
-            log.warning(warning)
-            record["collapse_warning"] = warning
-        return record

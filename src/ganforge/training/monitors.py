@@ -1,0 +1,86 @@
+"""What the trainer measures while it trains: distribution and collapse checks for generators, held-out
+PSNR/SSIM for super-resolution. Each monitor is called with the sampling generator every
+`--eval-every` steps on rank 0 and returns a record for metrics.jsonl.
+"""
+
+import logging
+
+import numpy as np
+import torch
+
+from ganforge.data import ImageSet
+from ganforge.data.degrade import bicubic_upsample, lr_hr_pair
+from ganforge.latent import balanced_labels, generate, latents
+from ganforge.metrics import CollapseMonitor, class_histogram_stats, diversity, fid, kid
+from ganforge.metrics.domain import domain_features
+from ganforge.metrics.superres import mean_scores, score
+from ganforge.tiling import upscale_tensor
+
+log = logging.getLogger("ganforge")
+MONITOR_CROP = 192  # side of the held-out crops scored during training (a multiple of 2 and 4)
+
+
+class TrainingMonitor:
+    """Domain-feature FID/KID, diversity and class coverage of the generator every few steps.
+
+    Warns (in the log and in metrics.jsonl) when the collapse monitor sees diversity fall or
+    classes vanish.
+    """
+
+    def __init__(self, train: ImageSet, num_samples: int, seed: int, latent_dim: int, num_classes: int = 0):
+        self.train, self.num_samples, self.seed, self.latent_dim = train, min(num_samples, len(train)), seed, latent_dim
+        self.model = {"num_classes": num_classes}  # a conditional generator is asked for every class in turn
+        self.extractor = None  # built at the first check, so short runs never pay for it
+
+    def _prepare(self) -> None:
+        with torch.enable_grad():  # called from the no-grad __call__, but training the network needs gradients
+            self.extractor = domain_features(self.train)
+        pick = torch.randperm(len(self.train), generator=torch.Generator().manual_seed(self.seed))[: self.num_samples]
+        self.real_features = self.extractor.features(self.train.images[pick])
+        self.monitor = CollapseMonitor(reference=diversity(self.real_features))
+
+    def __call__(self, generator: torch.nn.Module) -> dict:
+        if self.extractor is None:
+            self._prepare()
+        with torch.no_grad():
+            return self._check(generator)
+
+    def _check(self, generator: torch.nn.Module) -> dict:
+        was_training = generator.training
+        generator.eval()
+        seeds = range(10**6 + self.seed, 10**6 + self.seed + self.num_samples)  # apart from `sample`'s usual seeds
+        fake = generate(generator, latents(list(seeds), self.latent_dim), balanced_labels(self.num_samples, self.model))
+        generator.train(was_training)
+        f_fake = self.extractor.features(fake)
+        record = {"event": "eval", "fid_domain": fid(f_fake, self.real_features), "kid_domain": kid(f_fake, self.real_features)[0],
+                  "diversity": diversity(f_fake)}
+        probs = self.extractor.predict_proba(fake) if self.extractor.is_classifier else None
+        if probs is not None:
+            record.update(class_histogram_stats(probs, probs.shape[1]))
+        warning = self.monitor.update(f_fake, probs)
+        if warning:
+            log.warning(warning)
+            record["collapse_warning"] = warning
+        return record
+
+
+class SuperResMonitor:
+    """PSNR/SSIM (Y) of the model and of bicubic on fixed centre crops of the held-out photos."""
+
+    def __init__(self, heldout: list[np.ndarray], scale: int, degradation: str):
+        self.scale = scale
+        self.pairs = []
+        for i, photo in enumerate(heldout):
+            h, w = photo.shape[1:]
+            side = min(MONITOR_CROP, h, w) // scale * scale
+            y, x = (h - side) // 2, (w - side) // 2
+            self.pairs.append(lr_hr_pair(photo[:, y : y + side, x : x + side], scale, degradation, seed=i))
+        self.bicubic = mean_scores([score(bicubic_upsample(lr, scale), hr, scale) for lr, hr in self.pairs])
+
+    @torch.no_grad()
+    def __call__(self, generator: torch.nn.Module) -> dict:
+        was_training = generator.training
+        generator.eval()
+        model = mean_scores([score(upscale_tensor(generator, lr), hr, self.scale) for lr, hr in self.pairs])
+        generator.train(was_training)
+        return {"event": "eval", **model, "psnr_y_bicubic": self.bicubic["psnr_y"], "ssim_y_bicubic": self.bicubic["ssim_y"]}
