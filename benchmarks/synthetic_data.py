@@ -16,9 +16,9 @@ held-out real images of mnist5k: the ones `split(data, 4000)` leaves out, which 
 Each figure is the mean and standard deviation over seeds (classifier initialisation, batch
 order and, for generated data, the generator's seeds).
 
-    python benchmarks/augmentation.py                                   # shipped model, 3 seeds
+    python benchmarks/synthetic_data.py                                   # shipped model, 3 seeds
     ganforge train --config configs/mnist5k-conditional.yaml --max-images 400 --steps 3000 --out runs/cmnist400
-    python benchmarks/augmentation.py --low-data-model runs/cmnist400   # plus a GAN trained on the 400 only
+    python benchmarks/synthetic_data.py --low-data-model runs/cmnist400   # plus a GAN trained on the 400 only
 """
 
 import argparse
