@@ -1,7 +1,10 @@
 import math
 
+import numpy as np
 import pytest
 import torch
+from skimage.color import rgb2ycbcr
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 
 from ganforge.metrics import crop_border, psnr, rgb_to_y, ssim
 
@@ -46,3 +49,37 @@ def test_crop_border_cuts_each_side():
     assert crop_border(x, 0).shape == x.shape
     with pytest.raises(ValueError):
         crop_border(x, 3)
+
+
+def _pair(seed):
+    """An image and a blurred, noisy copy of it, on the [-1, 1] scale."""
+    g = torch.Generator().manual_seed(seed)
+    target = torch.rand(2, 3, 32, 32, generator=g) * 2 - 1
+    blurred = torch.nn.functional.avg_pool2d(target, 3, 1, 1, count_include_pad=False)
+    return (blurred + 0.1 * torch.randn(target.shape, generator=g)).clamp(-1, 1), target
+
+
+def _unit_numpy(image):
+    return ((image + 1) / 2).permute(1, 2, 0).double().numpy()
+
+
+def test_ssim_matches_scikit_image_with_gaussian_weights_of_sigma_1_5():
+    pred, target = _pair(2)
+    expected = np.mean([
+        structural_similarity(_unit_numpy(p), _unit_numpy(t), gaussian_weights=True, sigma=1.5,
+                              use_sample_covariance=False, data_range=1, channel_axis=2)
+        for p, t in zip(pred, target)
+    ])
+    assert ssim(pred, target) == pytest.approx(expected, abs=1e-5)
+
+
+def test_psnr_matches_scikit_image_per_image():
+    pred, target = _pair(3)
+    expected = np.mean([peak_signal_noise_ratio(_unit_numpy(t), _unit_numpy(p), data_range=1) for p, t in zip(pred, target)])
+    assert psnr(pred, target) == pytest.approx(expected, rel=1e-5)
+
+
+def test_rgb_to_y_matches_scikit_image_ycbcr_on_random_colours():
+    x = torch.rand(1, 3, 4, 5, generator=torch.Generator().manual_seed(4)) * 2 - 1
+    expected = rgb2ycbcr(_unit_numpy(x[0]))[..., 0]  # Y in [16, 235]
+    assert ((rgb_to_y(x)[0, 0] + 1) / 2 * 255).double().numpy() == pytest.approx(expected, abs=1e-3)

@@ -142,7 +142,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="run directory, exported model folder or shipped model name")
     p.add_argument("--data", help="real images to compare with (default: the run's --data; its held-out split if it has one); "
                                   "for super-resolution, photos (a folder or one image) to score on")
-    p.add_argument("--metrics", default="fid,kid,pr,dc,memorization", help="comma list of fid, kid, pr, dc (coverage), memorization")
+    p.add_argument("--metrics", help="comma list of fid, kid, pr, dc (coverage), memorization (default: all; "
+                                    "memorization only where the run holds images out)")
     p.add_argument("--n", type=int, help="generated images (default: as many as the reference set, at most 5000)")
     p.add_argument("--features", help="a domain feature network folder (from `ganforge features train`)")
     p.add_argument("--inception-weights", help="local file of the FID Inception-v3 weights (pt_inception-2015-12-05-6726825d.pth)")

@@ -47,18 +47,20 @@ def fid(features_a: Features, features_b: Features) -> float:
 
 def kid(
     features_a: Features, features_b: Features, subsets: int = 100, subset_size: int = 1000, seed: int = 0
-) -> tuple[float, float]:
-    """Kernel Inception Distance (Bińkowski et al. 2018): (mean, std) of unbiased MMD² over random subsets.
+) -> dict[str, float | int]:
+    """Kernel Inception Distance (Bińkowski et al. 2018): mean and std of unbiased MMD² over random subsets.
 
     The kernel is k(x, y) = (x·y / d + 1)^3. Unlike FID the estimate is unbiased, so it can be
-    slightly negative when the sets match and small sample sizes compare fairly. `subset_size`
-    is clamped to the smaller set; subsets are drawn without replacement from a generator
-    seeded with `seed`, so the same inputs give the same numbers.
+    slightly negative when the sets match and small sample sizes compare fairly. Subsets are
+    drawn without replacement from a generator seeded with `seed`, so the same inputs give the
+    same numbers. Their size is `subset_size` (1000, as torch-fidelity), at most half of the
+    smaller set: subsets as large as the set would all be the whole set reshuffled, and their
+    spread (`kid_std`) would say nothing. The size and count used are returned with the scores.
     """
     a, b = as_float64(features_a), as_float64(features_b)
-    m = min(subset_size, a.shape[0], b.shape[0])
+    m = min(subset_size, a.shape[0] // 2, b.shape[0] // 2)
     if m < 2:
-        raise ValueError(f"KID needs at least 2 samples per set, got {a.shape[0]} and {b.shape[0]}")
+        raise ValueError(f"KID needs at least 4 samples per set, got {a.shape[0]} and {b.shape[0]}")
     d = a.shape[1]
     gen = torch.Generator().manual_seed(seed)
     scores = torch.empty(subsets, dtype=torch.float64)
@@ -69,7 +71,8 @@ def kid(
         # Unbiased: the diagonals k(x_i, x_i) are left out of the within-set means.
         within = (k_xx.sum() - k_xx.diagonal().sum() + k_yy.sum() - k_yy.diagonal().sum()) / (m * (m - 1))
         scores[i] = within - 2 * k_xy.mean()
-    return float(scores.mean()), float(scores.std(correction=0))
+    return {"kid": float(scores.mean()), "kid_std": float(scores.std(correction=0)), "kid_subset_size": m,
+            "kid_subsets": subsets}
 
 
 def precision_recall(real: Features, fake: Features, k: int = 3) -> dict[str, float]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+from tqdm import tqdm
 
 from ganforge.data import ImageSet
 from ganforge.data.embedded import cache_dir
@@ -146,7 +147,7 @@ def train_domain_features(
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     net.train()
     n = min(batch_size, len(images))
-    for _ in range(steps):
+    for _ in tqdm(range(steps), desc="training the domain network", unit="step", leave=False, disable=steps < 100):
         idx = torch.randint(len(images), (n,), generator=gen)
         # Batches are converted as they are drawn, so a large uint8 set never exists as float.
         x = fit_images(as_float_images(images[idx]), config, "the domain network")

@@ -1,20 +1,26 @@
-"""`ganforge evaluate` and `ganforge features train`, and the monitor that evaluates during training.
+"""`ganforge evaluate` and `ganforge features train`.
 
 Every report names its feature extractor: numbers from different extractors are never mixed.
 The reference set is the run's held-out split where it has one (`--max-images`), so that FID,
 precision/recall and the memorisation audit compare against real images the GAN never saw.
+Generated images are rounded to 8 bits, as real ones are, before their features are taken.
 """
 
+import hashlib
 import json
 import logging
 from pathlib import Path
 
+import torch
+from safetensors.torch import load_file, save_file
+
 from ganforge.atomic import atomic_path
 from ganforge.config import load_yaml
 from ganforge.data import ImageSet, load_imageset, split
+from ganforge.data.embedded import cache_dir
 from ganforge.data.imageset import native_resolution
 from ganforge.errors import UserError
-from ganforge.imageio import check_writable
+from ganforge.imageio import check_writable, float_to_uint8
 from ganforge.metrics import (
     DomainFeatures,
     InceptionV3Features,
@@ -40,7 +46,10 @@ METRICS = ("fid", "kid", "pr", "dc", "memorization")
 ALIASES = {"coverage": "dc", "precision": "pr", "recall": "pr", "memorisation": "memorization", "density": "dc"}
 
 
-def parse_metrics(text: str) -> list[str]:
+def parse_metrics(text: str | None) -> list[str] | None:
+    """The metrics named in `--metrics`; None when it is not given, which means the defaults."""
+    if text is None:
+        return None
     names = []
     for name in (t.strip().lower() for t in text.split(",") if t.strip()):
         name = ALIASES.get(name, name)
@@ -64,6 +73,28 @@ def pick_extractor(train: ImageSet, features: str | None, inception_weights: str
     return domain_features(train)
 
 
+def real_features(extractor, images: torch.Tensor, folder: Path) -> torch.Tensor:
+    """Features of real images, kept in `folder` so that the next evaluation does not extract them again.
+
+    Real images do not change between evaluations, and a pass over the training set (or any
+    Inception pass on a CPU) is the slow part of one. The file is keyed by the extractor's name,
+    which pins its weights, and a digest of the pixels; a folder that cannot be written only
+    costs the extraction again.
+    """
+    digest = hashlib.sha256(images.numpy().tobytes()).hexdigest()[:16]
+    path = folder / f"{extractor.name.replace(':', '-')}-{digest}.safetensors"
+    if path.exists():
+        return load_file(str(path))["features"]
+    features = extractor.features(images)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with atomic_path(path) as tmp:
+            save_file({"features": features.contiguous()}, str(tmp))
+    except OSError:
+        pass
+    return features
+
+
 # ---------------------------------------------------------------------------- evaluate
 def run_data(where: str | Path, data: str | None) -> tuple[ImageSet, ImageSet, dict]:
     """(training, held-out) images of a run, at its generator's resolution; `data` overrides the run's."""
@@ -79,25 +110,45 @@ def run_data(where: str | Path, data: str | None) -> tuple[ImageSet, ImageSet, d
     return train, heldout, model
 
 
+def chosen_metrics(asked: list[str] | None, heldout: ImageSet) -> list[str]:
+    """The metrics to compute: those asked for, else all that the data allows.
+
+    Memorisation needs held-out images, which a run trained without `--max-images` lacks: asked
+    for, that is an error; as a default it is left out with a note, so that plain runs evaluate.
+    """
+    if asked is None:
+        if len(heldout):
+            return list(METRICS)
+        log.info("memorization skipped: it needs held-out real images (train with --max-images to hold some out)")
+        return [m for m in METRICS if m != "memorization"]
+    if "memorization" in asked and len(heldout) == 0:
+        raise UserError("--metrics memorization: needs held-out real images; train with --max-images "
+                        "(the rest of --data is held out) or leave memorization out")
+    return asked
+
+
 def evaluate(where: str | Path, data: str | None = None, metrics: list[str] | None = None, n: int | None = None,
              features: str | None = None, inception_weights: str | None = None, out: str | Path | None = None,
              seed: int = 0, device: str = "auto") -> dict:
-    """Compare a generator's samples with real images; return the report and write it as JSON."""
-    metrics = metrics or [m for m in METRICS]
+    """Compare a generator's samples with real images; return the report and write it as JSON.
+
+    `metrics` None means every metric the data allows (see `chosen_metrics`).
+    """
     train, heldout, model = run_data(where, data)
-    if "memorization" in metrics and len(heldout) == 0:
-        raise UserError("--metrics memorization: needs held-out real images; train with --max-images "
-                        "(the rest of --data is held out) or leave memorization out")
+    metrics = chosen_metrics(metrics, heldout)
     reference = heldout if len(heldout) else train
     n = n or min(len(reference), 5000)
     if n < 10:
         raise UserError(f"--n: must be at least 10 (precision/recall and coverage need neighbours), got {n}")
-    out = Path(out) if out else (Path(where) / "evaluation.json" if (Path(where) / "config.yaml").exists() else Path("evaluation.json"))
+    is_run = (Path(where) / "config.yaml").exists()
+    out = Path(out) if out else (Path(where) / "evaluation.json" if is_run else Path("evaluation.json"))
     check_writable(out, "--out")
     extractor = pick_extractor(train, features, inception_weights, device)
     generator, _ = load_generator(where, device)
-    fake_images = generate(generator, latents(list(range(seed, seed + n)), model["latent_dim"]), balanced_labels(n, model))
-    f_fake, f_ref, f_train = extractor.features(fake_images), extractor.features(reference.images), None
+    z = latents(list(range(seed, seed + n)), model["latent_dim"])
+    fake_images = float_to_uint8(generate(generator, z, balanced_labels(n, model)))  # 8-bit, as real images are
+    cache = Path(where) / "real_features" if is_run else cache_dir() / "real_features"
+    f_fake, f_ref = extractor.features(fake_images), real_features(extractor, reference.images, cache)
     report = {
         "run": str(where), "extractor": extractor.name, "generated": n, "seed": seed,
         "reference": f"{'held-out' if len(heldout) else 'training'} images of {reference.source} ({len(reference)})",
@@ -105,7 +156,7 @@ def evaluate(where: str | Path, data: str | None = None, metrics: list[str] | No
     if "fid" in metrics:
         report["fid"] = fid(f_fake, f_ref)
     if "kid" in metrics:
-        report["kid"], report["kid_std"] = kid(f_fake, f_ref)
+        report.update(kid(f_fake, f_ref))
     if "pr" in metrics:
         report.update(precision_recall(f_ref, f_fake))
     if "dc" in metrics:
@@ -114,7 +165,7 @@ def evaluate(where: str | Path, data: str | None = None, metrics: list[str] | No
     if isinstance(extractor, DomainFeatures) and extractor.is_classifier:
         report.update(class_histogram_stats(extractor.predict_proba(fake_images), extractor.config["num_classes"]))
     if len(heldout):
-        f_train = extractor.features(train.images)
+        f_train = real_features(extractor, train.images, cache)
         report["fid_floor_train_vs_heldout"] = fid(f_train, f_ref)
     if "memorization" in metrics:
         audit = memorization_audit(f_fake, f_train, f_ref)
@@ -127,13 +178,16 @@ def evaluate(where: str | Path, data: str | None = None, metrics: list[str] | No
 
 
 def format_report(report: dict) -> str:
-    rows = [(k, v) for k, v in report.items() if isinstance(v, (int, float)) and k not in ("generated", "seed")]
+    """The report as a table; KID carries its spread and the subsets it was measured on."""
+    rows = [(k, f"{v:.4f}") for k, v in report.items() if isinstance(v, float) and k != "kid_std"]
+    rows = [(k, f"{v} ± {report['kid_std']:.4f} (std over {report['kid_subsets']} subsets of "
+                f"{report['kid_subset_size']} images per set)" if k == "kid" else v) for k, v in rows]
     if "memorization" in report:
         m = report["memorization"]
-        rows += [("near_copy_share", m["near_copy_share"]), ("copying_z", m["copying_z"])]
+        rows += [("near_copy_share", f"{m['near_copy_share']:.4f}"), ("copying_z", f"{m['copying_z']:.4f}")]
     width = max(len(k) for k, _ in rows)
     lines = [f"extractor: {report['extractor']}", f"reference: {report['reference']}, generated: {report['generated']}"]
-    lines += [f"  {k:<{width}}  {v:.4f}" for k, v in rows]
+    lines += [f"  {k:<{width}}  {v}" for k, v in rows]
     if "memorization" in report:
         lines.append(f"  closest pairs: {report['memorization']['closest_pairs_png']}")
     return "\n".join(lines)

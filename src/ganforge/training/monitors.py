@@ -10,6 +10,7 @@ import torch
 
 from ganforge.data import ImageSet
 from ganforge.data.degrade import bicubic_upsample, lr_hr_pair
+from ganforge.imageio import float_to_uint8
 from ganforge.latent import balanced_labels, generate, latents
 from ganforge.metrics import CollapseMonitor, class_histogram_stats, diversity, fid, kid
 from ganforge.metrics.domain import domain_features
@@ -23,6 +24,8 @@ MONITOR_CROP = 192  # side of the held-out crops scored during training (a multi
 class TrainingMonitor:
     """Domain-feature FID/KID, diversity and class coverage of the generator every few steps.
 
+    Samples are rounded to 8 bits before their features are taken, as `ganforge evaluate` does,
+    so that the numbers match its numbers and real images (uint8) are not told apart by precision.
     Warns (in the log and in metrics.jsonl) when the collapse monitor sees diversity fall or
     classes vanish.
     """
@@ -51,9 +54,12 @@ class TrainingMonitor:
         seeds = range(10**6 + self.seed, 10**6 + self.seed + self.num_samples)  # apart from `sample`'s usual seeds
         fake = generate(generator, latents(list(seeds), self.latent_dim), balanced_labels(self.num_samples, self.model))
         generator.train(was_training)
+        fake = float_to_uint8(fake)
         f_fake = self.extractor.features(fake)
-        record = {"event": "eval", "fid_domain": fid(f_fake, self.real_features), "kid_domain": kid(f_fake, self.real_features)[0],
-                  "diversity": diversity(f_fake)}
+        kid_scores = kid(f_fake, self.real_features)
+        record = {"event": "eval", "fid_domain": fid(f_fake, self.real_features), "kid_domain": kid_scores["kid"],
+                  "kid_domain_std": kid_scores["kid_std"], "kid_subset_size": kid_scores["kid_subset_size"],
+                  "kid_subsets": kid_scores["kid_subsets"], "diversity": diversity(f_fake)}
         probs = self.extractor.predict_proba(fake) if self.extractor.is_classifier else None
         if probs is not None:
             record.update(class_histogram_stats(probs, probs.shape[1]))
