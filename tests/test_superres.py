@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ganforge.cli import main
-from ganforge.data.degrade import bicubic_downsample, degrade, gaussian_blur, quantize
+from ganforge.data.degrade import bicubic_downsample, bicubic_upsample, degrade, gaussian_blur, quantize
 from ganforge.data.photos import extract_patches, load_photos
 from ganforge.nets.sr import PatchDiscriminator, SRGenerator
 from ganforge.tasks.superres import random_dihedral
@@ -75,6 +75,18 @@ def test_degradations():
     b = degrade(hr, 2, "realistic", torch.Generator().manual_seed(1))
     assert a.shape == (3, 3, 16, 16) and torch.equal(a, b)
     assert not torch.equal(a, bicubic_downsample(hr, 2))
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_bicubic_baseline_is_pil_bicubic(scale):
+    """The baseline called bicubic is MATLAB's/PIL's (a = -0.5), not PyTorch's default a = -0.75 upscale."""
+    lr = torch.rand(1, 3, 13, 22, generator=torch.Generator().manual_seed(scale)) * 2 - 0.5  # some values beyond [-1, 1]
+    up = bicubic_upsample(lr, scale)
+    assert up.shape == (1, 3, 13 * scale, 22 * scale)
+    for c in range(3):
+        pil = Image.fromarray(lr[0, c].numpy()).resize((22 * scale, 13 * scale), Image.Resampling.BICUBIC)
+        expected = torch.from_numpy(np.array(pil)).clamp(-1, 1)
+        assert (up[0, c] - expected).abs().max() < 1e-5  # a = -0.75 is 0.1-0.2 away here
 
 
 def test_dihedral_keeps_pixels():
