@@ -197,6 +197,23 @@ def test_upscale_folder_skips_bad_files(tmp_path, sr_run, photo_folder):
     assert (out / "b.png").stat().st_mtime_ns == before
 
 
+def test_upscale_folder_keeps_inputs_that_differ_only_in_suffix(tmp_path, sr_run, caplog):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    sizes = {"a.jpg": (20, 16), "a.png": (24, 16), "a.jpg.png": (28, 16), "b.png": (32, 16)}  # told apart by width
+    for name, size in sizes.items():
+        Image.fromarray(np.full((size[1], size[0], 3), 100, np.uint8)).save(src / name)
+    with caplog.at_level("INFO", logger="ganforge"):
+        assert main(["upscale", str(src), "--model", str(sr_run), "--out", str(out)]) == 0
+    # a.jpg and a.png keep their suffix; a.jpg.png's own a.jpg.png is then taken, so it keeps its suffix too.
+    expected = {"a.jpg.png": "a.jpg", "a.png.png": "a.png", "a.jpg.png.png": "a.jpg.png", "b.png": "b.png"}
+    assert sorted(p.name for p in out.iterdir()) == sorted(expected)
+    for output, source in expected.items():
+        assert Image.open(out / output).size == (2 * sizes[source][0], 2 * sizes[source][1]), output
+    assert "3 input(s) differ from another only in suffix" in caplog.text and "a.jpg -> a.jpg.png" in caplog.text
+    assert "already existed" not in caplog.text
+
+
 @pytest.mark.parametrize("extra,needle", [
     (["--scale", "4"], "--scale: the model in"),
     (["--out", "NOTADIR/x.png"], "--out: cannot create"),

@@ -8,6 +8,7 @@ back greyscale; an alpha channel is upscaled separately (bicubic: it is a mask, 
 import json
 import logging
 import warnings
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -117,9 +118,31 @@ def _save(im: Image.Image, path: Path) -> None:
         raise UserError(f"--out: cannot write {path}: {e.strerror or e}") from None
 
 
+def output_paths(source: Path, paths: list[Path], out: Path) -> tuple[dict[Path, Path], list[Path]]:
+    """Where each input's PNG goes under `out`, and the inputs whose output name keeps their suffix.
+
+    Outputs mirror the inputs as `<stem>.png`, except where two inputs would share one (`a.jpg`
+    and `a.png`, or `A.jpg` and `a.png`, which clash on case-blind file systems): those become
+    `<name>.png` (`a.jpg.png`, `a.png.png`), so no input overwrites another or passes for an
+    output that already existed. Repeated until no clash is left, since a new name can itself be
+    another input's `<stem>.png`; names that keep their suffix never clash with each other.
+    """
+    keep_suffix: set[Path] = set()
+    while True:
+        targets = {p: p.relative_to(source) for p in paths}
+        targets = {p: t.with_name(t.name + ".png") if p in keep_suffix else t.with_suffix(".png") for p, t in targets.items()}
+        users = defaultdict(list)
+        for p, t in targets.items():
+            users[t.as_posix().lower()].append(p)
+        clashing = {p for group in users.values() if len(group) > 1 for p in group} - keep_suffix
+        if not clashing:
+            return {p: out / t for p, t in targets.items()}, sorted(keep_suffix)
+        keep_suffix |= clashing
+
+
 def upscale(source: str | Path, out: str | Path | None = None, scale: int | None = None, model: str | None = None,
             variant: str | None = None, tile: int = 256, device: str = "auto", overwrite: bool = False) -> Path:
-    """Upscale one image, or every image under a folder (mirrored into `out` as PNGs); returns `out`.
+    """Upscale one image, or every image under a folder (mirrored into `out` as PNGs, `output_paths`); returns `out`.
 
     A folder run skips unreadable or too-small files, and outputs that exist already (so an
     interrupted run can be repeated), and reports them at the end.
@@ -153,9 +176,14 @@ def upscale(source: str | Path, out: str | Path | None = None, scale: int | None
         raise UserError(f"--out: {out} is the input folder; choose another folder")
     check_writable(out, "--out")
     paths = [p for p in find_images(source) if out.resolve() not in p.resolve().parents]
+    targets, renamed = output_paths(source, paths, out)
+    if renamed:
+        log.info("%d input(s) differ from another only in suffix; their outputs keep it: %s", len(renamed),
+                 ", ".join(f"{p.relative_to(source)} -> {targets[p].relative_to(out)}" for p in renamed[:3])
+                 + (" ..." if len(renamed) > 3 else ""))
     bad, existing = [], 0
     for path in tqdm(paths, desc=f"upscaling x{scale}", unit="img"):
-        target = out / path.relative_to(source).with_suffix(".png")
+        target = targets[path]
         if target.exists() and not overwrite:
             existing += 1
             continue
