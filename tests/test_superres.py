@@ -99,6 +99,11 @@ def test_dihedral_keeps_pixels():
 def test_patches_and_embedded_photos():
     train, held = load_photos("photos")
     assert len(train) >= 10 and len(held) == 4 and all(p.shape[0] == 3 and p.dtype == np.uint8 for p in train + held)
+    few, held_few = load_photos("photos", max_images=3)  # --max-images: 3 of the training photos, the same 3 each time
+    picked = [[i for i, t in enumerate(train) if np.array_equal(f, t)] for f in few]
+    assert len(few) == 3 and all(len(i) == 1 for i in picked) and len({i[0] for i in picked}) == 3
+    assert all(np.array_equal(f, again) for f, again in zip(few, load_photos("photos", max_images=3)[0]))
+    assert all(np.array_equal(a, b) for a, b in zip(held_few, held, strict=True))  # held-out photos stay held out
     patches = extract_patches(train[:2], 96, max_patches=50)
     assert patches.shape[1:] == (3, 96, 96) and 2 <= len(patches) <= 50
     with pytest.raises(Exception, match="--patch-size"), pytest.warns(UserWarning, match="smaller than"):
