@@ -219,6 +219,17 @@ def test_upscale_folder_keeps_inputs_that_differ_only_in_suffix(tmp_path, sr_run
     assert "already existed" not in caplog.text
 
 
+def test_progress_bars_count_tiles_and_photos(tmp_path, sr_run, photo_folder, capsys):
+    image = tmp_path / "in.png"
+    Image.fromarray(np.full((24, 40, 3), 100, np.uint8)).save(image)
+    assert main(["upscale", str(image), "--model", str(sr_run), "--tile", "16", "--out", str(tmp_path / "a.png")]) == 0
+    assert "| 6/6 [" in capsys.readouterr().err  # 3 x 2 tiles of 16 pixels
+    assert main(["upscale", str(image), "--model", str(sr_run), "--out", str(tmp_path / "b.png")]) == 0
+    assert "upscaling" not in capsys.readouterr().err  # one tile: no bar
+    assert main(["evaluate", str(sr_run), "--data", str(photo_folder), "--out", str(tmp_path / "e.json")]) == 0
+    assert "| 6/6 [" in capsys.readouterr().err  # 2 models x 3 photos
+
+
 @pytest.mark.parametrize("extra,needle", [
     (["--scale", "4"], "--scale: the model in"),
     (["--out", "NOTADIR/x.png"], "--out: cannot create"),

@@ -79,8 +79,11 @@ def load_upscaler(folder: str | Path, scale: int | None = None, device: str = "a
     return generator.to(pick_device(device)).eval(), config
 
 
-def upscale_image(generator: torch.nn.Module, im: Image.Image, tile: int = 256) -> Image.Image:
-    """One PIL image upscaled: RGB through the model, greyscale back to greyscale, alpha by bicubic."""
+def upscale_image(generator: torch.nn.Module, im: Image.Image, tile: int = 256, progress: bool = False) -> Image.Image:
+    """One PIL image upscaled: RGB through the model, greyscale back to greyscale, alpha by bicubic.
+
+    `progress` shows a bar over its tiles: wanted for one big photo, not inside a folder's bar.
+    """
     if im.mode in ("P", "PA", "1", "CMYK", "YCbCr", "LAB", "HSV"):
         im = im.convert("RGBA" if "transparency" in im.info or im.mode == "PA" else ("L" if im.mode == "1" else "RGB"))
     if min(im.size) < MIN_SIDE:
@@ -89,7 +92,7 @@ def upscale_image(generator: torch.nn.Module, im: Image.Image, tile: int = 256) 
     grey = im.mode in ("L", "LA", "1", *HIGH_DEPTH_MODES)
     rgb = np.asarray(to_8bit(im).convert("RGB"), dtype=np.uint8).transpose(2, 0, 1)
     lr = uint8_to_float(torch.from_numpy(np.ascontiguousarray(rgb)))[None]
-    out = upscale_tensor(generator, lr, tile)[0].numpy().transpose(1, 2, 0)
+    out = upscale_tensor(generator, lr, tile, progress=progress)[0].numpy().transpose(1, 2, 0)
     result = Image.fromarray(out)
     if grey:
         result = result.convert("L")
@@ -166,7 +169,7 @@ def upscale(source: str | Path, out: str | Path | None = None, scale: int | None
         except UNREADABLE_IMAGE as e:
             raise UserError(f"{source}: not a readable image ({e})") from None
         try:
-            result = upscale_image(generator, im, tile)
+            result = upscale_image(generator, im, tile, progress=True)
         except UserError as e:
             raise UserError(f"{source}: {e}") from None
         _save(result, out)
