@@ -20,7 +20,7 @@ def upscale_tensor(generator: torch.nn.Module, lr: torch.Tensor, tile: int = 256
     side that has a neighbour; the context is cut off again, so every output pixel sees exactly
     the input it would see untiled and there are no seams. Peak memory is set by `tile` and by
     the output itself, which is written tile by tile as 8-bit pixels unless `dtype` says float.
-    `progress` shows a bar over the tiles (a big photo takes minutes on a CPU), unless there is one.
+    `progress` shows a bar over the tiles (a 4096x4096 photo takes over a minute on a CPU), unless there is one.
     """
     scale, margin = generator.scale, generator.receptive_radius + 1
     device = next(generator.parameters()).device
