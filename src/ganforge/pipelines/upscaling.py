@@ -132,8 +132,9 @@ def output_paths(source: Path, paths: list[Path], out: Path) -> tuple[dict[Path,
     """
     keep_suffix: set[Path] = set()
     while True:
-        targets = {p: p.relative_to(source) for p in paths}
-        targets = {p: t.with_name(t.name + ".png") if p in keep_suffix else t.with_suffix(".png") for p, t in targets.items()}
+        relative = {p: p.relative_to(source) for p in paths}
+        targets = {p: r.with_name(r.name + ".png") if p in keep_suffix else r.with_suffix(".png")
+                   for p, r in relative.items()}
         users = defaultdict(list)
         for p, t in targets.items():
             users[t.as_posix().lower()].append(p)
