@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from ganforge.cli import main
-from ganforge.data.degrade import bicubic_downsample, degrade, gaussian_blur, quantize
+from ganforge.data.degrade import bicubic_downsample, bicubic_upsample, degrade, gaussian_blur, quantize
 from ganforge.data.photos import extract_patches, load_photos
 from ganforge.nets.sr import PatchDiscriminator, SRGenerator
 from ganforge.tasks.superres import random_dihedral
@@ -77,6 +77,18 @@ def test_degradations():
     assert not torch.equal(a, bicubic_downsample(hr, 2))
 
 
+@pytest.mark.parametrize("scale", [2, 4])
+def test_bicubic_baseline_is_pil_bicubic(scale):
+    """The baseline called bicubic is MATLAB's/PIL's (a = -0.5), not PyTorch's default a = -0.75 upscale."""
+    lr = torch.rand(1, 3, 13, 22, generator=torch.Generator().manual_seed(scale)) * 2 - 0.5  # some values beyond [-1, 1]
+    up = bicubic_upsample(lr, scale)
+    assert up.shape == (1, 3, 13 * scale, 22 * scale)
+    for c in range(3):
+        pil = Image.fromarray(lr[0, c].numpy()).resize((22 * scale, 13 * scale), Image.Resampling.BICUBIC)
+        expected = torch.from_numpy(np.array(pil)).clamp(-1, 1)
+        assert (up[0, c] - expected).abs().max() < 1e-5  # a = -0.75 is 0.1-0.2 away here
+
+
 def test_dihedral_keeps_pixels():
     x = torch.arange(2 * 3 * 4 * 4, dtype=torch.float32).reshape(2, 3, 4, 4)
     y = random_dihedral(x, torch.Generator().manual_seed(0))
@@ -87,6 +99,11 @@ def test_dihedral_keeps_pixels():
 def test_patches_and_embedded_photos():
     train, held = load_photos("photos")
     assert len(train) >= 10 and len(held) == 4 and all(p.shape[0] == 3 and p.dtype == np.uint8 for p in train + held)
+    few, held_few = load_photos("photos", max_images=3)  # --max-images: 3 of the training photos, the same 3 each time
+    picked = [[i for i, t in enumerate(train) if np.array_equal(f, t)] for f in few]
+    assert len(few) == 3 and all(len(i) == 1 for i in picked) and len({i[0] for i in picked}) == 3
+    assert all(np.array_equal(f, again) for f, again in zip(few, load_photos("photos", max_images=3)[0]))
+    assert all(np.array_equal(a, b) for a, b in zip(held_few, held, strict=True))  # held-out photos stay held out
     patches = extract_patches(train[:2], 96, max_patches=50)
     assert patches.shape[1:] == (3, 96, 96) and 2 <= len(patches) <= 50
     with pytest.raises(Exception, match="--patch-size"), pytest.warns(UserWarning, match="smaller than"):
@@ -183,6 +200,34 @@ def test_upscale_folder_skips_bad_files(tmp_path, sr_run, photo_folder):
     with pytest.warns(UserWarning, match="skipped 2 file"):  # a repeat keeps what exists, and reports again
         assert main(["upscale", str(src), "--model", str(sr_run), "--out", str(out)]) == 0
     assert (out / "b.png").stat().st_mtime_ns == before
+
+
+def test_upscale_folder_keeps_inputs_that_differ_only_in_suffix(tmp_path, sr_run, caplog):
+    src, out = tmp_path / "in", tmp_path / "out"
+    src.mkdir()
+    sizes = {"a.jpg": (20, 16), "a.png": (24, 16), "a.jpg.png": (28, 16), "b.png": (32, 16)}  # told apart by width
+    for name, size in sizes.items():
+        Image.fromarray(np.full((size[1], size[0], 3), 100, np.uint8)).save(src / name)
+    with caplog.at_level("INFO", logger="ganforge"):
+        assert main(["upscale", str(src), "--model", str(sr_run), "--out", str(out)]) == 0
+    # a.jpg and a.png keep their suffix; a.jpg.png's own a.jpg.png is then taken, so it keeps its suffix too.
+    expected = {"a.jpg.png": "a.jpg", "a.png.png": "a.png", "a.jpg.png.png": "a.jpg.png", "b.png": "b.png"}
+    assert sorted(p.name for p in out.iterdir()) == sorted(expected)
+    for output, source in expected.items():
+        assert Image.open(out / output).size == (2 * sizes[source][0], 2 * sizes[source][1]), output
+    assert "3 input(s) differ from another only in suffix" in caplog.text and "a.jpg -> a.jpg.png" in caplog.text
+    assert "already existed" not in caplog.text
+
+
+def test_progress_bars_count_tiles_and_photos(tmp_path, sr_run, photo_folder, capsys):
+    image = tmp_path / "in.png"
+    Image.fromarray(np.full((24, 40, 3), 100, np.uint8)).save(image)
+    assert main(["upscale", str(image), "--model", str(sr_run), "--tile", "16", "--out", str(tmp_path / "a.png")]) == 0
+    assert "| 6/6 [" in capsys.readouterr().err  # 3 x 2 tiles of 16 pixels
+    assert main(["upscale", str(image), "--model", str(sr_run), "--out", str(tmp_path / "b.png")]) == 0
+    assert "upscaling" not in capsys.readouterr().err  # one tile: no bar
+    assert main(["evaluate", str(sr_run), "--data", str(photo_folder), "--out", str(tmp_path / "e.json")]) == 0
+    assert "| 6/6 [" in capsys.readouterr().err  # 2 models x 3 photos
 
 
 @pytest.mark.parametrize("extra,needle", [

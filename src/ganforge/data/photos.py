@@ -47,11 +47,21 @@ def load_photo(path: Path) -> np.ndarray:
     return pil_to_uint8(open_rgb_or_l(path, channels=3))
 
 
+def seeded_order(n: int) -> list[int]:
+    """0..n-1 shuffled the same way every time: its first k are a run's k training photos."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(0)).tolist()
+
+
 def load_photos(spec: str, max_images: int | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
-    """(training, held-out) photos of `spec`: the embedded set's fixed split, or a folder split by `max_images`."""
+    """(training, held-out) photos of `spec`: the embedded set's fixed split, or a folder split by `max_images`.
+
+    For the embedded set, `max_images` keeps that many training photos (a fixed seeded choice);
+    the held-out photos stay the same four, so runs of any size are scored alike.
+    """
     if spec == EMBEDDED_PHOTOS:
-        return ([load_photo(_embedded_path(*p)) for p in TRAIN_PHOTOS],
-                [load_photo(_embedded_path(*p)) for p in HELDOUT_PHOTOS])
+        pick = sorted(seeded_order(len(TRAIN_PHOTOS))[:max_images])  # all of them without max_images
+        train = [TRAIN_PHOTOS[i] for i in pick]
+        return [load_photo(_embedded_path(*p)) for p in train], [load_photo(_embedded_path(*p)) for p in HELDOUT_PHOTOS]
     paths = find_images(Path(spec))
     if not paths:
         raise UserError(f"--data: {spec} holds no image files")
@@ -67,7 +77,7 @@ def load_photos(spec: str, max_images: int | None = None) -> tuple[list[np.ndarr
         raise UserError(f"--data: {spec} holds no readable image")
     if max_images is None or max_images >= len(photos):
         return photos, []
-    order = torch.randperm(len(photos), generator=torch.Generator().manual_seed(0)).tolist()
+    order = seeded_order(len(photos))
     return [photos[i] for i in order[:max_images]], [photos[i] for i in order[max_images:]]
 
 

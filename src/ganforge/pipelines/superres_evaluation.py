@@ -11,6 +11,8 @@ import time
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
+
 from ganforge.atomic import atomic_path
 from ganforge.config import load_yaml
 from ganforge.data.degrade import bicubic_upsample, lr_hr_pair
@@ -57,11 +59,16 @@ def evaluate_superres(where: str | Path, data: str | None = None, out: str | Pat
         raise UserError(f"--data: no photo of {source} is at least {16 * scale} pixels on each side")
     rows = {"bicubic": mean_scores([score(bicubic_upsample(lr, scale), hr, scale) for lr, hr in pairs])}
     seconds, megapixels = {}, sum(hr.shape[-1] * hr.shape[-2] for _, hr in pairs) / 1e6
-    for name, (generator, _) in upscalers.items():
-        start = time.perf_counter()
-        outputs = [upscale_tensor(generator, lr, tile) for lr, _ in pairs]
-        seconds[name] = (time.perf_counter() - start) / megapixels
-        rows[name] = mean_scores([score(sr, hr, scale) for sr, (_, hr) in zip(outputs, pairs)])
+    work = len(upscalers) * len(pairs)
+    with tqdm(total=work, desc=f"evaluating x{scale}", unit="photo", dynamic_ncols=True, disable=work == 1) as bar:
+        for name, (generator, _) in upscalers.items():
+            bar.set_postfix_str(name)
+            start, outputs = time.perf_counter(), []
+            for lr, _ in pairs:
+                outputs.append(upscale_tensor(generator, lr, tile))
+                bar.update()
+            seconds[name] = (time.perf_counter() - start) / megapixels
+            rows[name] = mean_scores([score(sr, hr, scale) for sr, (_, hr) in zip(outputs, pairs)])
     report = {"run": str(where), "task": "superres", "scale": scale, "degradation": degradation, "photos": len(pairs),
               "reference": source, "protocol": f"Y channel (BT.601), {scale}-pixel border cut, 8-bit outputs",
               "scores": rows, "seconds_per_output_megapixel": seconds}

@@ -8,6 +8,7 @@ back greyscale; an alpha channel is upscaled separately (bicubic: it is a mask, 
 import json
 import logging
 import warnings
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -78,8 +79,11 @@ def load_upscaler(folder: str | Path, scale: int | None = None, device: str = "a
     return generator.to(pick_device(device)).eval(), config
 
 
-def upscale_image(generator: torch.nn.Module, im: Image.Image, tile: int = 256) -> Image.Image:
-    """One PIL image upscaled: RGB through the model, greyscale back to greyscale, alpha by bicubic."""
+def upscale_image(generator: torch.nn.Module, im: Image.Image, tile: int = 256, progress: bool = False) -> Image.Image:
+    """One PIL image upscaled: RGB through the model, greyscale back to greyscale, alpha by bicubic.
+
+    `progress` shows a bar over its tiles: wanted for one big photo, not inside a folder's bar.
+    """
     if im.mode in ("P", "PA", "1", "CMYK", "YCbCr", "LAB", "HSV"):
         im = im.convert("RGBA" if "transparency" in im.info or im.mode == "PA" else ("L" if im.mode == "1" else "RGB"))
     if min(im.size) < MIN_SIDE:
@@ -88,7 +92,7 @@ def upscale_image(generator: torch.nn.Module, im: Image.Image, tile: int = 256) 
     grey = im.mode in ("L", "LA", "1", *HIGH_DEPTH_MODES)
     rgb = np.asarray(to_8bit(im).convert("RGB"), dtype=np.uint8).transpose(2, 0, 1)
     lr = uint8_to_float(torch.from_numpy(np.ascontiguousarray(rgb)))[None]
-    out = upscale_tensor(generator, lr, tile)[0].numpy().transpose(1, 2, 0)
+    out = upscale_tensor(generator, lr, tile, progress=progress)[0].numpy().transpose(1, 2, 0)
     result = Image.fromarray(out)
     if grey:
         result = result.convert("L")
@@ -117,9 +121,32 @@ def _save(im: Image.Image, path: Path) -> None:
         raise UserError(f"--out: cannot write {path}: {e.strerror or e}") from None
 
 
+def output_paths(source: Path, paths: list[Path], out: Path) -> tuple[dict[Path, Path], list[Path]]:
+    """Where each input's PNG goes under `out`, and the inputs whose output name keeps their suffix.
+
+    Outputs mirror the inputs as `<stem>.png`, except where two inputs would share one (`a.jpg`
+    and `a.png`, or `A.jpg` and `a.png`, which clash on case-blind file systems): those become
+    `<name>.png` (`a.jpg.png`, `a.png.png`), so no input overwrites another or passes for an
+    output that already existed. Repeated until no clash is left, since a new name can itself be
+    another input's `<stem>.png`; names that keep their suffix never clash with each other.
+    """
+    keep_suffix: set[Path] = set()
+    while True:
+        relative = {p: p.relative_to(source) for p in paths}
+        targets = {p: r.with_name(r.name + ".png") if p in keep_suffix else r.with_suffix(".png")
+                   for p, r in relative.items()}
+        users = defaultdict(list)
+        for p, t in targets.items():
+            users[t.as_posix().lower()].append(p)
+        clashing = {p for group in users.values() if len(group) > 1 for p in group} - keep_suffix
+        if not clashing:
+            return {p: out / t for p, t in targets.items()}, sorted(keep_suffix)
+        keep_suffix |= clashing
+
+
 def upscale(source: str | Path, out: str | Path | None = None, scale: int | None = None, model: str | None = None,
             variant: str | None = None, tile: int = 256, device: str = "auto", overwrite: bool = False) -> Path:
-    """Upscale one image, or every image under a folder (mirrored into `out` as PNGs); returns `out`.
+    """Upscale one image, or every image under a folder (mirrored into `out` as PNGs, `output_paths`); returns `out`.
 
     A folder run skips unreadable or too-small files, and outputs that exist already (so an
     interrupted run can be repeated), and reports them at the end.
@@ -143,7 +170,7 @@ def upscale(source: str | Path, out: str | Path | None = None, scale: int | None
         except UNREADABLE_IMAGE as e:
             raise UserError(f"{source}: not a readable image ({e})") from None
         try:
-            result = upscale_image(generator, im, tile)
+            result = upscale_image(generator, im, tile, progress=True)
         except UserError as e:
             raise UserError(f"{source}: {e}") from None
         _save(result, out)
@@ -153,9 +180,14 @@ def upscale(source: str | Path, out: str | Path | None = None, scale: int | None
         raise UserError(f"--out: {out} is the input folder; choose another folder")
     check_writable(out, "--out")
     paths = [p for p in find_images(source) if out.resolve() not in p.resolve().parents]
+    targets, renamed = output_paths(source, paths, out)
+    if renamed:
+        log.info("%d input(s) differ from another only in suffix; their outputs keep it: %s", len(renamed),
+                 ", ".join(f"{p.relative_to(source)} -> {targets[p].relative_to(out)}" for p in renamed[:3])
+                 + (" ..." if len(renamed) > 3 else ""))
     bad, existing = [], 0
     for path in tqdm(paths, desc=f"upscaling x{scale}", unit="img"):
-        target = out / path.relative_to(source).with_suffix(".png")
+        target = targets[path]
         if target.exists() and not overwrite:
             existing += 1
             continue
