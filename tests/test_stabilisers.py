@@ -172,27 +172,65 @@ def make_trainer(tmp_path, **options):
     from ganforge.training.distributed import DistInfo
     from ganforge.training.trainer import Trainer
 
-    cfg = TrainConfig(data="digits", resolution=8, width=8, batch_size=8, checkpoint_every=5, sample_every=1000,
-                      log_every=1, steps=20, **options)
-    task = GenerationTask(cfg, 1, 8)
-    images = torch.randint(0, 256, (64, 1, 8, 8), dtype=torch.uint8)
+    options = {"data": "digits", "resolution": 8, "width": 8, "batch_size": 8, "checkpoint_every": 5,
+               "sample_every": 1000, "log_every": 1, "steps": 20, **options}
+    cfg = TrainConfig(**options)
+    task = GenerationTask(cfg, 1, cfg.resolution)
+    images = torch.randint(0, 256, (64, 1, cfg.resolution, cfg.resolution), dtype=torch.uint8,
+                           generator=torch.Generator().manual_seed(0))
     (tmp_path / "checkpoints").mkdir(parents=True, exist_ok=True)
     return Trainer(cfg, task, images, tmp_path, torch.device("cpu"), torch.float32, DistInfo())
 
 
-def test_nonfinite_steps_are_skipped_and_roll_back(tmp_path, caplog):
-    trainer = make_trainer(tmp_path, nan_patience=3)
-    real_loss = trainer.task.adversarial_objective.d_loss_fn
-    poison_left = [3]  # steps 7, 8, 9 give NaN once: skipped, then a rollback to step 5
+def poison(trainer, which: str, steps: set[int]):
+    """Make D's (or G's) loss NaN at the given steps, the first time each is reached (a rollback retries them)."""
+    objective = trainer.task.adversarial_objective
+    name = "d_loss_fn" if which == "d" else "g_loss_fn"
+    real_loss, left = getattr(objective, name), set(steps)
 
-    def loss(real, fake):
-        value = real_loss(real, fake)
-        if trainer.step >= 7 and poison_left[0]:
-            poison_left[0] -= 1
+    def loss(*args):
+        value = real_loss(*args)
+        if trainer.step in left:
+            left.discard(trainer.step)
             return value * float("nan")
         return value
 
-    trainer.task.adversarial_objective.d_loss_fn = loss
+    setattr(objective, name, loss)
+
+
+def everything(trainer) -> dict[str, torch.Tensor]:
+    """Every tensor a step may change: weights, buffers, EMA and both optimisers' state."""
+    from ganforge.training.checkpoint import save_checkpoint
+    from safetensors.torch import load_file
+
+    path = trainer.run_dir / "probe.safetensors"
+    save_checkpoint(path, trainer.checkpointed_nets, {"generator": trainer.opt_g, "discriminator": trainer.opt_d}, {})
+    return load_file(str(path))
+
+
+@pytest.mark.parametrize("which", ["d", "g"])
+@pytest.mark.parametrize("n_critic", [1, 2])
+def test_a_nonfinite_step_is_skipped_whole(tmp_path, which, n_critic):
+    """D's loss or G's: nothing changes, not D's update before G's loss, batch-norm statistics, Adam state or EMA."""
+    trainer = make_trainer(tmp_path, resolution=16, n_critic=n_critic, augment="color", augment_target=0.6)
+    for step in range(3):  # the optimisers have state, EMA has moved
+        trainer.train_step(step)
+    trainer.step = 3
+    poison(trainer, which, {3})
+    before, augment = everything(trainer), trainer.task.adversarial_objective.augment_p.state()
+    assert trainer.train_step(3)["skipped"] == 1
+    after = everything(trainer)
+    assert before.keys() == after.keys() and any(k.startswith("optim.discriminator.") for k in after)
+    for key in before:
+        assert torch.equal(before[key], after[key]), key
+    assert trainer.task.adversarial_objective.augment_p.state() == augment
+    assert trainer.train_step(3)["skipped"] == 0  # not poisoned twice: a good step changes the weights
+    assert not torch.equal(before["net.discriminator.main.0.weight"], everything(trainer)["net.discriminator.main.0.weight"])
+
+
+def test_nonfinite_steps_are_skipped_and_roll_back(tmp_path, caplog):
+    trainer = make_trainer(tmp_path, nan_patience=3)
+    poison(trainer, "d", {7, 8, 9})  # steps 7, 8, 9 give NaN once: skipped, then a rollback to step 5
     before = {k: v.clone() for k, v in trainer.generator.state_dict().items()}
     with caplog.at_level("WARNING", logger="ganforge"):
         trainer.fit()
@@ -205,6 +243,44 @@ def test_nonfinite_steps_are_skipped_and_roll_back(tmp_path, caplog):
     timeline = [e for e in events if "event" not in e]  # the rolled-back steps' lines were replaced
     assert [e["step"] for e in timeline] == list(range(1, 21))
     assert all(math.isfinite(e["loss_d"]) and e["skipped"] == 0 for e in timeline)
+
+
+def test_no_checkpoint_inside_a_nonfinite_streak(tmp_path, caplog):
+    """The checkpoint due at step 10 falls in the streak: it waits for the first good step, so the
+    rollback goes back to before the streak (step 5), not into it."""
+    trainer = make_trainer(tmp_path, nan_patience=10)
+    poison(trainer, "g", {9})
+    saved = []
+    save = trainer.save_checkpoint
+    trainer.save_checkpoint = lambda: (saved.append(trainer.step), save())
+    trainer.fit()
+    assert saved == [5, 11, 15, 20]
+
+    trainer = make_trainer(tmp_path / "rollback", nan_patience=3)
+    poison(trainer, "g", {9, 10, 11})
+    with caplog.at_level("WARNING", logger="ganforge"):
+        trainer.fit()
+    assert "at step 12: rolled back to the checkpoint of step 5" in caplog.text
+
+
+@pytest.mark.parametrize("which", ["d", "g"])
+def test_resume_after_a_rollback_is_exact(tmp_path, which):
+    """Straight through a rollback, or stopped after it and resumed: the same weights, bit for bit
+    (the retried steps' seeds and the rollback count come back from the checkpoint)."""
+    straight = make_trainer(tmp_path / "straight", nan_patience=3)
+    poison(straight, which, {7, 8, 9})
+    straight.fit()
+    stopped = make_trainer(tmp_path / "split", nan_patience=3, steps=12)
+    poison(stopped, which, {7, 8, 9})
+    stopped.fit()
+    assert stopped.rollbacks == 1
+    resumed = make_trainer(tmp_path / "split", nan_patience=3)
+    resumed.resume()
+    assert resumed.step == 12 and resumed.rollbacks == 1
+    resumed.fit()
+    a, b = everything(straight), everything(resumed)
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
 
 
 def test_persistent_divergence_stops_with_a_clear_error(tmp_path):

@@ -1,8 +1,24 @@
-"""Writing files so that a crash never leaves a half-written one in place of a good one."""
+"""Writing files and folders so that a crash (kill -9, power cut) leaves the old version or the new one.
+
+A file is written under a temporary name, flushed to disk (fsync), renamed over the old one, and
+the rename itself flushed (fsync of the folder): without the first fsync a power cut can leave a
+renamed but empty file, without the second the rename may be lost. A folder whose files belong
+together (a saved model: config and weights) is built beside it and swapped in whole.
+Temporary names are hidden and carry the writer's pid: `.<name>.<pid>.tmp...`.
+"""
 
 import contextlib
+import ctypes
+import errno
+import functools
 import os
+import re
+import shutil
+import sys
 from pathlib import Path
+
+TEMPORARY = re.compile(r"^\..*\.(\d+)\.tmp")
+FOLDER_HANDLES = os.open in os.supports_dir_fd  # not on Windows
 
 
 @contextlib.contextmanager
@@ -15,6 +31,139 @@ def atomic_path(path: str | Path):
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:
         yield tmp
+        _fsync(tmp)
         os.replace(tmp, path)
+        _fsync_folder(path.parent)
     finally:
         tmp.unlink(missing_ok=True)
+
+
+@contextlib.contextmanager
+def atomic_folder(folder: str | Path):
+    """Yield an empty temporary folder beside `folder`; when the block succeeds it becomes `folder` in one step.
+
+    On Linux the new folder and the old one are swapped with renameat2(RENAME_EXCHANGE), then the
+    old one is deleted: a reader or a killed writer sees the old files or the new ones, never a mix.
+    Where that call does not exist (other systems, file systems without it) the old folder is moved
+    aside first: for an instant there is no folder at all, but still never a mixed one.
+    """
+    folder = Path(folder)
+    tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        yield tmp
+        for file in tmp.iterdir():
+            _fsync(file)
+        _fsync_folder(tmp)
+        if not folder.exists():
+            os.rename(tmp, folder)
+        elif not _exchange(tmp, folder):  # on success `tmp` holds the old folder, deleted below
+            aside = folder.with_name(f".{folder.name}.{os.getpid()}.tmp-old")
+            os.rename(folder, aside)
+            os.rename(tmp, folder)
+            shutil.rmtree(aside)
+        _fsync_folder(folder.parent)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def read_together(folder: str | Path, names: list[str]) -> list[bytes]:
+    """The contents of files `names` of `folder`, all from one version of it even while `atomic_folder` swaps it.
+
+    The files are opened through one handle on the folder. If the version it holds is deleted before
+    every file is open, the read starts again on the new version.
+    """
+    folder = Path(folder)
+    if not FOLDER_HANDLES:
+        return [(folder / name).read_bytes() for name in names]
+    for attempt in range(3):
+        handle, files = os.open(folder, os.O_RDONLY), []
+        try:
+            for name in names:
+                files.append(os.open(name, os.O_RDONLY, dir_fd=handle))
+        except FileNotFoundError:
+            for fd in files:
+                os.close(fd)
+            if attempt == 2:
+                raise
+            continue
+        finally:
+            os.close(handle)
+        contents = []
+        for fd in files:
+            with open(fd, "rb") as f:
+                contents.append(f.read())
+        return contents
+
+
+def remove_leftovers(folder: str | Path) -> None:
+    """Delete the temporary files and folders that writers killed mid-write left in `folder`.
+
+    Those of a process still running are kept: it may be writing them now.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return
+    for path in folder.iterdir():
+        match = TEMPORARY.match(path.name)
+        if match and not _running(int(match.group(1))):
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+
+
+def _running(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # a leftover of an earlier process with this pid; this one is not writing now
+    if os.name != "posix":
+        return True  # no harmless way to ask; a hidden leftover is only wasted space
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        pass
+    return True
+
+
+def _fsync(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_folder(folder: Path) -> None:
+    """Make a rename inside `folder` durable (POSIX; Windows cannot open a folder, and NTFS logs renames)."""
+    if os.name == "posix":
+        _fsync(folder)
+
+
+AT_FDCWD, RENAME_EXCHANGE = -100, 2
+
+
+@functools.cache
+def _renameat2():
+    """Linux's renameat2 from the C library (glibc 2.28+), or None."""
+    if not sys.platform.startswith("linux"):
+        return None
+    renameat2 = getattr(ctypes.CDLL(None, use_errno=True), "renameat2", None)
+    if renameat2 is not None:
+        renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    return renameat2
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Swap two paths in one atomic step; False where the system or file system cannot."""
+    renameat2 = _renameat2()
+    if renameat2 is None:
+        return False
+    if renameat2(AT_FDCWD, os.fsencode(a), AT_FDCWD, os.fsencode(b), RENAME_EXCHANGE) == 0:
+        return True
+    err = ctypes.get_errno()
+    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):  # an old kernel, or a file system without it
+        return False
+    raise OSError(err, os.strerror(err), str(b))

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load, save_file
 
 import ganforge
-from ganforge.atomic import atomic_path
+from ganforge.atomic import atomic_folder, read_together
 from ganforge.errors import UserError
 
 PRETRAINED_DIR = Path(__file__).parent / "pretrained"
@@ -23,14 +23,17 @@ def shipped_models() -> list[str]:
 
 
 def save_model(folder: Path, config: dict, weights: dict[str, dict[str, torch.Tensor]]) -> None:
-    """Write `config.json` and one `<name>.safetensors` per entry of `weights`, each atomically."""
+    """Write `config.json` and one `<name>.safetensors` per entry of `weights` as one unit.
+
+    The folder is replaced whole (`atomic_folder`): a run killed meanwhile, or `ganforge sample`
+    reading it, finds the previous model or this one, never this config with the previous weights.
+    """
     folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
-    for name, state in weights.items():
-        with atomic_path(folder / f"{name}.safetensors") as tmp:
-            save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp))
-    with atomic_path(folder / "config.json") as tmp:
-        tmp.write_text(json.dumps({**config, "ganforge_version": ganforge.__version__}, indent=2))
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_folder(folder) as tmp:
+        for name, state in weights.items():
+            save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp / f"{name}.safetensors"))
+        (tmp / "config.json").write_text(json.dumps({**config, "ganforge_version": ganforge.__version__}, indent=2))
 
 
 def resolve_model(where: str | Path) -> Path:
@@ -50,12 +53,12 @@ def resolve_model(where: str | Path) -> Path:
 
 
 def load_model(folder: Path, name: str) -> tuple[dict, dict[str, torch.Tensor]]:
-    """The config and the weights `name` of a saved model folder."""
+    """The config and the weights `name` of a saved model folder, both from the same save (`read_together`)."""
     folder = Path(folder)
     try:
-        config = json.loads((folder / "config.json").read_text())
-        weights = load_file(str(folder / f"{name}.safetensors"))
-    except (OSError, json.JSONDecodeError, SafetensorError) as e:
+        config_bytes, weight_bytes = read_together(folder, ["config.json", f"{name}.safetensors"])
+        config, weights = json.loads(config_bytes), load(weight_bytes)
+    except (OSError, ValueError, SafetensorError) as e:  # ValueError: a config that is not JSON (or not UTF-8)
         raise UserError(f"{folder}: cannot read the saved model ({e})") from None
     return config, weights
 

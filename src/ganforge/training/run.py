@@ -81,7 +81,8 @@ def init_weights(where: str, model: dict) -> dict:
 
 def check_fidelity_extension(old: int, new: int, out: Path) -> None:
     """A resumed super-resolution run may move the end of its fidelity phase, as long as no adversarial step was taken."""
-    step = checkpoint_meta(out / "checkpoints" / "last.safetensors")["step"]
+    last = out / "checkpoints" / "last.safetensors"
+    step = checkpoint_meta(last)["step"] if last.exists() else 0
     if step > min(old, new):
         raise UserError(f"--fidelity-steps: the run is at step {step}, past the end of its fidelity phase; "
                         "it can only be moved while the run is still in it")
@@ -90,8 +91,6 @@ def check_fidelity_extension(old: int, new: int, out: Path) -> None:
 def resumed_config(out: Path, given: dict) -> TrainConfig:
     """The run's saved config, with the options given now applied where a resumed run allows it."""
     saved_path = out / "config.yaml"
-    if not (out / "checkpoints" / "last.safetensors").exists():
-        raise UserError(f"--resume: {out} holds no checkpoint to resume from")
     saved = load_yaml(saved_path)
     saved.pop("environment", None)
     cfg = TrainConfig.from_dict(saved, str(saved_path))
@@ -116,8 +115,14 @@ def train(cfg: TrainConfig, resume: bool = False, given: dict | None = None) -> 
     `given` holds the options a user set explicitly (they may change a resumed run's length).
     """
     out = Path(cfg.out)
-    if resume:
+    if resume and (out / "config.yaml").exists():
         cfg = resumed_config(out, given or {})
+    elif resume and set(given or {}) - {"out"}:
+        # Killed before it saved its config (in its first seconds): it starts again with the options given now.
+        log.warning("--resume: %s holds no config.yaml yet; starting the run from step 0 with the options given", out)
+        cfg.validate()
+    elif resume:
+        raise UserError(f"--resume: {out} holds no run to resume (no checkpoint, no config.yaml) and no options were given")
     else:
         cfg.validate()
         if (out / "config.yaml").exists():
@@ -139,9 +144,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, device: torch.device, dist
         cfg.steps = DEFAULT_STEPS
     task, images, labels, monitor = (superres_setup if cfg.task == "superres" else generation_setup)(cfg, dist)
     trainer = Trainer(cfg, task, images, out, device, dtype, dist, monitor=monitor, labels=labels)
-    if resume:
-        trainer.resume()
-    elif cfg.init_generator:
+    resumed = resume and trainer.resume()  # False for a run killed before its first checkpoint: it starts afresh
+    if not resumed and cfg.init_generator:
         trainer.init_generator(init_weights(cfg.init_generator, task.model))
     if dist.is_main:
         environment = {

@@ -9,7 +9,8 @@ checkpoints and exact resume.
 
 Reproducibility: every random draw of step `s` on rank `r` comes from a seed derived from
 (seed, s, r), and the data order of epoch `e` from (seed, e). A resumed run therefore needs only
-the step number, and N + N resumed steps equal 2N straight ones on the CPU.
+the step number (and the rollback count, which shifts the seeds of retried steps), and N + N
+resumed steps equal 2N straight ones on the CPU, even when the run was killed mid-write.
 """
 
 import contextlib
@@ -28,7 +29,7 @@ from ganforge.imageio import save_image, uint8_to_float
 from ganforge.saved_model import save_model
 from ganforge.training.checkpoint import load_checkpoint, save_checkpoint
 from ganforge.device import autocast
-from ganforge.atomic import atomic_path
+from ganforge.atomic import atomic_path, remove_leftovers
 from ganforge.errors import UserError
 from ganforge.training.distributed import DistInfo
 from ganforge.training.ema import EMA
@@ -36,6 +37,7 @@ from ganforge.viz import plot_losses
 
 log = logging.getLogger("ganforge")
 DEVICE_DATA_LIMIT = 1 << 30  # data sets smaller than this live on the accelerator as uint8
+ROLLBACK_SEED_STRIDE = 1_000_000  # steps retried after rollback k draw from seed + k * this
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -53,6 +55,41 @@ def total_steps(cfg, num_images: int, world_size: int) -> int:
     if cfg.steps is not None:
         return cfg.steps
     return max(1, round(cfg.epochs * updates_per_epoch(cfg.batch_size, num_images, world_size) / cfg.n_critic))
+
+
+class StepUndo:
+    """A copy of what a step changes, taken before it, so that a step found bad half-way is undone whole.
+
+    G's loss is computed after D's update (as in pytorch/examples), so a non-finite G loss is known
+    only once D has stepped; and forward passes in training mode move both nets' batch-norm
+    statistics (and spectral norm's vectors) even in a step that is then skipped. The copies are
+    allocated once and refreshed with one `torch._foreach_copy_` per step.
+    """
+
+    def __init__(self, generator: torch.nn.Module, discriminator: torch.nn.Module, opt_d: torch.optim.Optimizer, augment_p):
+        self.generator, self.discriminator, self.opt_d, self.augment_p = generator, discriminator, opt_d, augment_p
+        self.live: list[torch.Tensor] = []
+        self.copies: list[torch.Tensor] = []
+
+    def _tensors(self) -> list[torch.Tensor]:
+        states = [self.opt_d.state[p] for p in self.discriminator.parameters() if p in self.opt_d.state]
+        adam = [state[key] for state in states for key in sorted(state) if torch.is_tensor(state[key])]  # in a fixed order
+        return [*self.discriminator.parameters(), *self.discriminator.buffers(), *self.generator.buffers(), *adam]
+
+    @torch.no_grad()
+    def save(self) -> None:
+        self.live, self.had_adam_state, self.augment = self._tensors(), bool(self.opt_d.state), self.augment_p.state()
+        if len(self.copies) == len(self.live):
+            torch._foreach_copy_(self.copies, self.live)
+        else:  # the first step, or the first after Adam created its state
+            self.copies = [t.clone() for t in self.live]
+
+    @torch.no_grad()
+    def restore(self) -> None:
+        torch._foreach_copy_(self.live, self.copies)
+        if not self.had_adam_state:
+            self.opt_d.state.clear()  # D had never stepped: Adam starts afresh, as it would have
+        self.augment_p.load_state(self.augment)
 
 
 @contextlib.contextmanager
@@ -86,7 +123,8 @@ class Trainer:
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_g or cfg.lr, betas=betas)
         self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr_d or cfg.lr, betas=betas)
         self.ema = EMA(self.generator, cfg.ema_decay) if cfg.ema_decay > 0 else None
-        self.nonfinite_in_a_row, self.rollbacks, self.seed_offset = 0, 0, 0
+        self.nonfinite_in_a_row, self.rollbacks = 0, 0
+        self.undo = StepUndo(self.generator, self.discriminator, self.opt_d, task.adversarial_objective.augment_p)
         self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
         self.images = images.to(device) if images.nbytes < DEVICE_DATA_LIMIT else images
         self.labels = None if labels is None else labels.to(self.images.device)  # for tasks that need classes
@@ -123,7 +161,9 @@ class Trainer:
 
     # ------------------------------------------------------------------ one step
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
-        adversarial, d_ok, stats = self.task.adversarial(step), True, {}
+        """One G update after `n_critic` D updates; a non-finite loss anywhere skips the whole step."""
+        adversarial, ok, stats = self.task.adversarial(step), True, {}
+        self.undo.save()
         for i in range(self.cfg.n_critic if adversarial else 1):
             update = step * self.cfg.n_critic + i
             seed = step_seed(self.cfg.seed + self.seed_offset, update, self.dist.rank)
@@ -140,16 +180,19 @@ class Trainer:
                     loss_d, d_stats = self.task.discriminator_loss(self.ddp_discriminator, batch, fake.detach(), update)
                     stats = {"loss_d": loss_d.detach(), **d_stats}
             if adversarial:
-                d_ok = self._update(self.opt_d, loss_d) and d_ok
+                ok = self._update(self.opt_d, loss_d)
+                if not ok:
+                    break
 
         # (2) Update G: maximise log D(G(z)), i.e. minimise L_G = -log D(G(z)); D's weights stay fixed.
         with frozen(self.discriminator), autocast(self.device, self.dtype):
             loss_g, g_stats = self.task.generator_loss(self.discriminator, batch, fake, step)
-        g_ok = self._update(self.opt_g, loss_g)
-        if self.ema is not None:
+        ok = ok and self._update(self.opt_g, loss_g)
+        if not ok:
+            self.undo.restore()  # D's updates of this step, both nets' batch-norm statistics, ADA's p
+        elif self.ema is not None:
             self.ema.update(self.generator, step)
-        skipped = torch.tensor(float(not (d_ok and g_ok)))
-        return {**stats, "loss_g": loss_g.detach(), **g_stats, "skipped": skipped}
+        return {**stats, "loss_g": loss_g.detach(), **g_stats, "skipped": torch.tensor(float(not ok))}
 
     def _update(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> bool:
         """One optimiser step, skipped (and reported False) if the loss is not finite on any rank."""
@@ -177,34 +220,43 @@ class Trainer:
             where = "three rollbacks did not help" if last.exists() else "no checkpoint to roll back to"
             raise UserError(f"training diverged: non-finite losses for {self.nonfinite_in_a_row} steps in a row at step "
                             f"{self.step} ({where}); try a lower --lr, --spectral-norm or --r1-gamma")
-        self.rollbacks += 1
-        failed_at = self.step
+        failed_at, rollbacks = self.step, self.rollbacks + 1
         self.resume()
-        self.nonfinite_in_a_row = 0
+        self.nonfinite_in_a_row, self.rollbacks = 0, rollbacks  # the run's count, not the checkpoint's
         log.warning("non-finite losses for %d steps in a row at step %d: rolled back to the checkpoint of step %d (rollback %d of 3)",
                     self.cfg.nan_patience, failed_at, self.step, self.rollbacks)
         self._log({"step": self.step, "event": "rollback", "from_step": failed_at})
-        # The rolled-back steps are retried with other random draws, or the same divergence would repeat.
-        self.seed_offset += 1_000_000
         return True
+
+    @property
+    def seed_offset(self) -> int:
+        """Rolled-back steps are retried with other random draws, or the same divergence would repeat."""
+        return ROLLBACK_SEED_STRIDE * self.rollbacks
 
     # ------------------------------------------------------------------ the loop
     def fit(self) -> None:
-        """Train up to `total_steps`. Ctrl-C (or SIGTERM) ends the step under way, checkpoints, then stops."""
+        """Train up to `total_steps`. Ctrl-C (or SIGTERM) ends the step under way, checkpoints, then stops.
+
+        No checkpoint is written inside a streak of skipped (non-finite) steps, so that a rollback
+        goes back to before the streak: one that falls due waits for the next good step. A run that
+        ends, or ends a phase, inside a streak is checkpointed all the same (a skipped step changes
+        nothing, so the weights are the last good ones); one stopped inside a streak is not (resuming
+        replays the steps since the last checkpoint exactly).
+        """
         is_main = self.dist.is_main
         bar = tqdm(total=self.total_steps, initial=self.step, unit="step", disable=not is_main, dynamic_ncols=True)
-        t0, images_seen = time.perf_counter(), 0
+        t0, images_seen, checkpoint_due = time.perf_counter(), 0, False
         deadline = time.monotonic() + 60 * self.cfg.max_minutes if self.cfg.max_minutes else None
         try:
             with self._stop_requests() as stop:
                 while self.step < self.total_steps:
                     if self._any_rank_says(bool(stop)):
-                        self.save_checkpoint()
+                        self._checkpoint_unless_in_streak()
                         raise KeyboardInterrupt
                     if deadline is not None and self._any_rank_says(time.monotonic() > deadline):
                         log.info("--max-minutes %.3g reached at step %d", self.cfg.max_minutes, self.step)
                         self.save_samples()
-                        self.save_checkpoint()
+                        self._checkpoint_unless_in_streak()
                         break
                     figures = self.train_step(self.step)
                     self.step += 1
@@ -213,7 +265,7 @@ class Trainer:
                     if not figures["skipped"]:
                         self.nonfinite_in_a_row = 0
                     elif self._guard_nonfinite():
-                        bar.n = self.step
+                        bar.n, checkpoint_due = self.step, False
                         continue
                     if self.step % self.cfg.log_every == 0 or self.step == self.total_steps:
                         elapsed = time.perf_counter() - t0
@@ -226,11 +278,19 @@ class Trainer:
                         self.save_samples()
                     if self.monitor is not None and self.step % self.cfg.eval_every == 0:
                         self._log({"step": self.step, **self.monitor(self.sampling_generator)})
-                    if (self.step % self.cfg.checkpoint_every == 0 or self.step == self.total_steps
+                    checkpoint_due = checkpoint_due or self.step % self.cfg.checkpoint_every == 0
+                    if ((checkpoint_due and not self.nonfinite_in_a_row) or self.step == self.total_steps
                             or self.step in self.task.phase_ends):
                         self.save_checkpoint()
+                        checkpoint_due = False
         finally:
             bar.close()
+
+    def _checkpoint_unless_in_streak(self) -> None:
+        if self.nonfinite_in_a_row:
+            log.warning("stopped inside a streak of non-finite steps: not checkpointed; --resume replays from the last checkpoint")
+        else:
+            self.save_checkpoint()
 
     def _any_rank_says(self, local: bool) -> bool:
         """Whether any rank wants to stop: all ranks must stop at the same step, or collectives would hang."""
@@ -301,14 +361,17 @@ class Trainer:
                     torch.distributed.broadcast(b, 0)
 
     def save_checkpoint(self) -> None:
+        """Export the model folder(s), then checkpoint: the checkpoint's step is the commit point, so a
+        run killed in between resumes from the previous checkpoint and writes this step's models again."""
         self._sync_buffers()
         if not self.dist.is_main:
             return
-        save_checkpoint(self.run_dir / "checkpoints" / "last.safetensors", self.checkpointed_nets,
-                        {"generator": self.opt_g, "discriminator": self.opt_d},
-                        {"step": self.step, "augment": self.task.adversarial_objective.augment_p.state()})
         for folder, config in self.task.exports(self.step).items():
             save_model(self.run_dir / folder, config, {"generator": self.sampling_generator.state_dict()})
+        save_checkpoint(self.run_dir / "checkpoints" / "last.safetensors", self.checkpointed_nets,
+                        {"generator": self.opt_g, "discriminator": self.opt_d},
+                        {"step": self.step, "rollbacks": self.rollbacks,
+                         "augment": self.task.adversarial_objective.augment_p.state()})
 
     def init_generator(self, weights: dict[str, torch.Tensor]) -> None:
         """Start G, and its EMA, from given weights (fine-tuning) instead of a random initialisation."""
@@ -316,17 +379,43 @@ class Trainer:
         if self.ema is not None:
             self.ema.model.load_state_dict(weights)
 
-    def resume(self) -> None:
-        """Restore weights, optimisers and step from the run's last checkpoint; trim later metrics."""
-        meta = load_checkpoint(self.run_dir / "checkpoints" / "last.safetensors", self.checkpointed_nets,
-                               {"generator": self.opt_g, "discriminator": self.opt_d})
-        self.step = int(meta["step"])
-        if "augment" in meta:
-            self.task.adversarial_objective.augment_p.load_state(meta["augment"])
+    def resume(self) -> bool:
+        """Restore weights, optimisers, step and rollback count from the run's last checkpoint; trim later metrics.
+
+        A run killed before its first checkpoint starts again from step 0 (this seed's initial
+        weights, just built): False is returned. What a kill mid-write left behind is cleaned up:
+        temporary files and folders, and a last metrics line cut short.
+        """
+        last = self.run_dir / "checkpoints" / "last.safetensors"
+        if last.exists():
+            meta = load_checkpoint(last, self.checkpointed_nets, {"generator": self.opt_g, "discriminator": self.opt_d})
+            self.step, self.rollbacks = int(meta["step"]), int(meta.get("rollbacks", 0))
+            if "augment" in meta:
+                self.task.adversarial_objective.augment_p.load_state(meta["augment"])
+        elif self.dist.is_main:
+            log.info("%s: no checkpoint yet (the run stopped before its first); starting again from step 0", self.run_dir)
         metrics = self.run_dir / "metrics.jsonl"
-        if metrics.exists():
-            kept = [json.loads(line) for line in metrics.read_text().splitlines() if line.strip()]
-            self.history = [r for r in kept if r["step"] <= self.step]
-            if self.dist.is_main:
+        self.history = [r for r in read_metrics(metrics) if r["step"] <= self.step]
+        if self.dist.is_main:
+            for folder in (self.run_dir, self.run_dir / "checkpoints", self.run_dir / "samples"):
+                remove_leftovers(folder)
+            if metrics.exists():
                 with atomic_path(metrics) as tmp:
                     tmp.write_text("".join(json.dumps(r) + "\n" for r in self.history))
+        return last.exists()
+
+
+def read_metrics(path: Path) -> list[dict]:
+    """The records of a run's metrics.jsonl. A last line cut short (a kill mid-write) is dropped."""
+    if not path.exists():
+        return []
+    lines = [line for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for i, line in enumerate(lines):
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if i < len(lines) - 1:
+                raise UserError(f"{path}: line {i + 1} is not JSON; delete it to resume") from None
+            log.warning("%s: dropped a last line cut short: %r", path, line[:60])
+    return records
