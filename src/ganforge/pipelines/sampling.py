@@ -88,9 +88,7 @@ def _class_rows(generator: nn.Module, config: dict, out: Path, n: int, seed: int
         return out
     for i, image in enumerate(images):
         c, j = divmod(i, cols)
-        folder = out / class_folder(config["class_names"][c], c)
-        folder.mkdir(parents=True, exist_ok=True)
-        save_image(image, folder / f"seed{seed + j:06d}.png")
+        save_image(image, out / class_folder(config["class_names"][c], c) / f"seed{seed + j:06d}.png")
     return out
 
 
