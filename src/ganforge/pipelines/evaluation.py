@@ -84,6 +84,7 @@ def evaluate(where: str | Path, data: str | None = None, metrics: list[str] | No
              seed: int = 0, device: str = "auto") -> dict:
     """Compare a generator's samples with real images; return the report and write it as JSON."""
     metrics = metrics or [m for m in METRICS]
+    generator, _ = load_generator(where, device)  # first: a broken model is reported before any data is read
     train, heldout, model = run_data(where, data)
     if "memorization" in metrics and len(heldout) == 0:
         raise UserError("--metrics memorization: needs held-out real images; train with --max-images "
@@ -95,7 +96,6 @@ def evaluate(where: str | Path, data: str | None = None, metrics: list[str] | No
     out = Path(out) if out else (Path(where) / "evaluation.json" if (Path(where) / "config.yaml").exists() else Path("evaluation.json"))
     check_writable(out, "--out")
     extractor = pick_extractor(train, features, inception_weights, device)
-    generator, _ = load_generator(where, device)
     fake_images = generate(generator, latents(list(range(seed, seed + n)), model["latent_dim"]), balanced_labels(n, model))
     f_fake, f_ref, f_train = extractor.features(fake_images), extractor.features(reference.images), None
     report = {

@@ -20,7 +20,7 @@ from ganforge.data.folder import find_images
 from ganforge.errors import UserError
 from ganforge.imageio import (HIGH_DEPTH_MODES, IMAGE_SUFFIXES, UNREADABLE_IMAGE, check_writable, image_format, to_8bit,
                               uint8_to_float)
-from ganforge.saved_model import load_model, resolve_model, shipped_models
+from ganforge.saved_model import build_model, load_model, resolve_model, shipped_models
 from ganforge.tasks.superres import build_sr_generator
 from ganforge.tiling import upscale_tensor
 from ganforge.device import pick_device
@@ -73,8 +73,7 @@ def load_upscaler(folder: str | Path, scale: int | None = None, device: str = "a
         raise UserError(f"--model: {folder} is a {config.get('task', 'generation')} model, not a super-resolution one")
     if scale is not None and scale != config["scale"]:
         raise UserError(f"--scale: the model in {folder} upscales x{config['scale']}, not x{scale}")
-    generator = build_sr_generator(config)
-    generator.load_state_dict(weights)
+    generator = build_model(build_sr_generator, config, weights, folder)
     return generator.to(pick_device(device)).eval(), config
 
 
@@ -152,7 +151,7 @@ def upscale(source: str | Path, out: str | Path | None = None, scale: int | None
     if out.resolve() == source.resolve():
         raise UserError(f"--out: {out} is the input folder; choose another folder")
     check_writable(out, "--out")
-    paths = [p for p in find_images(source) if out.resolve() not in p.resolve().parents]
+    paths = [p for p in find_images(source) if out.resolve() not in (p.parent.resolve(), *p.parent.resolve().parents)]
     bad, existing = [], 0
     for path in tqdm(paths, desc=f"upscaling x{scale}", unit="img"):
         target = out / path.relative_to(source).with_suffix(".png")
