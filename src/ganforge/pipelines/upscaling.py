@@ -152,6 +152,8 @@ def upscale(source: str | Path, out: str | Path | None = None, scale: int | None
         raise UserError(f"--out: {out} is the input folder; choose another folder")
     check_writable(out, "--out")
     paths = [p for p in find_images(source) if out.resolve() not in (p.parent.resolve(), *p.parent.resolve().parents)]
+    if not paths:
+        raise UserError(f"{source}: holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
     bad, existing = [], 0
     for path in tqdm(paths, desc=f"upscaling x{scale}", unit="img"):
         target = out / path.relative_to(source).with_suffix(".png")
