@@ -176,9 +176,34 @@ def outcome(code: int, err: str, messages: list[str], name: str) -> str:
     return WORKED
 
 
+@pytest.fixture
+def decoded(monkeypatch):
+    """The paths every image reader of the commands decoded: "worked" must mean the file was used, not dropped."""
+    import ganforge.data.folder
+    import ganforge.data.photos
+    import ganforge.pipelines.upscaling
+
+    paths = set()
+
+    def spy(module, name):
+        original = getattr(module, name)
+
+        def recording(path, *args, **kwargs):
+            result = original(path, *args, **kwargs)
+            paths.add(Path(path).name)
+            return result
+
+        monkeypatch.setattr(module, name, recording)
+
+    spy(ganforge.data.folder, "open_rgb_or_l")
+    spy(ganforge.data.photos, "open_rgb_or_l")
+    spy(ganforge.pipelines.upscaling, "_open")
+    return paths
+
+
 @pytest.mark.parametrize("command", FOLDER_COMMANDS + FILE_COMMANDS)
 @pytest.mark.parametrize("name", HOSTILE)
-def test_hostile_file(tmp_path, corpus, capsys, recwarn, name, command):
+def test_hostile_file(tmp_path, corpus, capsys, recwarn, decoded, name, command):
     data = tmp_path / "data"
     data.mkdir()
     if command in FOLDER_COMMANDS:
@@ -192,6 +217,8 @@ def test_hostile_file(tmp_path, corpus, capsys, recwarn, name, command):
     messages = [str(w.message) for w in recwarn]
     got = outcome(code, err, messages, name)
     OBSERVED[(name, command)] = got
+    if got == WORKED:
+        assert name in decoded, f"{name} was neither used nor reported"
     if got == SKIPPED and name != "1x1.png":  # "skipped 1 photo(s) smaller than ..." counts without naming
         assert any(name in m for m in messages), messages
     assert got == expected(name, command), (got, err, messages)
