@@ -117,10 +117,11 @@ def check_writable_folder(folder: Path, what: str) -> None:
     while not existing.exists() and not existing.is_symlink() and existing != existing.parent:
         existing = existing.parent
     if not existing.is_dir():
-        problem = "a broken link" if existing.is_symlink() and not existing.exists() else "not a folder"
-        raise UserError(f"{what}: cannot write in {folder}: {existing} is {problem}")
+        kind = "a broken link" if existing.is_symlink() and not existing.exists() else "a file"
+        where = f"{kind} of that name exists" if existing == folder else f"{existing} is {kind}"
+        raise UserError(f"{what}: cannot create {folder}: {where}")
     if not os.access(existing, os.W_OK | os.X_OK):
-        raise UserError(f"{what}: cannot write in {folder}: {existing} is not writable")
+        raise UserError(f"{what}: {existing} is not writable")
 
 
 def save_image(image: torch.Tensor, path: Path) -> None:
