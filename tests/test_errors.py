@@ -80,3 +80,142 @@ def test_console_script_prints_no_traceback(tmp_path):
                           capture_output=True, text=True, cwd=tmp_path)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.count("\n") == 1
+
+
+def snapshot(folder):
+    """Names, sizes and modification times of everything under `folder`: what "the disk is as it was" compares."""
+    return {str(p.relative_to(folder)): (p.lstat().st_size, p.lstat().st_mtime_ns) for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize("args", [
+    ["train", "--data", "/no/such/folder", "--out", "{t}/new/run"],
+    ["train", "--data", "{t}/empty", "--out", "{t}/new/run"],
+    ["train", "--data", "digits", "--resolution", "30", "--out", "{t}/new/run"],
+    ["train", "--data", "digits", "--task", "superres", "--spectral-norm", "--out", "{t}/new/run"],
+    ["train", "--data", "{t}/notes.txt", "--out", "{t}/run-exists"],
+    ["sample", "/no/such/run", "--out", "{t}/new/grid.png"],
+    ["sample", "{t}/empty", "--out", "{t}/new/folder"],
+    ["sample", "--model", "mnist5k", "--class", "3", "--out", "{t}/new/grid.png"],
+    ["interpolate", "--model", "mnist5k", "--seeds", "1", "--out", "{t}/new/walk.gif"],
+    ["augment", "--model", "mnist5k", "--per-class", "2", "--out", "{t}/new/set"],
+    ["evaluate", "mnist5k", "--data", "{t}/empty", "--out", "{t}/new/report.json"],
+    ["evaluate", "superres-x2", "--data", "{t}/notes.txt", "--out", "{t}/new/report.json"],
+    ["upscale", "{t}/notes.txt", "--out", "{t}/new/up.png"],
+    ["upscale", "{t}/empty", "--out", "{t}/new/up"],
+    ["features", "train", "--data", "{t}/empty", "--out", "{t}/new/features"],
+], ids=lambda a: " ".join(a).replace("{t}/", ""))
+def test_failed_commands_leave_the_disk_as_it_was(capsys, tmp_path, monkeypatch, args):
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "notes.txt").write_text("not an image")
+    (tmp_path / "run-exists").mkdir()
+    (tmp_path / "run-exists" / "config.yaml").write_text("data: digits\n")
+    monkeypatch.chdir(tmp_path)
+    before = snapshot(tmp_path)
+    code, err = run_cli(capsys, *[a.format(t=tmp_path) for a in args])
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert snapshot(tmp_path) == before
+
+
+def test_writability_is_checked_without_creating_anything(tmp_path):
+    from ganforge.errors import UserError
+    from ganforge.imageio import check_writable
+
+    check_writable(tmp_path / "a" / "b" / "grid.png")
+    assert not (tmp_path / "a").exists()
+    (tmp_path / "link").symlink_to(tmp_path / "nowhere")
+    with pytest.raises(UserError, match="broken link"):
+        check_writable(tmp_path / "link" / "x.png")
+
+
+@pytest.mark.parametrize("command, args, says", [
+    ("train", ["train", "--data", "digits"], "--resume"),
+    ("upscale", ["upscale", "x.png"], "run the same command again"),
+    ("sample", ["sample", "--model", "mnist5k"], "none is half-written"),
+    ("evaluate", ["evaluate", "mnist5k"], "no report was written"),
+])
+def test_ctrl_c_message_fits_the_command(capsys, monkeypatch, command, args, says):
+    import ganforge.cli
+
+    def interrupted(_):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(ganforge.cli, f"_{command}", interrupted)
+    code, err = run_cli(capsys, *args)
+    assert code == 130 and err.startswith(f"ganforge {command}: interrupted;") and says in err, err
+    assert ("--resume" in err) == (command == "train")
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["--task", "superres", "--spectral-norm"], "--spectral-norm: only applies to --task generation"),
+    (["--task", "superres", "--arch", "seed"], "--arch: only applies to --task generation"),
+    (["--task", "superres", "--conditional"], "--conditional: only applies to --task generation"),
+    (["--task", "superres", "--latent-dim", "64"], "--latent-dim: only applies to --task generation"),
+    (["--scale", "2"], "--scale: only applies to --task superres"),
+    (["--patch-size", "48"], "--patch-size: only applies to --task superres"),
+    (["--augment-p", "0.5"], "--augment-p: only applies with --augment"),
+    (["--augment-target", "0.6"], "--augment-target: only applies with --augment"),
+    (["--cond-d", "acgan"], "--cond-d: only applies with --conditional"),
+    (["--conditional", "--ac-weight", "2"], "--ac-weight: only applies with --cond-d acgan"),
+    (["--gp-weight", "5"], "--gp-weight: only applies with --loss wgan-gp"),
+    (["--r1-gamma", "0", "--r1-every", "4"], "--r1-every: only applies with --r1-gamma"),
+])
+def test_options_that_do_not_apply_are_refused(capsys, tmp_path, args, needle):
+    code, err = run_cli(capsys, "train", "--data", "digits", *args, "--out", str(tmp_path / "run"))
+    assert code == 2 and err == f"ganforge train: error: {needle}" or needle in err, err
+    assert not (tmp_path / "run").exists()
+
+
+def test_options_that_apply_pass_and_every_recipe_validates():
+    from pathlib import Path
+
+    from ganforge.config import TrainConfig, load_yaml
+
+    TrainConfig(augment="color", augment_p=0.5, augment_target=0.6).validate()
+    TrainConfig(conditional=True, cond_d="acgan", ac_weight=2.0, spectral_norm=True).validate()
+    TrainConfig(task="superres", scale=2, patch_size=64, loss="wgan-gp", gp_weight=5.0).validate()
+    recipes = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
+    assert len(recipes) >= 6
+    for recipe in recipes:
+        TrainConfig.from_dict(load_yaml(recipe), str(recipe)).validate()
+
+
+@pytest.mark.parametrize("yaml_text, needle", [
+    ("steps: lots\n", "--steps: expected an integer, got 'lots'"),
+    ("spectral_norm: 1\n", "--spectral-norm: expected true or false"),
+    ("loss: squared\n", "--loss: 'squared' is not one of"),
+    ("task: inpaint\n", "--task: 'inpaint' is not one of generation, superres"),
+])
+def test_config_file_values_are_checked(capsys, tmp_path, yaml_text, needle):
+    (tmp_path / "c.yaml").write_text(yaml_text)
+    code, err = run_cli(capsys, "train", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run"))
+    assert code == 2 and needle in err, err
+
+
+def test_train_help_is_grouped_and_top_level_help_has_examples(capsys):
+    from ganforge.config import GROUPS
+
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    text = capsys.readouterr().out
+    heads = [line[:-1] for line in text.splitlines() if line.endswith(":") and not line.startswith(" ")]
+    assert heads == ["options", *GROUPS]
+    section = text.split("\nnetworks:\n")[1].split("\n\n")[0]
+    assert "--spectral-norm" in section and "--batch-size" not in section
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    examples = text.split("examples:\n")[1]
+    assert [line.split()[1] for line in examples.splitlines() if line.startswith("  ganforge")] == ["train", "sample", "upscale"]
+
+
+@pytest.mark.parametrize("mode", ["I;16B", "F", "I;16"])
+def test_deep_greyscale_folders_load_as_greyscale(tmp_path, mode):
+    from PIL import Image
+
+    from ganforge.data.folder import load_folder
+
+    for i in range(2):
+        Image.new(mode, (12, 12), 40 * (i + 1)).save(tmp_path / f"g{i}.tif")
+    assert Image.open(tmp_path / "g0.tif").mode == mode
+    images, _, _ = load_folder(tmp_path, 8, None)
+    assert images.shape == (2, 1, 8, 8)

@@ -1,7 +1,9 @@
 import pytest
 import torch
+from torch.nn.utils import parametrize
 
 from ganforge.errors import UserError
+from ganforge.nets.conditional import ProjectionDiscriminator
 from ganforge.nets.brief import BriefDiscriminator, BriefGenerator
 from ganforge.nets.dcgan import DCGANDiscriminator, DCGANGenerator, resolution_plan
 
@@ -42,3 +44,23 @@ def test_brief_networks_follow_the_brief():
     kinds = [type(m).__name__ for m in d.main]
     assert kinds == ["Conv2d", "LeakyReLU", "Dropout", "Conv2d", "LeakyReLU", "Dropout", "Flatten", "Linear"]
     assert all(m.kernel_size == (5, 5) for m in g.modules() if isinstance(m, torch.nn.ConvTranspose2d))
+
+
+@pytest.mark.parametrize("make, layers", [
+    (lambda: DCGANDiscriminator(32, 3, width=16, spectral_norm=True), 4),  # 3 strided convs + the last one
+    (lambda: ProjectionDiscriminator(32, 3, width=16, num_classes=10, spectral_norm=True, aux_classifier=True), 6),
+], ids=["dcgan", "projection-acgan"])
+def test_spectral_norm_keeps_the_dcgan_init(make, layers):
+    """The weights spectral norm stores (and normalises at every forward) are N(0, 0.02), not PyTorch's default."""
+    torch.manual_seed(0)
+    d = make()
+    stored = [m.parametrizations.weight.original for m in d.modules() if parametrize.is_parametrized(m, "weight")]
+    assert len(stored) == layers  # every convolution, projection embedding and classifier
+    for w in stored:
+        if w.numel() >= 500:  # enough values for the sample std to be within 10% of 0.02
+            assert abs(w.std().item() - 0.02) < 0.002 and abs(w.mean().item()) < 0.003, w.shape
+    # and spectral norm still normalises: the largest singular value of the used weight is about 1
+    d(torch.randn(4, 3, 32, 32), *([torch.zeros(4, dtype=torch.long)] if isinstance(d, ProjectionDiscriminator) else []))
+    first = d.features[0] if isinstance(d, ProjectionDiscriminator) else d.main[0]
+    sigma = torch.linalg.matrix_norm(first.weight.flatten(1).detach(), ord=2).item()
+    assert 0.8 < sigma < 1.2

@@ -4,27 +4,27 @@ import argparse
 import dataclasses
 import logging
 import sys
-import types
 import warnings
 
 from ganforge import __version__
-from ganforge.config import TrainConfig, flag, load_yaml
+from ganforge.config import GROUPS, RUN, TrainConfig, field_kind, flag, load_yaml
 from ganforge.errors import UserError
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
-    """One flag per TrainConfig field, so an option is spelled in one place only."""
+    """One flag per TrainConfig field, in the help section its metadata names, so an option is spelled in one place only."""
+    groups = {name: p.add_argument_group(name) for name in GROUPS}
     for f in dataclasses.fields(TrainConfig):
-        kind = f.type.__args__[0] if isinstance(f.type, types.UnionType) else f.type  # int | None -> int
+        kind, group = field_kind(f), groups[f.metadata["group"]]
         default = "" if f.default is None else f" (default: {f.default})"
         if kind is bool:
-            p.add_argument(f"--{flag(f.name)}", dest=f.name, action=argparse.BooleanOptionalAction, default=None,
-                           help=f"{f.metadata['help']}{default}")
+            group.add_argument(f"--{flag(f.name)}", dest=f.name, action=argparse.BooleanOptionalAction, default=None,
+                               help=f"{f.metadata['help']}{default}")
             continue
-        p.add_argument(f"--{flag(f.name)}", dest=f.name, type=kind, default=None,
-                       choices=f.metadata.get("choices"), help=f"{f.metadata['help']}{default}")
-    p.add_argument("--config", help="YAML file of options (command-line flags override it)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
+        group.add_argument(f"--{flag(f.name)}", dest=f.name, type=kind, default=None,
+                           choices=f.metadata.get("choices"), help=f"{f.metadata['help']}{default}")
+    groups[RUN].add_argument("--config", help="YAML file of options (command-line flags override it)")
+    groups[RUN].add_argument("--resume", action="store_true", help="continue the run in --out where it stopped")
 
 
 def _train(args) -> None:
@@ -97,8 +97,29 @@ def _features_train(args) -> None:
     print(f"{features.name} saved in {args.out}")
 
 
+EXAMPLES = """examples:
+  ganforge train --data mnist5k --out runs/mnist5k
+      train a DCGAN on the embedded 5000 MNIST digits
+  ganforge sample --model mnist5k --n 64 --out digits.png
+      a grid of 64 digits from the shipped mnist5k generator
+  ganforge upscale photo.jpg --scale 4
+      photo_x4.png, four times wider and taller, with the shipped super-resolution model
+"""
+# What a Ctrl-C leaves behind differs by command; each says so in its own words.
+INTERRUPTED = {
+    "train": "a checkpoint was saved if training had started (continue with --resume)",
+    "sample": "every image already written is complete; none is half-written",
+    "interpolate": "nothing was written",
+    "augment": "nothing was written (the data set appears only once it is complete)",
+    "evaluate": "no report was written",
+    "upscale": "every output already written is complete; run the same command again to do the rest",
+    "features": "nothing was written",
+}
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ganforge", description="Train GANs on images, then make pictures with them.")
+    parser = argparse.ArgumentParser(prog="ganforge", description="Train GANs on images, then make pictures with them.",
+                                     epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--version", action="version", version=f"ganforge {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -188,7 +209,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"ganforge {args.command}: error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("ganforge: interrupted; a checkpoint was saved where possible (continue with --resume)", file=sys.stderr)
+        print(f"ganforge {args.command}: interrupted; {INTERRUPTED[args.command]}", file=sys.stderr)
         return 130
     return 0
 

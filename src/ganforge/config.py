@@ -1,10 +1,13 @@
 """The one place where a training option is spelled: a dataclass whose fields are the CLI flags.
 
 `ganforge train --batch-size 32` sets `TrainConfig.batch_size`; configs/*.yaml and a run's
-config.yaml use the same field names.
+config.yaml use the same field names. Each field also says where `train --help` lists it
+(`group`) and where it applies (`tasks`, `needs`), so that an option set where it does nothing
+is refused rather than silently ignored.
 """
 
 import dataclasses
+import types
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,74 +17,112 @@ from ganforge.atomic import atomic_path
 from ganforge.diffaugment import parse_policy
 from ganforge.errors import UserError
 
+# Every task, and what its generator maps from. An option's `tasks` names tasks or these kinds,
+# so adding a task is one line here (plus its setup in training/run.py).
+TASKS = {"generation": "noise", "superres": "image"}
+# Sections of `ganforge train --help`, in order.
+GROUPS = ("data", "networks", "losses and stabilisers", "optimisation", "run and output")
+DATA, NETS, LOSSES, OPTIM, RUN = GROUPS
+NOISE, SUPERRES = ("noise",), ("superres",)
 
-def option(default, help: str, **kwargs):
-    """A config field with its CLI help text."""
-    return field(default=default, metadata={"help": help, **kwargs})
+
+def option(default, help: str, group: str, tasks: tuple[str, ...] | None = None, needs: str | tuple | None = None,
+           **kwargs):
+    """A config field with its CLI help text, its section of `train --help` and where it applies.
+
+    `tasks`: the tasks (or kinds of task, see TASKS) it applies to; None: every task.
+    `needs`: the option only does something when another is on: a field name (on: not False,
+    0, None or "none"), or (field name, value).
+    """
+    return field(default=default, metadata={"help": help, "group": group, "tasks": tasks, "needs": needs, **kwargs})
 
 
 @dataclass
 class TrainConfig:
     data: str | None = option(None, "embedded set (mnist5k, digits, photos) or a folder of images (default: mnist5k; "
-                                    "photos for --task superres)")
-    out: str = option("runs/ganforge", "run directory (config, checkpoints, samples, metrics)")
-    max_images: int | None = option(None, "train on this many images of --data (a fixed seeded choice); the rest is held out for evaluation")
+                                    "photos for --task superres)", group=DATA)
+    out: str = option("runs/ganforge", "run directory (config, checkpoints, samples, metrics)", group=RUN)
+    max_images: int | None = option(None, "train on this many images of --data (a fixed seeded choice); the rest is held out for evaluation",
+                                    group=DATA)
     task: str = option("generation", "what is trained: generation (noise -> image) or superres (image -> x2/x4 image)",
-                       choices=["generation", "superres"])
-    arch: str = option("dcgan", "dcgan: resolution-generic DCGAN; seed: the brief's 56x56 networks", choices=["dcgan", "seed"])
-    resolution: int | None = option(None, "image size (default: the embedded set's own, 64 for folders, 56 for --arch seed)")
-    channels: int | None = option(None, "1 or 3 (default: from the data)")
-    width: int = option(64, "base channel width of G and D (ngf = ndf)")
-    latent_dim: int = option(100, "size of the noise vector z")
-    loss: str = option("bce", "adversarial loss: the brief's non-saturating bce, hinge, lsgan or wgan-gp", choices=["bce", "hinge", "lsgan", "wgan-gp"])
-    n_critic: int = option(1, "D updates per G update (5 is usual for wgan-gp)")
-    gp_weight: float = option(10.0, "weight of the WGAN-GP gradient penalty")
-    r1_gamma: float = option(0.2, "R1 penalty weight on real images (0: off); part of the default that won benchmarks/stability.py")
-    r1_every: int = option(16, "apply R1 every N steps, scaled by N (lazy regularisation; 1: every step)")
-    spectral_norm: bool = option(False, "spectral normalisation in D (replaces its batch norm)")
-    ema_decay: float = option(0.999, "EMA of G's weights, used for sampling and export (0: off)")
-    conditional: bool = option(False, "class-conditional GAN: labels from the embedded set, or one sub-folder per class")
-    cond_d: str = option("projection", "how D hears the class (with --conditional): projection (Miyato & Koyama 2018) or acgan (an auxiliary classifier, Odena et al. 2017)", choices=["projection", "acgan"])
-    ac_weight: float = option(1.0, "weight of the AC-GAN class cross-entropy in D's and G's losses (with --cond-d acgan)")
-    augment: str = option("none", "differentiable augmentation of real and fake images: none, or a list of color,translation,cutout")
+                       group=NETS, choices=list(TASKS))
+    arch: str = option("dcgan", "dcgan: resolution-generic DCGAN; seed: the brief's 56x56 networks",
+                       group=NETS, tasks=NOISE, choices=["dcgan", "seed"])
+    resolution: int | None = option(None, "image size (default: the embedded set's own, 64 for folders, 56 for --arch seed)",
+                                    group=DATA, tasks=NOISE)
+    channels: int | None = option(None, "1 or 3 (default: from the data)", group=DATA, tasks=NOISE)
+    width: int = option(64, "base channel width of G and D (ngf = ndf)", group=NETS)
+    latent_dim: int = option(100, "size of the noise vector z", group=NETS, tasks=NOISE)
+    loss: str = option("bce", "adversarial loss: the brief's non-saturating bce, hinge, lsgan or wgan-gp",
+                       group=LOSSES, choices=["bce", "hinge", "lsgan", "wgan-gp"])
+    n_critic: int = option(1, "D updates per G update (5 is usual for wgan-gp)", group=LOSSES)
+    gp_weight: float = option(10.0, "weight of the WGAN-GP gradient penalty", group=LOSSES, needs=("loss", "wgan-gp"))
+    r1_gamma: float = option(0.2, "R1 penalty weight on real images (0: off); part of the default that won benchmarks/stability.py",
+                             group=LOSSES)
+    r1_every: int = option(16, "apply R1 every N steps, scaled by N (lazy regularisation; 1: every step)",
+                           group=LOSSES, needs="r1_gamma")
+    spectral_norm: bool = option(False, "spectral normalisation in D (replaces its batch norm)",
+                                 group=NETS, tasks=NOISE)
+    ema_decay: float = option(0.999, "EMA of G's weights, used for sampling and export (0: off)", group=LOSSES)
+    conditional: bool = option(False, "class-conditional GAN: labels from the embedded set, or one sub-folder per class",
+                               group=NETS, tasks=NOISE)
+    cond_d: str = option("projection", "how D hears the class (with --conditional): projection (Miyato & Koyama 2018) or acgan (an auxiliary classifier, Odena et al. 2017)",
+                         group=NETS, needs="conditional", choices=["projection", "acgan"])
+    ac_weight: float = option(1.0, "weight of the AC-GAN class cross-entropy in D's and G's losses (with --cond-d acgan)",
+                              group=LOSSES, needs=("cond_d", "acgan"))
+    augment: str = option("none", "differentiable augmentation of real and fake images: none, or a list of color,translation,cutout",
+                          group=LOSSES)
     augment_target: float = option(0.0, "adaptive augmentation (ADA): augment each image with a probability that rises while "
-                                   "D's sign(D(x)) averages above this target (0.6 is ADA's); 0: a fixed probability, --augment-p")
+                                   "D's sign(D(x)) averages above this target (0.6 is ADA's); 0: a fixed probability, --augment-p",
+                                   group=LOSSES, needs="augment")
     augment_p: float = option(1.0, "with --augment: the fixed probability that an image is augmented (1: every image, as in "
-                              "DiffAugment; below 1 keeps transforms such as translation from leaking into the samples)")
-    batch_size: int = option(64, "images per step and per process")
-    steps: int | None = option(None, "training steps (D and G updates); default 5000 unless --epochs")
-    epochs: float | None = option(None, "training length in passes over the data (instead of --steps)")
-    max_minutes: float | None = option(None, "stop (with a checkpoint) after this many minutes of training, whatever --steps says")
-    lr: float = option(2e-4, "Adam learning rate of both networks")
-    lr_g: float | None = option(None, "G's learning rate (two time-scale update rule; default: --lr)")
-    lr_d: float | None = option(None, "D's learning rate (default: --lr)")
-    beta1: float = option(0.5, "Adam beta1")
-    beta2: float = option(0.999, "Adam beta2")
+                              "DiffAugment; below 1 keeps transforms such as translation from leaking into the samples)",
+                              group=LOSSES, needs="augment")
+    batch_size: int = option(64, "images per step and per process", group=OPTIM)
+    steps: int | None = option(None, "training steps (D and G updates); default 5000 unless --epochs", group=OPTIM)
+    epochs: float | None = option(None, "training length in passes over the data (instead of --steps)", group=OPTIM)
+    max_minutes: float | None = option(None, "stop (with a checkpoint) after this many minutes of training, whatever --steps says",
+                                       group=RUN)
+    lr: float = option(2e-4, "Adam learning rate of both networks", group=OPTIM)
+    lr_g: float | None = option(None, "G's learning rate (two time-scale update rule; default: --lr)", group=OPTIM)
+    lr_d: float | None = option(None, "D's learning rate (default: --lr)", group=OPTIM)
+    beta1: float = option(0.5, "Adam beta1", group=OPTIM)
+    beta2: float = option(0.999, "Adam beta2", group=OPTIM)
     init_generator: str | None = option(None, "start G (and its EMA) from a saved model of the same architecture: a run, a "
-                                        "model folder or a shipped name (e.g. superres-x4 to fine-tune it)")
-    seed: int = option(0, "seed of everything random; the same seed gives the same run on the CPU")
-    device: str = option("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps")
-    precision: str = option("auto", "auto (bf16 where fast, else fp32), fp32, bf16 or fp16 (CUDA)", choices=["auto", "fp32", "bf16", "fp16"])
-    sample_every: int = option(500, "steps between sample grids")
-    checkpoint_every: int = option(1000, "steps between checkpoints")
-    log_every: int = option(10, "steps between lines of metrics.jsonl")
-    eval_every: int = option(1000, "steps between domain-feature FID/KID and mode-collapse checks (0: off)")
-    eval_samples: int = option(1000, "generated images per check during training")
-    grid_size: int = option(64, "images in each sample grid")
-    nan_patience: int = option(10, "non-finite losses in a row before rolling back to the last checkpoint")
-    scale: int = option(4, "superres: upscaling factor", choices=[2, 4])
+                                        "model folder or a shipped name (e.g. superres-x4 to fine-tune it)", group=NETS)
+    seed: int = option(0, "seed of everything random; the same seed gives the same run on the CPU", group=RUN)
+    device: str = option("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps", group=RUN)
+    precision: str = option("auto", "auto (bf16 where fast, else fp32), fp32, bf16 or fp16 (CUDA)",
+                            group=RUN, choices=["auto", "fp32", "bf16", "fp16"])
+    sample_every: int = option(500, "steps between sample grids", group=RUN)
+    checkpoint_every: int = option(1000, "steps between checkpoints", group=RUN)
+    log_every: int = option(10, "steps between lines of metrics.jsonl", group=RUN)
+    eval_every: int = option(1000, "steps between domain-feature FID/KID and mode-collapse checks (0: off)", group=RUN)
+    eval_samples: int = option(1000, "generated images per check during training", group=RUN, tasks=NOISE)
+    grid_size: int = option(64, "images in each sample grid", group=RUN, tasks=NOISE)
+    nan_patience: int = option(10, "non-finite losses in a row before rolling back to the last checkpoint",
+                               group=LOSSES)
+    scale: int = option(4, "superres: upscaling factor", group=NETS, tasks=SUPERRES, choices=[2, 4])
     degradation: str = option("bicubic", "superres: how training inputs are made from crops: bicubic (the papers' protocol) "
-                              "or realistic (blur, noise, JPEG, for real-world photos)", choices=["bicubic", "realistic"])
-    patch_size: int = option(96, "superres: side of the high-resolution training crops (a multiple of --scale)")
-    blocks: int = option(8, "superres: residual blocks in the generator")
+                              "or realistic (blur, noise, JPEG, for real-world photos)",
+                              group=DATA, tasks=SUPERRES, choices=["bicubic", "realistic"])
+    patch_size: int = option(96, "superres: side of the high-resolution training crops (a multiple of --scale)",
+                             group=DATA, tasks=SUPERRES)
+    blocks: int = option(8, "superres: residual blocks in the generator", group=NETS, tasks=SUPERRES)
     fidelity_steps: int | None = option(None, "superres: L1-only steps before adversarial fine-tuning (default: half of "
-                                        "--steps); their model is kept in model-fidelity/")
-    adversarial_weight: float = option(0.05, "superres: weight of the adversarial loss beside L1 in the second phase")
+                                        "--steps); their model is kept in model-fidelity/",
+                                        group=LOSSES, tasks=SUPERRES)
+    adversarial_weight: float = option(0.05, "superres: weight of the adversarial loss beside L1 in the second phase",
+                                       group=LOSSES, tasks=SUPERRES)
     perceptual_weights: str | None = option(None, "superres: a local VGG19 weights file (torchvision's vgg19 .pth, or "
-                                            ".safetensors) to add ESRGAN's perceptual loss in the second phase")
-    perceptual_weight: float = option(1.0, "superres: weight of the perceptual loss (with --perceptual-weights)")
+                                            ".safetensors) to add ESRGAN's perceptual loss in the second phase",
+                                            group=LOSSES, tasks=SUPERRES)
+    perceptual_weight: float = option(1.0, "superres: weight of the perceptual loss (with --perceptual-weights)",
+                                      group=LOSSES, tasks=SUPERRES, needs="perceptual_weights")
 
     def validate(self) -> "TrainConfig":
+        for f in dataclasses.fields(self):
+            _check_type_and_choice(f, getattr(self, f.name))
         if self.data is None:
             self.data = "photos" if self.task == "superres" else "mnist5k"
         positive = ["width", "latent_dim", "batch_size", "sample_every", "checkpoint_every", "log_every", "grid_size",
@@ -126,7 +167,23 @@ class TrainConfig:
             raise UserError(f"--channels: must be 1 or 3, got {self.channels}")
         if self.resolution is not None and self.resolution < 4:
             raise UserError(f"--resolution: must be at least 4, got {self.resolution}")
+        self._refuse_options_that_do_not_apply()
         return self
+
+    def _refuse_options_that_do_not_apply(self) -> None:
+        """An option left at its default is fine anywhere; one set where it does nothing is a mistake to report."""
+        kind = TASKS[self.task]
+        for f in dataclasses.fields(self):
+            value, tasks, needs = getattr(self, f.name), f.metadata["tasks"], f.metadata["needs"]
+            if value == f.default:
+                continue
+            if tasks is not None and self.task not in tasks and kind not in tasks:
+                applies = sorted(t for t, k in TASKS.items() if t in tasks or k in tasks)
+                raise UserError(f"--{flag(f.name)}: only applies to --task {' or '.join(applies)}, not --task {self.task}")
+            if isinstance(needs, str) and getattr(self, needs) in (None, False, 0, "none"):
+                raise UserError(f"--{flag(f.name)}: only applies with --{flag(needs)}")
+            if isinstance(needs, tuple) and getattr(self, needs[0]) != needs[1]:
+                raise UserError(f"--{flag(f.name)}: only applies with --{flag(needs[0])} {needs[1]}")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)
@@ -142,6 +199,23 @@ class TrainConfig:
 
 def flag(name: str) -> str:
     return name.replace("_", "-")
+
+
+def field_kind(f: dataclasses.Field) -> type:
+    """A field's value type: int for `int | None`."""
+    return f.type.__args__[0] if isinstance(f.type, types.UnionType) else f.type
+
+
+def _check_type_and_choice(f: dataclasses.Field, value) -> None:
+    """The command line converts and checks types and choices; a YAML config's values are checked here."""
+    kind = field_kind(f)
+    accepted = (int, float) if kind is float else kind
+    if value is not None and (not isinstance(value, accepted) or (kind is not bool and isinstance(value, bool))):
+        expected = {int: "an integer", float: "a number", bool: "true or false", str: "text"}[kind]
+        raise UserError(f"--{flag(f.name)}: expected {expected}, got {value!r}")
+    choices = f.metadata.get("choices")
+    if choices and value not in choices:
+        raise UserError(f"--{flag(f.name)}: {value!r} is not one of {', '.join(map(str, choices))}")
 
 
 def load_yaml(path: Path) -> dict:

@@ -15,8 +15,11 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from ganforge.atomic import atomic_path
 from ganforge.errors import UserError
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+# What is read as an image. GIF (first frame of an animation) and TIFF (first page) are read as
+# users expect; outputs are written only as the formats of `image_format`.
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp", ".gif", ".tif", ".tiff"}
 HIGH_DEPTH_MODES = ("I", "I;16", "I;16B", "I;16L", "F")  # greyscale with more than 8 bits: see to_8bit
+GREY_MODES = ("1", "L", "LA", *HIGH_DEPTH_MODES)
 # What decoding a file that is not a usable image raises: callers skip or report the file.
 UNREADABLE_IMAGE = (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
@@ -34,7 +37,7 @@ def open_rgb_or_l(path: Path, channels: int | None = None) -> Image.Image:
             im = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
             im.alpha_composite(rgba)
         if channels is None:
-            channels = 1 if im.mode in ("L", "1", *HIGH_DEPTH_MODES) else 3
+            channels = 1 if im.mode in GREY_MODES else 3
         return to_8bit(im).convert("L" if channels == 1 else "RGB")
 
 
@@ -103,13 +106,22 @@ def check_writable(path: Path, what: str = "--out") -> Path:
 
 
 def check_writable_folder(folder: Path, what: str) -> None:
-    """Create `folder` if needed and fail, naming the option, unless files can be written in it."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-    except OSError as e:
-        raise UserError(f"{what}: cannot create {folder}: {e.strerror}") from None
-    if not os.access(folder, os.W_OK):
-        raise UserError(f"{what}: {folder} is not writable")
+    """Fail, naming the option, unless files could be written in `folder`; create nothing.
+
+    The check runs before a command does its work, so it must not touch the disk: a command that
+    fails later leaves it exactly as it was. A folder that does not exist yet passes when its
+    nearest existing ancestor is a writable folder; writers create it when they write into it.
+    """
+    folder = Path(folder)
+    existing = folder
+    while not existing.exists() and not existing.is_symlink() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        kind = "a broken link" if existing.is_symlink() and not existing.exists() else "a file"
+        where = f"{kind} of that name exists" if existing == folder else f"{existing} is {kind}"
+        raise UserError(f"{what}: cannot create {folder}: {where}")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise UserError(f"{what}: {existing} is not writable")
 
 
 def save_image(image: torch.Tensor, path: Path) -> None:

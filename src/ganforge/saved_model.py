@@ -6,8 +6,10 @@ exported folder, or the name of a model shipped inside the package (`mnist5k`).
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import torch
+from torch import nn
 from safetensors import SafetensorError
 from safetensors.torch import load, save_file
 
@@ -52,17 +54,50 @@ def resolve_model(where: str | Path) -> Path:
     raise UserError(f"{where}: no such run directory, model folder or shipped model ({', '.join(shipped_models())})")
 
 
+def read_config(folder: Path) -> dict:
+    """A saved model's `config.json`, or a UserError naming the folder."""
+    try:
+        text = (Path(folder) / "config.json").read_bytes()
+    except OSError as e:
+        raise UserError(f"{folder}: cannot read the saved model ({e})") from None
+    return parse_config(folder, text)
+
+
+def parse_config(folder: Path, text: bytes) -> dict:
+    """The JSON object of a `config.json`'s bytes, or a UserError naming the folder."""
+    try:
+        config = json.loads(text)
+    except ValueError as e:  # not UTF-8, or not JSON
+        raise UserError(f"{folder}: cannot read the saved model ({e})") from None
+    if not isinstance(config, dict):
+        raise UserError(f"{folder}: cannot read the saved model (config.json is not a JSON object)")
+    return config
+
+
 def load_model(folder: Path, name: str) -> tuple[dict, dict[str, torch.Tensor]]:
     """The config and the weights `name` of a saved model folder, both from the same save (`read_together`)."""
     folder = Path(folder)
     try:
         config_bytes, weight_bytes = read_together(folder, ["config.json", f"{name}.safetensors"])
-        config, weights = json.loads(config_bytes), load(weight_bytes)
-    except (OSError, ValueError, SafetensorError) as e:  # ValueError: a config that is not JSON (or not UTF-8)
+        weights = load(weight_bytes)
+    except (OSError, SafetensorError) as e:
         raise UserError(f"{folder}: cannot read the saved model ({e})") from None
-    return config, weights
+    return parse_config(folder, config_bytes), weights
+
+
+def build_model(build: Callable[[dict], nn.Module], config: dict, weights: dict[str, torch.Tensor], folder: Path) -> nn.Module:
+    """`build(config)` with `weights` loaded, or a UserError naming the folder when config and weights do not fit
+    (a hand-edited config.json, or weights of another model)."""
+    try:
+        net = build(config)
+        net.load_state_dict(weights)
+    except (KeyError, TypeError, ValueError, RuntimeError, UserError) as e:
+        detail = " ".join(str(e).split())  # load_state_dict lists every mismatch on lines of its own
+        raise UserError(f"{folder}: config.json and the weights do not make a model ({type(e).__name__}: "
+                        f"{detail[:200]}{'...' if len(detail) > 200 else ''})") from None
+    return net
 
 
 def model_task(where: str | Path) -> str:
     """What the model behind a run, folder or shipped name does: "generation" or "superres"."""
-    return json.loads((resolve_model(where) / "config.json").read_text()).get("task", "generation")
+    return read_config(resolve_model(where)).get("task", "generation")

@@ -4,11 +4,11 @@ import warnings
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 from tqdm import tqdm
 
 from ganforge.errors import UserError
-from ganforge.imageio import IMAGE_SUFFIXES, UNREADABLE_IMAGE, open_rgb_or_l, pil_to_uint8, resize_center_crop
+from ganforge.imageio import GREY_MODES, IMAGE_SUFFIXES, UNREADABLE_IMAGE, open_rgb_or_l, pil_to_uint8, resize_center_crop
 
 
 def find_images(root: Path) -> list[Path]:
@@ -17,7 +17,8 @@ def find_images(root: Path) -> list[Path]:
         raise UserError(f"--data: {root} does not exist")
     if not root.is_dir():
         raise UserError(f"--data: {root} is not a folder (or a known embedded set)")
-    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    # Not `is_file()`: a broken link or a link loop named like an image must reach the decoder, to be counted.
+    return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
 
 
 def load_folder(root: Path, resolution: int, channels: int | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -37,8 +38,8 @@ def load_folder(root: Path, resolution: int, channels: int | None) -> tuple[np.n
     for p in tqdm(paths, desc=f"decoding {root}", unit="img", leave=False, disable=len(paths) < 500):
         try:
             im = resize_center_crop(open_rgb_or_l(p, channels), resolution)
-        except UNREADABLE_IMAGE:
-            bad.append(p)
+        except UNREADABLE_IMAGE as e:
+            bad.append(f"{p} ({e})")
             continue
         images.append(pil_to_uint8(im))
         parts = p.relative_to(root).parts
@@ -53,6 +54,6 @@ def load_folder(root: Path, resolution: int, channels: int | None) -> tuple[np.n
 def _is_grey(path: Path) -> bool:
     try:
         with Image.open(path) as im:
-            return im.mode in ("L", "1", "I", "I;16", "LA")
-    except (UnidentifiedImageError, OSError):
-        return True  # unreadable files are reported when decoding; they must not force RGB
+            return im.mode in GREY_MODES
+    except UNREADABLE_IMAGE:
+        return True  # unreadable files (a decompression bomb too) are skipped and counted when decoding; they must not force RGB

@@ -15,7 +15,7 @@ pooled features; `forward(x, y, with_classes=True)` returns (logits, class_logit
 import torch
 from torch import nn
 
-from ganforge.nets.dcgan import _widths, discriminator_trunk, init_dcgan_weights, resolution_plan
+from ganforge.nets.dcgan import _widths, discriminator_trunk, init_dcgan_weights, resolution_plan, spectral_normalise
 
 # Scale of G's input class embedding. Measured on mnist5k (28x28, 1.5 CPU minutes): at N(0, 1), as loud as z,
 # G ignored z and made one image per class; at 0.1 the class was barely heard; 0.3 gave both.
@@ -71,15 +71,16 @@ class ProjectionDiscriminator(nn.Module):
                  aux_classifier: bool = False):
         super().__init__()
         layers, last_width, base = discriminator_trunk(resolution, channels, width, spectral_norm, batch_norm)
-        sn = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda m: m)
         self.features = nn.Sequential(*layers)
-        self.psi = sn(nn.Conv2d(last_width, 1, base, 1, 0, bias=False))
-        self.embed = sn(nn.Embedding(num_classes, last_width)) if projection else None
-        self.classifier = sn(nn.Linear(last_width, num_classes)) if aux_classifier else None
+        self.psi = nn.Conv2d(last_width, 1, base, 1, 0, bias=False)
+        self.embed = nn.Embedding(num_classes, last_width) if projection else None
+        self.classifier = nn.Linear(last_width, num_classes) if aux_classifier else None
         self.num_classes = num_classes
         init_dcgan_weights(self)
         if self.embed is not None:
-            nn.init.normal_(self.embed.weight if not spectral_norm else self.embed.parametrizations.weight.original, 0.0, 0.02)
+            nn.init.normal_(self.embed.weight, 0.0, 0.02)
+        if spectral_norm:
+            spectral_normalise(self)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor, with_classes: bool = False):
         h = self.features(x)

@@ -41,6 +41,18 @@ def init_dcgan_weights(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
+def spectral_normalise(module: nn.Module) -> None:
+    """Spectral norm on every convolution, linear layer and embedding of `module`.
+
+    Call it after initialising the weights: the parametrisation keeps the weight it is given as its
+    stored original and recomputes `weight` from it at every forward, so an initialisation written
+    into `weight` afterwards would be lost (D would silently keep PyTorch's default init).
+    """
+    for m in list(module.modules()):
+        if isinstance(m, (nn.Conv2d, nn.Linear, nn.Embedding)):
+            nn.utils.parametrizations.spectral_norm(m)
+
+
 def _widths(width: int, k: int) -> list[int]:
     """Channel widths from the smallest map (index 0) to the largest, capped at 8 x width."""
     return [width * min(2 ** (k - 1 - i), MAX_WIDTH_MULT) for i in range(k)]
@@ -71,13 +83,16 @@ class DCGANGenerator(nn.Module):
 
 def discriminator_trunk(resolution: int, channels: int, width: int, spectral_norm: bool,
                         batch_norm: bool) -> tuple[list[nn.Module], int, int]:
-    """D's strided convolutions down to a `base` x `base` map: (layers, their last width, base)."""
+    """D's strided convolutions down to a `base` x `base` map: (layers, their last width, base).
+
+    With `spectral_norm` there is no batch norm; the caller applies spectral norm itself, after
+    initialising (see `spectral_normalise`).
+    """
     base, k = resolution_plan(resolution)
     widths = _widths(width, k)[::-1]
-    sn = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda m: m)
-    layers: list[nn.Module] = [sn(nn.Conv2d(channels, widths[0], 4, 2, 1, bias=False)), nn.LeakyReLU(0.2, True)]
+    layers: list[nn.Module] = [nn.Conv2d(channels, widths[0], 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
     for cin, cout in zip(widths, widths[1:]):
-        layers += [sn(nn.Conv2d(cin, cout, 4, 2, 1, bias=False))]
+        layers += [nn.Conv2d(cin, cout, 4, 2, 1, bias=False)]
         # Spectral norm replaces batch norm; a WGAN-GP critic has none (the penalty is per sample).
         layers += [nn.BatchNorm2d(cout)] if batch_norm and not spectral_norm else []
         layers += [nn.LeakyReLU(0.2, True)]
@@ -91,9 +106,10 @@ class DCGANDiscriminator(nn.Module):
                  batch_norm: bool = True):
         super().__init__()
         layers, last_width, base = discriminator_trunk(resolution, channels, width, spectral_norm, batch_norm)
-        sn = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda m: m)
-        self.main = nn.Sequential(*layers, sn(nn.Conv2d(last_width, 1, base, 1, 0, bias=False)))
+        self.main = nn.Sequential(*layers, nn.Conv2d(last_width, 1, base, 1, 0, bias=False))
         init_dcgan_weights(self)
+        if spectral_norm:
+            spectral_normalise(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.main(x).flatten()

@@ -134,6 +134,7 @@ def evaluate(where: str | Path, data: str | None = None, metrics: list[str] | No
 
     `metrics` None means every metric the data allows (see `chosen_metrics`).
     """
+    generator, _ = load_generator(where, device)  # first: a broken model is reported before any data is read
     train, heldout, model = run_data(where, data)
     metrics = chosen_metrics(metrics, heldout)
     reference = heldout if len(heldout) else train
@@ -144,7 +145,6 @@ def evaluate(where: str | Path, data: str | None = None, metrics: list[str] | No
     out = Path(out) if out else (Path(where) / "evaluation.json" if is_run else Path("evaluation.json"))
     check_writable(out, "--out")
     extractor = pick_extractor(train, features, inception_weights, device)
-    generator, _ = load_generator(where, device)
     z = latents(list(range(seed, seed + n)), model["latent_dim"])
     fake_images = float_to_uint8(generate(generator, z, balanced_labels(n, model)))  # 8-bit, as real images are
     cache = Path(where) / "real_features" if is_run else cache_dir() / "real_features"

@@ -8,7 +8,7 @@ from torch import nn
 from ganforge.errors import UserError
 from ganforge.imageio import check_writable, make_grid, save_gif, save_image
 from ganforge.latent import generate, latents, slerp
-from ganforge.saved_model import load_model, resolve_model
+from ganforge.saved_model import build_model, load_model, resolve_model
 from ganforge.tasks.generation import build_generator
 from ganforge.device import pick_device
 
@@ -18,8 +18,7 @@ def load_generator(where: str | Path, device: str = "auto") -> tuple[nn.Module, 
     config, weights = load_model(resolve_model(where), "generator")
     if config.get("task", "generation") != "generation":
         raise UserError(f"{where}: a {config['task']} model makes no samples from noise; use `ganforge upscale --model {where}`")
-    generator = build_generator(config)
-    generator.load_state_dict(weights)
+    generator = build_model(build_generator, config, weights, where)
     return generator.to(pick_device(device)).eval(), config
 
 
@@ -88,9 +87,7 @@ def _class_rows(generator: nn.Module, config: dict, out: Path, n: int, seed: int
         return out
     for i, image in enumerate(images):
         c, j = divmod(i, cols)
-        folder = out / class_folder(config["class_names"][c], c)
-        folder.mkdir(parents=True, exist_ok=True)
-        save_image(image, folder / f"seed{seed + j:06d}.png")
+        save_image(image, out / class_folder(config["class_names"][c], c) / f"seed{seed + j:06d}.png")
     return out
 
 

@@ -8,6 +8,7 @@ the BT.601 luma (Y) channel with `scale` pixels cut from each border.
 import json
 import logging
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ from ganforge.config import load_yaml
 from ganforge.data.degrade import bicubic_upsample, lr_hr_pair
 from ganforge.data.photos import load_photo, load_photos
 from ganforge.errors import UserError
-from ganforge.imageio import check_writable
+from ganforge.imageio import UNREADABLE_IMAGE, check_writable
 from ganforge.metrics.superres import mean_scores, score
 from ganforge.tiling import upscale_tensor
 from ganforge.pipelines.upscaling import load_upscaler, run_variants
@@ -30,7 +31,10 @@ def heldout_photos(where: str | Path, data: str | None) -> tuple[list[np.ndarray
     """The photos to score on: `data` (a folder, an image, or `photos`), else the run's held-out photos."""
     if data is not None:
         if Path(data).is_file():
-            return [load_photo(Path(data))], data
+            try:
+                return [load_photo(Path(data))], data
+            except UNREADABLE_IMAGE as e:
+                raise UserError(f"--data: {data} is not a readable image ({e})") from None
         train, held = load_photos(data)
         return (held, f"held-out photos of {data}") if held else (train, data)
     config_path = Path(where) / "config.yaml"
@@ -57,6 +61,9 @@ def evaluate_superres(where: str | Path, data: str | None = None, out: str | Pat
     pairs = [lr_hr_pair(p, scale, degradation, seed=i) for i, p in enumerate(photos) if min(p.shape[1:]) >= 16 * scale]
     if not pairs:
         raise UserError(f"--data: no photo of {source} is at least {16 * scale} pixels on each side")
+    if len(pairs) < len(photos):
+        warnings.warn(f"{source}: skipped {len(photos) - len(pairs)} photo(s) smaller than {16 * scale} pixels on a side",
+                      stacklevel=2)
     rows = {"bicubic": mean_scores([score(bicubic_upsample(lr, scale), hr, scale) for lr, hr in pairs])}
     seconds, megapixels = {}, sum(hr.shape[-1] * hr.shape[-2] for _, hr in pairs) / 1e6
     work = len(upscalers) * len(pairs)

@@ -21,7 +21,7 @@ from ganforge.data.folder import find_images
 from ganforge.errors import UserError
 from ganforge.imageio import (HIGH_DEPTH_MODES, IMAGE_SUFFIXES, UNREADABLE_IMAGE, check_writable, image_format, to_8bit,
                               uint8_to_float)
-from ganforge.saved_model import load_model, resolve_model, shipped_models
+from ganforge.saved_model import build_model, load_model, resolve_model, shipped_models
 from ganforge.tasks.superres import build_sr_generator
 from ganforge.tiling import upscale_tensor
 from ganforge.device import pick_device
@@ -74,8 +74,7 @@ def load_upscaler(folder: str | Path, scale: int | None = None, device: str = "a
         raise UserError(f"--model: {folder} is a {config.get('task', 'generation')} model, not a super-resolution one")
     if scale is not None and scale != config["scale"]:
         raise UserError(f"--scale: the model in {folder} upscales x{config['scale']}, not x{scale}")
-    generator = build_sr_generator(config)
-    generator.load_state_dict(weights)
+    generator = build_model(build_sr_generator, config, weights, folder)
     return generator.to(pick_device(device)).eval(), config
 
 
@@ -179,7 +178,9 @@ def upscale(source: str | Path, out: str | Path | None = None, scale: int | None
     if out.resolve() == source.resolve():
         raise UserError(f"--out: {out} is the input folder; choose another folder")
     check_writable(out, "--out")
-    paths = [p for p in find_images(source) if out.resolve() not in p.resolve().parents]
+    paths = [p for p in find_images(source) if out.resolve() not in (p.parent.resolve(), *p.parent.resolve().parents)]
+    if not paths:
+        raise UserError(f"{source}: holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
     targets, renamed = output_paths(source, paths, out)
     if renamed:
         log.info("%d input(s) differ from another only in suffix; their outputs keep it: %s", len(renamed),
