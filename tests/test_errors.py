@@ -151,7 +151,9 @@ def test_ctrl_c_message_fits_the_command(capsys, monkeypatch, command, args, say
     (["--task", "superres", "--conditional"], "--conditional: only applies to --task generation"),
     (["--task", "superres", "--latent-dim", "64"], "--latent-dim: only applies to --task generation"),
     (["--scale", "2"], "--scale: only applies to --task superres"),
-    (["--patch-size", "48"], "--patch-size: only applies to --task superres"),
+    (["--patch-size", "48"], "--patch-size: only applies to --task inpaint or superres"),
+    (["--masks", "box"], "--masks: only applies to --task inpaint"),
+    (["--task", "superres", "--inpaint-net", "conv"], "--inpaint-net: only applies to --task inpaint"),
     (["--augment-p", "0.5"], "--augment-p: only applies with --augment"),
     (["--augment-target", "0.6"], "--augment-target: only applies with --augment"),
     (["--cond-d", "acgan"], "--cond-d: only applies with --conditional"),
@@ -183,7 +185,7 @@ def test_options_that_apply_pass_and_every_recipe_validates():
     ("steps: lots\n", "--steps: expected an integer, got 'lots'"),
     ("spectral_norm: 1\n", "--spectral-norm: expected true or false"),
     ("loss: squared\n", "--loss: 'squared' is not one of"),
-    ("task: inpaint\n", "--task: 'inpaint' is not one of generation, superres"),
+    ("task: paint\n", "--task: 'paint' is not one of generation, superres, inpaint"),
 ])
 def test_config_file_values_are_checked(capsys, tmp_path, yaml_text, needle):
     (tmp_path / "c.yaml").write_text(yaml_text)

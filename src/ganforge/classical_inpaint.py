@@ -22,8 +22,11 @@ def available_methods() -> list[str]:
 
 def classical_fill(method: str, image: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """`image` (H, W, C) uint8 with the pixels where `mask` (H, W) is True filled by `method`; uint8."""
+    image, mask = np.array(image, dtype=np.uint8), np.array(mask, dtype=bool)  # writable copies: the fills need them
     if method == "biharmonic":
-        filled = inpaint_biharmonic(image.astype(np.float64) / 255, mask, channel_axis=-1)
+        # split_into_regions: scikit-image 0.26 with the whole mask at once built corrupt sparse indices on some
+        # masks (a ValueError on the second call); region by region it solves the same equations.
+        filled = inpaint_biharmonic(image.astype(np.float64) / 255, mask, channel_axis=-1, split_into_regions=True)
         out = np.clip(np.round(filled * 255), 0, 255).astype(np.uint8)
     elif method in CV2_METHODS:
         import cv2

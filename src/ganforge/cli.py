@@ -70,7 +70,13 @@ def _augment(args) -> None:
 def _evaluate(args) -> None:
     from ganforge.saved_model import model_task
 
-    if model_task(args.run) == "superres":
+    task = model_task(args.run)
+    if task == "inpaint":
+        from ganforge.pipelines.inpaint_evaluation import evaluate_inpaint, format_inpaint_report
+
+        print(format_inpaint_report(evaluate_inpaint(args.run, args.data, args.out, args.device)))
+        return
+    if task == "superres":
         from ganforge.pipelines.superres_evaluation import evaluate_superres, format_superres_report
 
         print(format_superres_report(evaluate_superres(args.run, args.data, args.out, args.device)))
@@ -87,6 +93,14 @@ def _upscale(args) -> None:
 
     out = upscale(args.input, args.out, scale=args.scale, model=args.model, variant=args.variant, tile=args.tile,
                   device=args.device, overwrite=args.overwrite)
+    print(f"saved {out}")
+
+
+def _inpaint(args) -> None:
+    from ganforge.pipelines.inpainting import inpaint
+
+    out = inpaint(args.input, args.out, mask=args.mask, boxes=args.box, model=args.model, overwrite=args.overwrite,
+                  device=args.device, work_size=args.work_size)
     print(f"saved {out}")
 
 
@@ -113,6 +127,7 @@ INTERRUPTED = {
     "augment": "nothing was written (the data set appears only once it is complete)",
     "evaluate": "no report was written",
     "upscale": "every output already written is complete; run the same command again to do the rest",
+    "inpaint": "every output already written is complete; run the same command again to do the rest",
     "features": "nothing was written",
 }
 
@@ -159,10 +174,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_augment)
 
     p = sub.add_parser("evaluate", help="FID, KID, precision/recall, density/coverage and a memorisation audit; "
-                                        "PSNR/SSIM against bicubic for super-resolution")
+                                        "PSNR/SSIM against bicubic for super-resolution; hole PSNR/SSIM/L1 against "
+                                        "the classical fills for inpainting")
     p.add_argument("run", help="run directory, exported model folder or shipped model name")
     p.add_argument("--data", help="real images to compare with (default: the run's --data; its held-out split if it has one); "
-                                  "for super-resolution, photos (a folder or one image) to score on")
+                                  "for super-resolution and inpainting, images (an embedded set, a folder or one image) "
+                                  "to score on")
     p.add_argument("--metrics", help="comma list of fid, kid, pr, dc (coverage), memorization (default: all; "
                                     "memorization only where the run holds images out)")
     p.add_argument("--n", type=int, help="generated images (default: as many as the reference set, at most 5000)")
@@ -184,6 +201,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace outputs that exist already")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.set_defaults(func=_upscale)
+
+    p = sub.add_parser("inpaint", help="fill holes in an image or a folder of images (inpainting)")
+    p.add_argument("input", help="an image file or a folder of images (searched recursively)")
+    p.add_argument("--mask", help="mask image (non-zero pixels are holes; the image's size), or for a folder input a "
+                                  "folder of masks matched by file stem")
+    p.add_argument("--box", action="append", metavar="X,Y,W,H",
+                   help="a rectangular hole in pixels, instead of --mask (repeat for more)")
+    p.add_argument("--out", help="output image, or folder for a folder input (default: NAME_filled.png / FOLDER_filled)")
+    p.add_argument("--model", help="an inpainting run directory, model folder or shipped name "
+                                   "(default: inpaint-photos; inpaint-digits for MNIST-like digits)")
+    p.add_argument("--work-size", type=int, default=512,
+                   help="the largest window the model fills at full size; larger ones are filled at this size and "
+                        "scaled back (bounds memory)")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that exist already")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.set_defaults(func=_inpaint)
 
     p = sub.add_parser("features", help="feature networks for the metrics")
     fsub = p.add_subparsers(dest="features_command", required=True)

@@ -14,16 +14,17 @@ from pathlib import Path
 import yaml
 
 from ganforge.atomic import atomic_path
+from ganforge.data.masks import MASK_KINDS
 from ganforge.diffaugment import parse_policy
 from ganforge.errors import UserError
 
 # Every task, and what its generator maps from. An option's `tasks` names tasks or these kinds,
 # so adding a task is one line here (plus its setup in training/run.py).
-TASKS = {"generation": "noise", "superres": "image"}
+TASKS = {"generation": "noise", "superres": "image", "inpaint": "image"}
 # Sections of `ganforge train --help`, in order.
 GROUPS = ("data", "networks", "losses and stabilisers", "optimisation", "run and output")
 DATA, NETS, LOSSES, OPTIM, RUN = GROUPS
-NOISE, SUPERRES = ("noise",), ("superres",)
+NOISE, SUPERRES, INPAINT = ("noise",), ("superres",), ("inpaint",)
 
 
 def option(default, help: str, group: str, tasks: tuple[str, ...] | None = None, needs: str | tuple | None = None,
@@ -40,11 +41,12 @@ def option(default, help: str, group: str, tasks: tuple[str, ...] | None = None,
 @dataclass
 class TrainConfig:
     data: str | None = option(None, "embedded set (mnist5k, digits, photos) or a folder of images (default: mnist5k; "
-                                    "photos for --task superres)", group=DATA)
+                                    "photos for --task superres and inpaint)", group=DATA)
     out: str = option("runs/ganforge", "run directory (config, checkpoints, samples, metrics)", group=RUN)
     max_images: int | None = option(None, "train on this many images of --data (a fixed seeded choice); the rest is held out for evaluation",
                                     group=DATA)
-    task: str = option("generation", "what is trained: generation (noise -> image) or superres (image -> x2/x4 image)",
+    task: str = option("generation", "what is trained: generation (noise -> image), superres (image -> x2/x4 image) or inpaint "
+                       "(image with holes -> the full image)",
                        group=NETS, choices=list(TASKS))
     arch: str = option("dcgan", "dcgan: resolution-generic DCGAN; seed: the brief's 56x56 networks",
                        group=NETS, tasks=NOISE, choices=["dcgan", "seed"])
@@ -106,25 +108,34 @@ class TrainConfig:
     degradation: str = option("bicubic", "superres: how training inputs are made from crops: bicubic (the papers' protocol) "
                               "or realistic (blur, noise, JPEG, for real-world photos)",
                               group=DATA, tasks=SUPERRES, choices=["bicubic", "realistic"])
-    patch_size: int = option(96, "superres: side of the high-resolution training crops (a multiple of --scale)",
-                             group=DATA, tasks=SUPERRES)
-    blocks: int = option(8, "superres: residual blocks in the generator", group=NETS, tasks=SUPERRES)
+    patch_size: int = option(96, "superres, inpaint: side of the training crops of photos (for superres a multiple of "
+                             "--scale)", group=DATA, tasks=SUPERRES + INPAINT)
+    blocks: int = option(8, "superres, inpaint: residual blocks in the generator", group=NETS, tasks=SUPERRES + INPAINT)
     fidelity_steps: int | None = option(None, "superres: L1-only steps before adversarial fine-tuning (default: half of "
                                         "--steps); their model is kept in model-fidelity/",
                                         group=LOSSES, tasks=SUPERRES)
-    adversarial_weight: float = option(0.05, "superres: weight of the adversarial loss beside L1 in the second phase",
-                                       group=LOSSES, tasks=SUPERRES)
-    perceptual_weights: str | None = option(None, "superres: a local VGG19 weights file (torchvision's vgg19 .pth, or "
-                                            ".safetensors) to add ESRGAN's perceptual loss in the second phase",
-                                            group=LOSSES, tasks=SUPERRES)
-    perceptual_weight: float = option(1.0, "superres: weight of the perceptual loss (with --perceptual-weights)",
-                                      group=LOSSES, tasks=SUPERRES, needs="perceptual_weights")
+    adversarial_weight: float = option(0.05, "superres, inpaint: weight of the adversarial loss beside L1 (for superres, "
+                                       "in the second phase)", group=LOSSES, tasks=SUPERRES + INPAINT)
+    perceptual_weights: str | None = option(None, "superres, inpaint: a local VGG19 weights file (torchvision's vgg19 .pth, "
+                                            "or .safetensors) to add ESRGAN's perceptual loss (for superres, in the second "
+                                            "phase)", group=LOSSES, tasks=SUPERRES + INPAINT)
+    perceptual_weight: float = option(1.0, "superres, inpaint: weight of the perceptual loss (with --perceptual-weights)",
+                                      group=LOSSES, tasks=SUPERRES + INPAINT, needs="perceptual_weights")
+    masks: str = option("mixed", "inpaint: the holes training draws: box, freeform (DeepFill v2 brush strokes), thin, "
+                        "medium, thick (LaMa's presets) or mixed (each mask from one of them)",
+                        group=DATA, tasks=INPAINT, choices=list(MASK_KINDS))
+    inpaint_net: str = option("ffc", "inpaint: residual blocks of fast Fourier convolutions (ffc: LaMa's, every pixel sees "
+                              "the whole image) or plain convolutions (conv: the baseline)",
+                              group=NETS, tasks=INPAINT, choices=["ffc", "conv"])
+    hole_weight: float = option(1.0, "inpaint: weight of L1 to the original inside the holes", group=LOSSES, tasks=INPAINT)
+    valid_weight: float = option(1.0, "inpaint: weight of L1 to the original outside the holes (keeps the fill consistent "
+                                 "with its surroundings)", group=LOSSES, tasks=INPAINT)
 
     def validate(self) -> "TrainConfig":
         for f in dataclasses.fields(self):
             _check_type_and_choice(f, getattr(self, f.name))
         if self.data is None:
-            self.data = "photos" if self.task == "superres" else "mnist5k"
+            self.data = "mnist5k" if self.task == "generation" else "photos"
         positive = ["width", "latent_dim", "batch_size", "sample_every", "checkpoint_every", "log_every", "grid_size",
                     "n_critic", "r1_every", "nan_patience", "eval_samples", "blocks"]
         for name in positive:
@@ -143,12 +154,15 @@ class TrainConfig:
             value = getattr(self, name)
             if value is not None and not 0 < value < 1:
                 raise UserError(f"--{flag(name)}: must be in (0, 1), got {value}")
-        if self.patch_size % self.scale or self.patch_size < 8 * self.scale:
+        if self.task == "superres" and (self.patch_size % self.scale or self.patch_size < 8 * self.scale):
             raise UserError(f"--patch-size: must be a multiple of --scale {self.scale} and at least {8 * self.scale}, "
                             f"got {self.patch_size}")
+        if self.patch_size < 16:
+            raise UserError(f"--patch-size: must be at least 16, got {self.patch_size}")
         if self.fidelity_steps is not None and self.fidelity_steps < 0:
             raise UserError(f"--fidelity-steps: must be at least 0, got {self.fidelity_steps}")
-        for name in ("gp_weight", "r1_gamma", "eval_every", "adversarial_weight", "perceptual_weight", "ac_weight"):
+        for name in ("gp_weight", "r1_gamma", "eval_every", "adversarial_weight", "perceptual_weight", "ac_weight",
+                     "hole_weight", "valid_weight"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{flag(name)}: must be at least 0, got {getattr(self, name)}")
         if not 0 <= self.augment_target < 1:

@@ -86,7 +86,7 @@ def _box_mask(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
         bw = max(1, int(width * rng.uniform(0.1, 0.5)))
         y, x = int(rng.integers(0, height - bh + 1)), int(rng.integers(0, width - bw + 1))
         draw.rectangle((x, y, x + bw - 1, y + bh - 1), fill=1)
-    return np.asarray(image, dtype=bool)
+    return np.array(image, dtype=bool)
 
 
 def _freeform_mask(height: int, width: int, rng: np.random.Generator) -> np.ndarray:
@@ -107,7 +107,7 @@ def _freeform_mask(height: int, width: int, rng: np.random.Generator) -> np.ndar
             points.append((min(max(x + length * math.cos(angle), 0), width - 1),
                            min(max(y + length * math.sin(angle), 0), height - 1)))
         _stroke(draw, points, brush)
-    mask = np.asarray(image, dtype=bool)
+    mask = np.array(image, dtype=bool)
     # DeepFill flips each mask half of the time, so that strokes do not all lean the same way.
     return mask[:, ::-1].copy() if rng.random() < 0.5 else mask
 
@@ -122,7 +122,7 @@ def _lama_mask(preset: str) -> Callable[[int, int, np.random.Generator], np.ndar
         if boxes is not None and rng.random() < LAMA_BOX_SHARE:
             times, lo, hi, margin = boxes
             _boxes(height, width, rng, times, lo * s, hi * s, margin * s, draw)
-            return np.asarray(image, dtype=bool)
+            return np.array(image, dtype=bool)
         lo, hi = strokes["times"]
         for i in range(rng.integers(lo, hi + 1)):
             points = [(float(rng.integers(0, width)), float(rng.integers(0, height)))]
@@ -137,7 +137,7 @@ def _lama_mask(preset: str) -> Callable[[int, int, np.random.Generator], np.ndar
                                min(max(y + length * math.cos(angle), 0), height)))
             for (a, b), w in zip(zip(points, points[1:]), widths):
                 draw.line((a, b), fill=1, width=max(1, round(w)))
-        return np.asarray(image, dtype=bool)
+        return np.array(image, dtype=bool)
 
     return draw_mask
 

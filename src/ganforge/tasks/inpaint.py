@@ -24,7 +24,7 @@ PREVIEW_IMAGES = 6
 
 
 def build_inpaint_generator(model: dict) -> InpaintGenerator:
-    return InpaintGenerator(model["channels"], model["width"], model["downsamples"], model["blocks"], model["block"])
+    return InpaintGenerator(model["channels"], model["width"], model["downsamples"], model["blocks"], model["net"])
 
 
 def composite(prediction: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -52,7 +52,7 @@ class InpaintTask(AdversarialThroughout):
         downsamples = 2 if resolution < 64 else 3  # 28 px digits reach 7x7, photo crops 1/8 of their side
         self.cfg = cfg
         self.model = {"task": "inpaint", "channels": channels, "resolution": resolution, "width": cfg.width,
-                      "downsamples": downsamples, "blocks": cfg.blocks, "block": cfg.generator_block, "masks": cfg.masks,
+                      "downsamples": downsamples, "blocks": cfg.blocks, "net": cfg.inpaint_net, "masks": cfg.masks,
                       "data": cfg.data, "max_images": cfg.max_images}
         self.nets = {"generator": build_inpaint_generator(self.model),
                      "discriminator": InpaintDiscriminator(channels, cfg.width)}

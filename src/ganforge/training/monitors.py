@@ -1,5 +1,5 @@
 """What the trainer measures while it trains: distribution and collapse checks for generators, held-out
-PSNR/SSIM for super-resolution. Each monitor is called with the sampling generator every
+PSNR/SSIM for super-resolution, hole PSNR/SSIM/L1 for inpainting. Each monitor is called with the sampling generator every
 `--eval-every` steps on rank 0 and returns a record for metrics.jsonl.
 """
 
@@ -8,13 +8,16 @@ import logging
 import numpy as np
 import torch
 
+from ganforge.classical_inpaint import classical_fill
 from ganforge.data import ImageSet
 from ganforge.data.degrade import bicubic_upsample, lr_hr_pair
-from ganforge.imageio import float_to_uint8
+from ganforge.imageio import float_to_uint8, uint8_to_float
 from ganforge.latent import balanced_labels, generate, latents
 from ganforge.metrics import CollapseMonitor, class_histogram_stats, diversity, fid, kid
 from ganforge.metrics.domain import domain_features
+from ganforge.metrics.inpaint import hole_scores
 from ganforge.metrics.superres import mean_scores, score
+from ganforge.tasks.inpaint import composite, seeded_masks
 from ganforge.tiling import upscale_tensor
 
 log = logging.getLogger("ganforge")
@@ -90,3 +93,27 @@ class SuperResMonitor:
         model = mean_scores([score(upscale_tensor(generator, lr), hr, self.scale) for lr, hr in self.pairs])
         generator.train(was_training)
         return {"event": "eval", **model, "psnr_y_bicubic": self.bicubic["psnr_y"], "ssim_y_bicubic": self.bicubic["ssim_y"]}
+
+
+class InpaintMonitor:
+    """Hole PSNR/SSIM/L1 of the model and of the biharmonic fill on held-out images with fixed masks."""
+
+    def __init__(self, heldout: torch.Tensor, masks: str, seed: int, count: int = 32):
+        pick = torch.linspace(0, len(heldout) - 1, min(count, len(heldout))).round().long()
+        self.images = uint8_to_float(heldout[pick])
+        self.masks = seeded_masks(masks, len(pick), *heldout.shape[-2:], torch.Generator().manual_seed(seed))
+        filled = [classical_fill("biharmonic", image.numpy().transpose(1, 2, 0), mask[0].numpy().astype(bool))
+                  for image, mask in zip(heldout[pick], self.masks)]
+        biharmonic = uint8_to_float(torch.from_numpy(np.stack(filled).transpose(0, 3, 1, 2)))
+        self.baseline = {f"{k}_biharmonic": v for k, v in hole_scores(biharmonic, self.images, self.masks).items()}
+
+    @torch.no_grad()
+    def __call__(self, generator: torch.nn.Module) -> dict:
+        was_training = generator.training
+        generator.eval()
+        device = next(generator.parameters()).device
+        prediction = generator(self.images.to(device), self.masks.to(device)).float().cpu()
+        generator.train(was_training)
+        filled = uint8_to_float(float_to_uint8(composite(prediction, self.images, self.masks)))  # as a saved file
+        return {"event": "eval", **hole_scores(filled, self.images, self.masks), **self.baseline}
+

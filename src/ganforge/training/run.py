@@ -20,11 +20,12 @@ from ganforge.saved_model import load_model, resolve_model
 from ganforge.seeding import seed_everything
 from ganforge.tasks.conditional import ConditionalGenerationTask, check_labels
 from ganforge.tasks.generation import GenerationTask, check_resolution
+from ganforge.tasks.inpaint import InpaintTask
 from ganforge.tasks.superres import SuperResTask
 from ganforge.device import pick_device, pick_dtype
 from ganforge.training.distributed import init_distributed, local_rank_from_env, shutdown
 from ganforge.training.checkpoint import checkpoint_meta
-from ganforge.training.monitors import SuperResMonitor, TrainingMonitor
+from ganforge.training.monitors import InpaintMonitor, SuperResMonitor, TrainingMonitor
 from ganforge.training.trainer import Trainer, total_steps
 
 log = logging.getLogger("ganforge")
@@ -68,10 +69,27 @@ def superres_setup(cfg: TrainConfig, dist):
     return SuperResTask(cfg, patches, cfg.fidelity_steps), patches, None, monitor
 
 
+def inpaint_setup(cfg: TrainConfig, dist):
+    """The task, training images (embedded digits) or photo crops, (no) labels and held-out monitor of an inpainting run."""
+    if native_resolution(cfg.data):
+        data, held = split(load_imageset(cfg.data, native_resolution(cfg.data)), cfg.max_images)
+        images, held_images = data.images, held.images
+    else:
+        train_photos, held_photos = load_photos(cfg.data, cfg.max_images)
+        images = extract_patches(train_photos, cfg.patch_size)
+        held_images = extract_patches(held_photos, cfg.patch_size, max_patches=64) if held_photos else images[:0]
+    monitor = InpaintMonitor(held_images, cfg.masks, cfg.seed) if cfg.eval_every and len(held_images) and dist.is_main else None
+    return InpaintTask(cfg, images), images, None, monitor
+
+
+SETUPS = {"generation": generation_setup, "superres": superres_setup, "inpaint": inpaint_setup}
+
+
 def init_weights(where: str, model: dict) -> dict:
     """The generator weights of `where`, checked to fit the architecture this run builds."""
     config, weights = load_model(resolve_model(where), "generator")
-    ignored = {"variant", "steps", "fidelity_steps", "init_generator", "ganforge_version", "degradation", "data", "max_images"}
+    ignored = {"variant", "steps", "fidelity_steps", "init_generator", "ganforge_version", "degradation", "data", "max_images",
+               "masks"}
     differ = sorted(k for k in set(config) | set(model) if k not in ignored and config.get(k) != model.get(k))
     if differ:
         details = ", ".join(f"{k} {config.get(k)!r} vs {model.get(k)!r}" for k in differ)
@@ -142,7 +160,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, device: torch.device, dist
     seed_everything(cfg.seed)
     if cfg.steps is None and cfg.epochs is None:
         cfg.steps = DEFAULT_STEPS
-    task, images, labels, monitor = (superres_setup if cfg.task == "superres" else generation_setup)(cfg, dist)
+    task, images, labels, monitor = SETUPS[cfg.task](cfg, dist)
     trainer = Trainer(cfg, task, images, out, device, dtype, dist, monitor=monitor, labels=labels)
     resumed = resume and trainer.resume()  # False for a run killed before its first checkpoint: it starts afresh
     if not resumed and cfg.init_generator:
@@ -155,8 +173,8 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, device: torch.device, dist
         }
         save_yaml({**dataclasses.asdict(cfg), "environment": environment}, out / "config.yaml")
         log.info("%s: %d %s %dx%dx%d, %s on %s (%s), %d steps of %d x %d",
-                 cfg.data, len(images), "crops" if cfg.task == "superres" else "images", *images.shape[1:],
-                 cfg.task if cfg.task == "superres" else cfg.arch, device,
+                 cfg.data, len(images), "images" if cfg.task == "generation" else "crops", *images.shape[1:],
+                 cfg.arch if cfg.task == "generation" else cfg.task, device,
                  environment["dtype"], trainer.total_steps, trainer.batch_size, dist.world_size)
     trainer.fit()
     return out

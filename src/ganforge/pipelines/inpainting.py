@@ -1,0 +1,204 @@
+"""`ganforge inpaint`: fill the holes of any image, or of every image in a folder, with a trained model.
+
+Holes come from a mask image (any mode: non-zero pixels are holes; with an alpha channel, only
+visible non-black pixels are) or from `--box x,y,w,h` rectangles. Only hole pixels change:
+everything else, alpha included, is written back exactly as read. Greyscale stays greyscale,
+EXIF orientation is applied to the image and its mask alike, and images of any size are filled
+window by window (see `ganforge.fill`), so memory stays bounded.
+"""
+
+import logging
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, ImageOps
+from tqdm import tqdm
+
+from ganforge.data.folder import find_images
+from ganforge.data.masks import MAX_COVERAGE
+from ganforge.device import pick_device
+from ganforge.errors import UserError
+from ganforge.fill import fill_holes
+from ganforge.imageio import HIGH_DEPTH_MODES, IMAGE_SUFFIXES, UNREADABLE_IMAGE, check_writable, to_8bit, uint8_to_float, \
+    float_to_uint8
+from ganforge.pipelines.upscaling import _open, _save, output_paths
+from ganforge.saved_model import load_model, resolve_model
+from ganforge.tasks.inpaint import build_inpaint_generator
+
+log = logging.getLogger("ganforge")
+DEFAULT_MODEL = "inpaint-photos"
+WORK_SIZE = 512  # windows larger than this are filled at this size and scaled back (see ganforge.fill)
+
+
+def load_inpainter(where: str | Path, device: str = "auto") -> tuple[torch.nn.Module, dict]:
+    """An inpainting generator in eval mode and its config, from a run, a model folder or a shipped name."""
+    config, weights = load_model(resolve_model(where), "generator")
+    if config.get("task") != "inpaint":
+        raise UserError(f"--model: {where} is a {config.get('task', 'generation')} model, not an inpainting one")
+    generator = build_inpaint_generator(config)
+    generator.load_state_dict(weights)
+    return generator.to(pick_device(device)).eval(), config
+
+
+def parse_box(text: str) -> tuple[int, int, int, int]:
+    """`x,y,w,h` in pixels, with w and h positive."""
+    try:
+        x, y, w, h = (int(v) for v in text.split(","))
+    except ValueError:
+        raise UserError(f"--box: expected x,y,w,h in whole pixels, got {text!r}") from None
+    if w < 1 or h < 1 or x < 0 or y < 0:
+        raise UserError(f"--box {text}: x and y must be at least 0, w and h at least 1")
+    return x, y, w, h
+
+
+def box_mask(size: tuple[int, int], boxes: list[tuple[int, int, int, int]]) -> np.ndarray:
+    """The holes of `boxes` in an image of `size` (width, height); a box must lie inside the image."""
+    width, height = size
+    mask = np.zeros((height, width), dtype=bool)
+    for x, y, w, h in boxes:
+        if x + w > width or y + h > height:
+            raise UserError(f"--box {x},{y},{w},{h}: reaches outside the {width}x{height} image")
+        mask[y : y + h, x : x + w] = True
+    return mask
+
+
+def read_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
+    """The holes of a mask file: non-zero pixels (visible ones, where it has alpha); it must be `size` (w, h)."""
+    try:
+        with Image.open(path) as im:
+            im.load()
+            im = ImageOps.exif_transpose(im)
+    except UNREADABLE_IMAGE as e:
+        raise UserError(f"{path}: not a readable mask image ({e})") from None
+    if im.size != size:
+        raise UserError(f"{path}: the mask is {im.size[0]}x{im.size[1]} but its image is {size[0]}x{size[1]} "
+                        "(masks are not resized: make one of the image's size)")
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
+        rgba = np.asarray(im.convert("RGBA"))
+        return (rgba[..., 3] > 0) & (rgba[..., :3].max(axis=-1) > 0)
+    if im.mode in HIGH_DEPTH_MODES:
+        return np.asarray(im) != 0
+    return np.asarray(im.convert("RGB")).max(axis=-1) > 0
+
+
+def check_coverage(mask: np.ndarray, where: str) -> None:
+    """Refuse a mask that leaves nothing to fill from; warn beyond the coverage the models trained on."""
+    coverage = float(mask.mean())
+    if coverage == 1:
+        raise UserError(f"{where}: the mask covers the whole image; there is nothing to fill it from")
+    if coverage > MAX_COVERAGE:
+        log.warning("%s: the mask covers %.0f%% of the image; the models trained on holes of at most %.0f%%, "
+                    "so expect a blurry fill", where, 100 * coverage, 100 * MAX_COVERAGE)
+
+
+@torch.no_grad()
+def inpaint_image(generator: torch.nn.Module, config: dict, im: Image.Image, mask: np.ndarray,
+                  work_size: int = WORK_SIZE) -> Image.Image:
+    """`im` with the pixels where `mask` (H, W) is True filled by the model; every other pixel is kept."""
+    alpha = im.getchannel("A") if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info else None
+    grey = im.mode in ("L", "LA", "1", *HIGH_DEPTH_MODES)
+    pixels = np.asarray(to_8bit(im).convert("L" if config["channels"] == 1 else "RGB"), dtype=np.uint8)
+    if config["channels"] == 1 and not grey:
+        log.info("the model fills greyscale images: the result is greyscale")
+        grey = True
+    chw = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
+    x = uint8_to_float(torch.from_numpy(np.ascontiguousarray(chw)))[None]
+    filled = float_to_uint8(fill_holes(generator, x, mask, config["resolution"] // 2, work_size))[0].numpy()
+    out = np.where(mask[None], filled, chw)
+    result = Image.fromarray(out[0] if out.shape[0] == 1 else out.transpose(1, 2, 0))
+    if grey:
+        result = result.convert("L")
+    if alpha is not None:
+        result = result.convert("LA" if grey else "RGBA")
+        result.putalpha(alpha)
+    return result
+
+
+def _fill_file(generator, config, image_path: Path, mask_path: Path | None, boxes, work_size: int) -> Image.Image:
+    """Read one image and its holes, and fill them (an image without holes comes back unchanged)."""
+    try:
+        im = _open(image_path)
+    except UNREADABLE_IMAGE as e:
+        raise UserError(f"{image_path}: not a readable image ({e})") from None
+    mask = read_mask(mask_path, im.size) if mask_path is not None else box_mask(im.size, boxes)
+    if not mask.any():
+        log.info("%s: the mask has no hole; the image is written unchanged", image_path)
+        return im
+    check_coverage(mask, str(mask_path or image_path))
+    return inpaint_image(generator, config, im, mask, work_size)
+
+
+def inpaint(source: str | Path, out: str | Path | None = None, mask: str | Path | None = None,
+            boxes: list[str] | None = None, model: str | None = None, overwrite: bool = False, device: str = "auto",
+            work_size: int = WORK_SIZE) -> Path:
+    """Fill the holes of one image, or of every image under a folder (masks matched by file stem); returns `out`."""
+    source = Path(source)
+    if (mask is None) == (not boxes):
+        raise UserError("inpaint: give the holes as --mask FILE|FOLDER or as --box x,y,w,h (one or more), not both")
+    if work_size < 32:
+        raise UserError(f"--work-size: must be at least 32, got {work_size}")
+    if not source.exists():
+        raise UserError(f"{source}: no such file or folder")
+    parsed_boxes = [parse_box(b) for b in boxes or []]
+    mask = Path(mask) if mask is not None else None
+    if mask is not None and not mask.exists():
+        raise UserError(f"--mask: {mask} does not exist")
+    if source.is_file():
+        out = Path(out) if out else source.with_name(f"{source.stem}_filled.png")
+        if out.suffix.lower() not in IMAGE_SUFFIXES:
+            raise UserError(f"--out: {out} must end in .png, .jpg, .webp or .bmp")
+        if out.exists() and not overwrite:
+            raise UserError(f"--out: {out} exists; add --overwrite to replace it")
+        if mask is not None and mask.is_dir():
+            raise UserError(f"--mask: {mask} is a folder; a single image takes a mask file")
+        check_writable(out, "--out")
+        generator, config = load_inpainter(model or DEFAULT_MODEL, device)
+        _save(_fill_file(generator, config, source, mask, parsed_boxes, work_size), out)
+        return out
+    if mask is not None and not mask.is_dir():
+        raise UserError(f"--mask: {mask} is a file; a folder of images takes a folder of masks (matched by file stem)")
+    out = Path(out) if out else source.with_name(f"{source.name}_filled")
+    if out.resolve() == source.resolve():
+        raise UserError(f"--out: {out} is the input folder; choose another folder")
+    check_writable(out, "--out")
+    generator, config = load_inpainter(model or DEFAULT_MODEL, device)
+    paths = [p for p in find_images(source) if out.resolve() not in p.resolve().parents]
+    targets, _ = output_paths(source, paths, out)
+    masks = _masks_by_stem(mask) if mask is not None else {}
+    bad, existing = [], 0
+    for path in tqdm(paths, desc="inpainting", unit="img"):
+        target = targets[path]
+        if target.exists() and not overwrite:
+            existing += 1
+            continue
+        key = path.relative_to(source).with_suffix("").as_posix()
+        try:
+            mask_path = None
+            if mask is not None:
+                found = masks.get(key, [])
+                if len(found) != 1:
+                    raise UserError(f"no mask named {key}.* in {mask}" if not found else
+                                    f"{len(found)} masks named {key}.* in {mask}: {', '.join(p.name for p in found)}")
+                mask_path = found[0]
+            result = _fill_file(generator, config, path, mask_path, parsed_boxes, work_size)
+        except UserError as e:
+            bad.append(f"{path} ({e})")
+            continue
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _save(result, target)
+    if existing:
+        log.info("kept %d output(s) that already existed in %s (--overwrite replaces them)", existing, out)
+    if bad:
+        warnings.warn(f"skipped {len(bad)} image(s) that could not be filled: " + "; ".join(bad[:3])
+                      + (" ..." if len(bad) > 3 else ""), stacklevel=2)
+    return out
+
+
+def _masks_by_stem(folder: Path) -> dict[str, list[Path]]:
+    """Mask files under `folder` by their path without suffix (`sub/a` for `sub/a.png`)."""
+    found: dict[str, list[Path]] = {}
+    for p in find_images(folder):
+        found.setdefault(p.relative_to(folder).with_suffix("").as_posix(), []).append(p)
+    return found
