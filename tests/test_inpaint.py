@@ -1,10 +1,17 @@
-"""Inpainting: the networks, hole scores against independent references, window-by-window filling."""
+"""Inpainting: the networks, hole scores against independent references, window-by-window filling, training,
+and `ganforge inpaint` on files and folders."""
+
+import json
+import logging
 
 import numpy as np
 import pytest
 import torch
+from PIL import Image, ImageOps
+from safetensors.torch import load_file
 from skimage.metrics import structural_similarity
 
+from ganforge.cli import main
 from ganforge.classical_inpaint import available_methods, classical_fill
 from ganforge.fill import fill_holes, hole_windows
 from ganforge.metrics.inpaint import hole_scores
@@ -97,3 +104,150 @@ def test_windows_of_nearby_holes_merge():
     mask[10:20, 35:45] = False
     mask[10:20, 40:50] = True  # windows 0..30 and 30..60 only touch: two fills
     assert hole_windows(mask, 8) == [(0, 0, 30, 30), (0, 30, 30, 60)]
+
+
+# ---------------------------------------------------------------------------- training and `ganforge inpaint`
+@pytest.fixture(scope="module")
+def photo_folder(tmp_path_factory):
+    root = tmp_path_factory.mktemp("inpaint_photos")
+    rng = np.random.default_rng(0)
+    for i, (h, w) in enumerate([(64, 80), (72, 72), (96, 64)]):
+        noise = rng.integers(0, 255, (h // 8, w // 8, 3), dtype=np.uint8)
+        Image.fromarray(noise).resize((w, h), Image.Resampling.BICUBIC).save(root / f"p{i}.png")
+    return root
+
+
+def inpaint_args(data, out, *extra):
+    return ["train", "--task", "inpaint", "--data", str(data), "--width", "8", "--blocks", "1", "--patch-size", "32",
+            "--batch-size", "4", "--out", str(out), *extra]
+
+
+@pytest.fixture(scope="module")
+def inpaint_run(tmp_path_factory, photo_folder):
+    run = tmp_path_factory.mktemp("inp") / "run"
+    assert main(inpaint_args(photo_folder, run, "--max-images", "2", "--steps", "4", "--eval-every", "2",
+                             "--sample-every", "2")) == 0
+    return run
+
+
+def test_inpaint_run_trains_scores_and_exports(inpaint_run):
+    config = json.loads((inpaint_run / "model" / "config.json").read_text())
+    assert (config["task"], config["net"], config["masks"], config["channels"]) == ("inpaint", "ffc", "mixed", 3)
+    records = [json.loads(line) for line in (inpaint_run / "metrics.jsonl").read_text().splitlines()]
+    evals = [r for r in records if r.get("event") == "eval"]
+    assert len(evals) == 2 and all(r["psnr_hole_biharmonic"] > 10 and "psnr_hole" in r for r in evals)
+    assert all("l1_hole" in r and "loss_d" in r for r in records if "event" not in r)
+    assert Image.open(inpaint_run / "samples" / "latest.png").size[0] > 3 * 32  # input | filled | original
+
+
+def test_inpaint_resume_is_exact(tmp_path, photo_folder):
+    base = inpaint_args(photo_folder, tmp_path / "a", "--eval-every", "0", "--steps", "4")
+    assert main(base) == 0
+    assert main(inpaint_args(photo_folder, tmp_path / "b", "--eval-every", "0", "--steps", "2")) == 0
+    assert main(inpaint_args(photo_folder, tmp_path / "b", "--eval-every", "0", "--steps", "4", "--resume")) == 0
+    a, b = (load_file(str(tmp_path / n / "checkpoints" / "last.safetensors")) for n in "ab")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def _photo(path, mode="RGB", size=(40, 30), exif_rotate=False):
+    rng = np.random.default_rng(1)
+    channels = {"RGB": 3, "RGBA": 4, "L": 1}[mode]
+    arr = rng.integers(0, 255, (size[1], size[0], channels), dtype=np.uint8)
+    im = Image.fromarray(arr[..., 0] if channels == 1 else arr, mode)
+    if exif_rotate:
+        exif = Image.Exif()
+        exif[0x0112] = 6  # rotate 90 degrees clockwise when shown
+        im.save(path, exif=exif)
+    else:
+        im.save(path)
+    return path
+
+
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
+def test_only_hole_pixels_change_and_modes_are_kept(tmp_path, inpaint_run, mode):
+    src = _photo(tmp_path / "in.png", mode)
+    out = tmp_path / "out.png"
+    assert main(["inpaint", str(src), "--box", "5,6,12,10", "--box", "30,20,8,8", "--model", str(inpaint_run),
+                 "--out", str(out)]) == 0
+    before, after = np.asarray(Image.open(src)), np.asarray(Image.open(out))
+    assert Image.open(out).mode == mode and after.shape == before.shape
+    hole = np.zeros((30, 40), bool)
+    hole[6:16, 5:17] = True
+    hole[20:28, 30:38] = True
+    assert np.array_equal(after[~hole], before[~hole])  # bit-identical outside the holes, alpha included
+    if mode == "RGBA":
+        assert np.array_equal(after[..., 3], before[..., 3])
+    assert not np.array_equal(after[hole], before[hole])
+
+
+def test_mask_file_any_mode_and_exif_orientation(tmp_path, inpaint_run):
+    src = _photo(tmp_path / "in.jpg", exif_rotate=True)  # shown as 30x40 after rotation
+    shown = ImageOps.exif_transpose(Image.open(src))
+    mask = np.zeros((40, 30), np.uint16)
+    mask[10:20, 5:15] = 3  # any non-zero value is a hole, in any mode
+    Image.fromarray(mask).save(tmp_path / "m.png")
+    out = tmp_path / "out.png"
+    assert main(["inpaint", str(src), "--mask", str(tmp_path / "m.png"), "--model", str(inpaint_run),
+                 "--out", str(out)]) == 0
+    after = np.asarray(Image.open(out))
+    assert after.shape == (40, 30, 3)
+    assert np.array_equal(after[mask == 0], np.asarray(shown)[mask == 0])
+
+
+def test_a_mask_without_holes_returns_the_image_unchanged(tmp_path, inpaint_run, caplog):
+    caplog.set_level(logging.INFO, logger="ganforge")
+    src = _photo(tmp_path / "in.png")
+    Image.new("L", (40, 30), 0).save(tmp_path / "m.png")
+    out = tmp_path / "out.png"
+    assert main(["inpaint", str(src), "--mask", str(tmp_path / "m.png"), "--model", str(inpaint_run),
+                 "--out", str(out)]) == 0
+    assert np.array_equal(np.asarray(Image.open(out)), np.asarray(Image.open(src)))
+    assert "no hole" in caplog.text
+
+
+@pytest.mark.parametrize("extra, needle", [
+    (["--box", "30,20,20,20"], "reaches outside the 40x30 image"),
+    (["--box", "1,2,3"], "--box: expected x,y,w,h"),
+    (["--box", "0,0,40,30"], "covers the whole image"),
+    (["--mask", "{tmp}/small.png"], "the mask is 20x20 but its image is 40x30"),
+    (["--mask", "{tmp}/broken.png"], "not a readable mask image"),
+    (["--mask", "{tmp}/none.png"], "does not exist"),
+    ([], "give the holes as --mask"),
+    (["--box", "1,1,2,2", "--model", "superres-x2"], "not an inpainting one"),
+    (["--box", "1,1,2,2", "--out", "{tmp}/existing.png"], "exists; add --overwrite"),
+])
+def test_inpaint_bad_input_is_one_line_and_writes_nothing(tmp_path, inpaint_run, capsys, extra, needle):
+    src = _photo(tmp_path / "in.png")
+    Image.new("L", (20, 20), 255).save(tmp_path / "small.png")
+    (tmp_path / "broken.png").write_bytes(b"not a png")
+    (tmp_path / "existing.png").write_bytes(b"keep me")
+    before = sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in tmp_path.iterdir())
+    args = [a.replace("{tmp}", str(tmp_path)) for a in extra]
+    if "--model" not in args:
+        args += ["--model", str(inpaint_run)]
+    code = main(["inpaint", str(src), "--out", str(tmp_path / "new.png"), *args] if "--out" not in args
+                else ["inpaint", str(src), *args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and needle in err and len(err.splitlines()) == 1, err
+    assert sorted((p.name, p.stat().st_size, p.stat().st_mtime_ns) for p in tmp_path.iterdir()) == before
+
+
+def test_inpaint_folder_matches_masks_by_stem_and_reports_bad_pairs(tmp_path, inpaint_run):
+    images, masks, out = tmp_path / "images", tmp_path / "masks", tmp_path / "out"
+    (images / "sub").mkdir(parents=True)
+    masks.mkdir()
+    (masks / "sub").mkdir()
+    for name in ("a.png", "b.jpg", "sub/c.png", "nomask.png", "wrong.png"):
+        _photo(images / name)
+    for name in ("a.png", "b.bmp", "sub/c.png"):
+        m = np.zeros((30, 40), np.uint8)
+        m[5:15, 5:15] = 255
+        Image.fromarray(m).save(masks / name)
+    Image.new("L", (10, 10), 255).save(masks / "wrong.png")
+    with pytest.warns(UserWarning, match=r"skipped 2 image\(s\)") as warned:
+        assert main(["inpaint", str(images), "--mask", str(masks), "--model", str(inpaint_run), "--out", str(out)]) == 0
+    assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == ["a.png", "b.png", "sub/c.png"]
+    assert "nomask" in str(warned[0].message) and "wrong" in str(warned[0].message)
+    first = (out / "a.png").stat().st_mtime_ns
+    assert main(["inpaint", str(images), "--mask", str(masks), "--model", str(inpaint_run), "--out", str(out)]) == 0
+    assert (out / "a.png").stat().st_mtime_ns == first  # never overwritten without --overwrite
