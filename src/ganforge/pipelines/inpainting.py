@@ -25,7 +25,7 @@ from ganforge.imageio import HIGH_DEPTH_MODES, IMAGE_SUFFIXES, UNREADABLE_IMAGE,
     float_to_uint8
 from ganforge.pipelines.upscaling import _open, _save, output_paths
 from ganforge.saved_model import load_model, resolve_model
-from ganforge.tasks.inpaint import build_inpaint_generator
+from ganforge.nets.inpaint import build_inpaint_generator
 
 log = logging.getLogger("ganforge")
 DEFAULT_MODEL = "inpaint-photos"

@@ -9,7 +9,7 @@ from ganforge.errors import UserError
 from ganforge.imageio import check_writable, make_grid, save_gif, save_image
 from ganforge.latent import generate, latents, slerp
 from ganforge.saved_model import build_model, load_model, resolve_model
-from ganforge.tasks.generation import build_generator
+from ganforge.nets.build import build_generator
 from ganforge.device import pick_device
 
 

@@ -22,7 +22,7 @@ from ganforge.errors import UserError
 from ganforge.imageio import (HIGH_DEPTH_MODES, IMAGE_SUFFIXES, UNREADABLE_IMAGE, check_writable, image_format, to_8bit,
                               uint8_to_float)
 from ganforge.saved_model import build_model, load_model, resolve_model, shipped_models
-from ganforge.tasks.superres import build_sr_generator
+from ganforge.nets.sr import build_sr_generator
 from ganforge.tiling import upscale_tensor
 from ganforge.device import pick_device
 
