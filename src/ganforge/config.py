@@ -53,7 +53,8 @@ class TrainConfig:
     resolution: int | None = option(None, "image size (default: the embedded set's own, 64 for folders, 56 for --arch seed)",
                                     group=DATA, tasks=NOISE)
     channels: int | None = option(None, "1 or 3 (default: from the data)", group=DATA, tasks=NOISE)
-    width: int = option(64, "base channel width of G and D (ngf = ndf)", group=NETS)
+    width: int = option(64, "base channel width of G and D (ngf = ndf); the brief's networks (--arch seed) have fixed "
+                        "widths", group=NETS, needs=("arch", "dcgan"))
     latent_dim: int = option(100, "size of the noise vector z", group=NETS, tasks=NOISE)
     loss: str = option("bce", "adversarial loss: the brief's non-saturating bce, hinge, lsgan or wgan-gp",
                        group=LOSSES, choices=["bce", "hinge", "lsgan", "wgan-gp"])
