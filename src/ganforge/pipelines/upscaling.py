@@ -5,7 +5,6 @@ back greyscale; an alpha channel is upscaled separately (bicubic: it is a mask, 
 16-bit images are converted to 8 bits with a note, and EXIF orientation is applied first.
 """
 
-import json
 import logging
 import warnings
 from collections import defaultdict
@@ -21,7 +20,7 @@ from ganforge.data.folder import find_images
 from ganforge.errors import UserError
 from ganforge.imageio import (HIGH_DEPTH_MODES, IMAGE_SUFFIXES, UNREADABLE_IMAGE, check_writable, image_format, to_8bit,
                               uint8_to_float)
-from ganforge.saved_model import build_model, load_model, resolve_model, shipped_models
+from ganforge.saved_model import build_model, load_model, read_config, resolve_model, shipped_models
 from ganforge.nets.sr import build_sr_generator
 from ganforge.tiling import upscale_tensor
 from ganforge.device import pick_device
@@ -40,11 +39,11 @@ def run_variants(where: str | Path) -> dict[str, Path]:
     path = Path(where)
     if (path / "model-fidelity" / "config.json").exists():
         variants = {"fidelity": path / "model-fidelity"}
-        if json.loads((path / "model" / "config.json").read_text()).get("variant") == "gan":
+        if read_config(path / "model").get("variant") == "gan":
             variants["gan"] = path / "model"
         return variants
     folder = resolve_model(where)
-    return {json.loads((folder / "config.json").read_text()).get("variant", "model"): folder}
+    return {read_config(folder).get("variant", "model"): folder}
 
 
 def pick_model(model: str | None, scale: int | None, variant: str | None) -> Path:
