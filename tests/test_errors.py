@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+from PIL import Image
 
 from ganforge.cli import main
 
@@ -224,3 +225,27 @@ def test_deep_greyscale_folders_load_as_greyscale(tmp_path, mode):
     assert Image.open(tmp_path / "g0.tif").mode == mode
     images, _, _ = load_folder(tmp_path, 8, None)
     assert images.shape == (2, 1, 8, 8)
+
+
+@pytest.mark.parametrize("command, work", [
+    (["upscale", "IN", "--out", "OUT"], "ganforge.pipelines.upscaling.upscale_image"),
+    (["inpaint", "IN", "--box", "0,0,4,4", "--out", "OUT"], "ganforge.pipelines.inpainting.load_inpainter"),
+    (["sample", "--model", "mnist5k", "--n", "4", "--out", "OUT"], "ganforge.pipelines.sampling.generate"),
+])
+@pytest.mark.parametrize("suffix", [".tif", ".gif"])
+def test_an_output_format_that_cannot_be_written_is_refused_before_the_work(capsys, tmp_path, monkeypatch, command,
+                                                                             work, suffix):
+    """.gif and .tif are read, not written: found out after the work, the work would be lost."""
+    import importlib
+
+    module, name = work.rsplit(".", 1)
+
+    def no_work(*args, **kwargs):
+        raise AssertionError(f"{name} ran before the output format was checked")
+
+    monkeypatch.setattr(importlib.import_module(module), name, no_work)
+    Image.new("RGB", (16, 16)).save(tmp_path / "in.png")
+    out = tmp_path / f"out{suffix}"
+    code, err = run_cli(capsys, *[str(tmp_path / "in.png") if a == "IN" else str(out) if a == "OUT" else a for a in command])
+    assert code == 2 and f"unsupported image extension '{suffix}'" in err and len(err.splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]

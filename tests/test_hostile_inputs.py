@@ -181,6 +181,7 @@ def decoded(monkeypatch):
     """The paths every image reader of the commands decoded: "worked" must mean the file was used, not dropped."""
     import ganforge.data.folder
     import ganforge.data.photos
+    import ganforge.pipelines.inpainting
     import ganforge.pipelines.upscaling
 
     paths = set()
@@ -197,7 +198,8 @@ def decoded(monkeypatch):
 
     spy(ganforge.data.folder, "open_rgb_or_l")
     spy(ganforge.data.photos, "open_rgb_or_l")
-    spy(ganforge.pipelines.upscaling, "_open")
+    spy(ganforge.pipelines.upscaling, "open_image")
+    spy(ganforge.pipelines.inpainting, "open_image")
     return paths
 
 
