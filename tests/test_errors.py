@@ -128,6 +128,20 @@ def test_writability_is_checked_without_creating_anything(tmp_path):
         check_writable(tmp_path / "link" / "x.png")
 
 
+@pytest.mark.parametrize("args", [
+    ["sample", "--model", "mnist5k", "--n", "4", "--out", "{t}/grid.png"],
+    ["interpolate", "--model", "mnist5k", "--out", "{t}/grid.png"],
+    ["evaluate", "mnist5k", "--data", "digits", "--out", "{t}/grid.png"],
+    ["upscale", "{t}/in.png", "--overwrite", "--out", "{t}/grid.png"],
+    ["inpaint", "{t}/in.png", "--box", "0,0,4,4", "--overwrite", "--out", "{t}/grid.png"],
+], ids=lambda a: a[0])
+def test_a_file_output_that_is_a_folder_is_refused_before_the_work(capsys, tmp_path, args):
+    (tmp_path / "grid.png").mkdir()
+    Image.new("RGB", (16, 16)).save(tmp_path / "in.png")
+    code, err = run_cli(capsys, *[a.format(t=tmp_path) for a in args])
+    assert code == 2 and err.endswith(f"--out: {tmp_path / 'grid.png'} is a folder; name a file"), err
+
+
 @pytest.mark.parametrize("command, args, says", [
     ("train", ["train", "--data", "digits"], "--resume"),
     ("upscale", ["upscale", "x.png"], "run the same command again"),

@@ -20,7 +20,7 @@ from ganforge.data import ImageSet, load_imageset, split
 from ganforge.data.embedded import cache_dir
 from ganforge.data.imageset import native_resolution
 from ganforge.errors import UserError
-from ganforge.imageio import check_writable, float_to_uint8
+from ganforge.imageio import check_writable, check_writable_folder, float_to_uint8
 from ganforge.metrics import (
     DomainFeatures,
     InceptionV3Features,
@@ -193,7 +193,7 @@ def format_report(report: dict) -> str:
 def train_features(data: str, out: str | Path, resolution: int | None = None, channels: int | None = None,
                    steps: int = 400, seed: int = 0, max_images: int | None = None) -> DomainFeatures:
     """`ganforge features train`: a domain feature network for `data`, saved in `out`."""
-    out = check_writable(Path(out), "--out")
+    check_writable_folder(Path(out), "--out")
     resolution = resolution or native_resolution(data) or 64
     train, _ = split(load_imageset(data, resolution, channels), max_images)
     features = train_domain_features(train.images, train.labels, steps=steps, seed=seed)

@@ -21,8 +21,8 @@ from ganforge.data.masks import MAX_COVERAGE
 from ganforge.device import pick_device
 from ganforge.errors import UserError
 from ganforge.fill import fill_holes
-from ganforge.imageio import HIGH_DEPTH_MODES, UNREADABLE_IMAGE, check_writable, float_to_uint8, image_format, to_8bit, \
-    uint8_to_float
+from ganforge.imageio import (HIGH_DEPTH_MODES, UNREADABLE_IMAGE, check_writable, check_writable_folder, float_to_uint8,
+                              image_format, to_8bit, uint8_to_float)
 from ganforge.pipelines.image_files import open_image, output_paths, save_image_file
 from ganforge.saved_model import load_model, resolve_model
 from ganforge.nets.inpaint import build_inpaint_generator
@@ -161,7 +161,7 @@ def inpaint(source: str | Path, out: str | Path | None = None, mask: str | Path 
     out = Path(out) if out else source.with_name(f"{source.name}_filled")
     if out.resolve() == source.resolve():
         raise UserError(f"--out: {out} is the input folder; choose another folder")
-    check_writable(out, "--out")
+    check_writable_folder(out, "--out")
     generator, config = load_inpainter(model or DEFAULT_MODEL, device)
     paths = [p for p in find_images(source) if out.resolve() not in p.resolve().parents]
     targets, _ = output_paths(source, paths, out)

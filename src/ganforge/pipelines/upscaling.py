@@ -16,8 +16,8 @@ from tqdm import tqdm
 
 from ganforge.data.folder import find_images
 from ganforge.errors import UserError
-from ganforge.imageio import (HIGH_DEPTH_MODES, IMAGE_SUFFIXES, UNREADABLE_IMAGE, check_writable, image_format, to_8bit,
-                              uint8_to_float)
+from ganforge.imageio import (HIGH_DEPTH_MODES, IMAGE_SUFFIXES, UNREADABLE_IMAGE, check_writable, check_writable_folder,
+                              image_format, to_8bit, uint8_to_float)
 from ganforge.pipelines.image_files import open_image, output_paths, save_image_file
 from ganforge.saved_model import build_model, load_model, read_config, resolve_model, shipped_models
 from ganforge.nets.sr import build_sr_generator
@@ -132,7 +132,7 @@ def upscale(source: str | Path, out: str | Path | None = None, scale: int | None
     out = Path(out) if out else source.with_name(f"{source.name}_x{scale}")
     if out.resolve() == source.resolve():
         raise UserError(f"--out: {out} is the input folder; choose another folder")
-    check_writable(out, "--out")
+    check_writable_folder(out, "--out")
     paths = [p for p in find_images(source) if out.resolve() not in (p.parent.resolve(), *p.parent.resolve().parents)]
     if not paths:
         raise UserError(f"{source}: holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")

@@ -14,7 +14,7 @@ from ganforge.data import load_imageset, split
 from ganforge.data.imageset import native_resolution
 from ganforge.data.photos import extract_patches, load_photos
 from ganforge.errors import UserError
-from ganforge.imageio import check_writable
+from ganforge.imageio import check_writable_folder
 from ganforge.nets.brief import BRIEF_RESOLUTION
 from ganforge.saved_model import load_model, resolve_model
 from ganforge.seeding import seed_everything
@@ -156,7 +156,7 @@ def train(cfg: TrainConfig, resume: bool = False, given: dict | None = None) -> 
 def _train(cfg: TrainConfig, out: Path, resume: bool, device: torch.device, dist) -> Path:
     dtype = pick_dtype(cfg.precision, device)
     if dist.is_main:
-        check_writable(out / "checkpoints", "--out")
+        check_writable_folder(out / "checkpoints", "--out")
     seed_everything(cfg.seed)
     if cfg.steps is None and cfg.epochs is None:
         cfg.steps = DEFAULT_STEPS
