@@ -204,11 +204,22 @@ def test_options_that_apply_pass_and_every_recipe_validates():
     ("spectral_norm: 1\n", "--spectral-norm: expected true or false"),
     ("loss: squared\n", "--loss: 'squared' is not one of"),
     ("task: paint\n", "--task: 'paint' is not one of generation, superres, inpaint"),
+    ("lr: fast\n", "--lr: expected a number, got 'fast'"),
+    ("max_minutes: inf\n", "--max-minutes: expected a number, got 'inf'"),
 ])
 def test_config_file_values_are_checked(capsys, tmp_path, yaml_text, needle):
     (tmp_path / "c.yaml").write_text(yaml_text)
     code, err = run_cli(capsys, "train", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run"))
     assert code == 2 and needle in err, err
+
+
+def test_yaml_floats_without_a_dot_are_numbers(tmp_path):
+    """PyYAML reads `1e-4` as a string; a config that says `lr: 1e-4` means the number."""
+    from ganforge.config import TrainConfig, load_yaml
+
+    (tmp_path / "c.yaml").write_text("lr: 1e-4\nbeta2: 9.99E-1\nmax_minutes: 2e1\n")
+    cfg = TrainConfig.from_dict(load_yaml(tmp_path / "c.yaml")).validate()
+    assert (cfg.lr, cfg.beta2, cfg.max_minutes) == (1e-4, 0.999, 20.0) and type(cfg.lr) is float
 
 
 def test_train_help_is_grouped_and_top_level_help_has_examples(capsys):

@@ -7,6 +7,7 @@ is refused rather than silently ignored.
 """
 
 import dataclasses
+import math
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -209,7 +210,8 @@ class TrainConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise UserError(f"{source}: unknown option(s) {', '.join(unknown)}")
-        return cls(**d)
+        floats = {f.name for f in dataclasses.fields(cls) if field_kind(f) is float}
+        return cls(**{k: _yaml_float(v) if k in floats else v for k, v in d.items()})
 
 
 def flag(name: str) -> str:
@@ -219,6 +221,18 @@ def flag(name: str) -> str:
 def field_kind(f: dataclasses.Field) -> type:
     """A field's value type: int for `int | None`."""
     return f.type.__args__[0] if isinstance(f.type, types.UnionType) else f.type
+
+
+def _yaml_float(value):
+    """A YAML value for a float field: PyYAML follows YAML 1.1, which reads `1e-4` (no dot) as a string, so a
+    string that is a finite number is that number; anything else is left for validate() to refuse."""
+    if not isinstance(value, str):
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return number if math.isfinite(number) else value
 
 
 def _check_type_and_choice(f: dataclasses.Field, value) -> None:
