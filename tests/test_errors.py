@@ -66,6 +66,36 @@ def test_existing_run_is_not_overwritten(capsys, tmp_path, small_args):
 def test_resume_without_checkpoint(capsys, tmp_path):
     code, err = run_cli(capsys, "train", "--out", str(tmp_path / "none"), "--resume")
     assert code == 2 and "no checkpoint" in err
+    code, err = run_cli(capsys, "train", "--data", "digits", "--out", str(tmp_path / "none"), "--resume")
+    assert code == 2 and "does not exist" in err and not (tmp_path / "none").exists()  # not a new run in disguise
+
+
+def test_resume_applies_the_same_rules_to_config_file_values(capsys, tmp_path):
+    """--config values are given options too: refused where they would change a resumed run, used where they may."""
+    run = tmp_path / "run"
+    recipe = tmp_path / "c.yaml"
+    recipe.write_text("data: digits\nresolution: 8\nwidth: 8\nbatch_size: 16\nsteps: 2\n")
+    (run / "checkpoints").mkdir(parents=True)  # killed before it saved its config.yaml
+    assert main(["train", "--config", str(recipe), "--out", str(run), "--resume"]) == 0
+    before = (run / "checkpoints" / "last.safetensors").read_bytes()
+    capsys.readouterr()
+    recipe.write_text("data: digits\nresolution: 8\nwidth: 8\nbatch_size: 16\nsteps: 3\nlr: 1e-3\n")
+    code, err = run_cli(capsys, "train", "--config", str(recipe), "--out", str(run), "--resume")
+    assert code == 2 and err.startswith("ganforge train: error: --lr: 0.001 differs from the run's 0.0002"), err
+    assert (run / "checkpoints" / "last.safetensors").read_bytes() == before
+    recipe.write_text("steps: 3\n")
+    assert main(["train", "--config", str(recipe), "--out", str(run), "--resume"]) == 0
+    assert "steps: 3" in (run / "config.yaml").read_text()
+
+
+def test_a_bad_value_in_a_saved_run_config_names_the_file(capsys, tmp_path, small_args):
+    run = tmp_path / "run"
+    assert main(small_args(run, "--steps", "2")) == 0
+    saved = run / "config.yaml"
+    saved.write_text(saved.read_text().replace("batch_size: 16", "batch_size: 0"))
+    capsys.readouterr()
+    code, err = run_cli(capsys, "train", "--out", str(run), "--resume", "--steps", "3")
+    assert code == 2 and err == f"ganforge train: error: {saved}: --batch-size: must be at least 1, got 0", err
 
 
 def test_unwritable_output(capsys, tmp_path):
