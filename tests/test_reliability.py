@@ -96,7 +96,7 @@ def test_sigkill_inside_a_write_then_resume_is_exact(tmp_path, small_args, strai
 
 def test_atomic_path_syncs_data_before_the_rename_and_the_rename_after(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(atomic, "_fsync", lambda path: calls.append(("fsync", Path(path).name)))
+    monkeypatch.setattr(atomic, "fsync", lambda path: calls.append(("fsync", Path(path).name)))
     real_replace = atomic.os.replace
     monkeypatch.setattr(atomic.os, "replace", lambda a, b: (calls.append(("rename", Path(b).name)), real_replace(a, b)))
     with atomic_path(tmp_path / "a.txt") as tmp:

@@ -35,7 +35,7 @@ def atomic_path(path: str | Path):
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:
         yield tmp
-        _fsync(tmp)
+        fsync(tmp)
         os.replace(tmp, path)
         _fsync_folder(path.parent)
     finally:
@@ -59,7 +59,7 @@ def atomic_folder(folder: str | Path):
     try:
         yield tmp
         for file in tmp.iterdir():
-            _fsync(file)
+            fsync(file)
         _fsync_folder(tmp)
         if not folder.exists():
             os.rename(tmp, folder)
@@ -146,7 +146,8 @@ def _running(pid: int) -> bool:
     return True
 
 
-def _fsync(path: Path) -> None:
+def fsync(path: Path) -> None:
+    """Flush a file's data (or a folder's entries) to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -157,7 +158,7 @@ def _fsync(path: Path) -> None:
 def _fsync_folder(folder: Path) -> None:
     """Make a rename inside `folder` durable (POSIX; Windows cannot open a folder, and NTFS logs renames)."""
     if os.name == "posix":
-        _fsync(folder)
+        fsync(folder)
 
 
 AT_FDCWD, RENAME_EXCHANGE = -100, 2

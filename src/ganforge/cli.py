@@ -123,7 +123,7 @@ EXAMPLES = """examples:
 """
 # What a Ctrl-C leaves behind differs by command; each says so in its own words.
 INTERRUPTED = {
-    "train": "a checkpoint was saved if training had started (continue with --resume)",
+    "train": "the run can continue from its last checkpoint with --resume",
     "sample": "every image already written is complete; none is half-written",
     "interpolate": "nothing was written",
     "augment": "nothing was written (the data set appears only once it is complete)",
