@@ -86,7 +86,6 @@ def real_features(extractor, images: torch.Tensor, folder: Path) -> torch.Tensor
         return load_file(str(path))["features"]
     features = extractor.features(images)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             save_file({"features": features.contiguous()}, str(tmp))
     except OSError:

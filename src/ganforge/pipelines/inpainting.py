@@ -185,7 +185,6 @@ def inpaint(source: str | Path, out: str | Path | None = None, mask: str | Path 
         except UserError as e:
             bad.append(f"{path} ({e})")
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
         save_image_file(result, target)
     if existing:
         log.info("kept %d output(s) that already existed in %s (--overwrite replaces them)", existing, out)

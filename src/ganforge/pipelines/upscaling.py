@@ -152,7 +152,6 @@ def upscale(source: str | Path, out: str | Path | None = None, scale: int | None
         except (*UNREADABLE_IMAGE, UserError) as e:
             bad.append(f"{path} ({e})")
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
         save_image_file(result, target)
     if existing:
         log.info("kept %d output(s) that already existed in %s (--overwrite replaces them)", existing, out)

@@ -348,7 +348,6 @@ class Trainer:
         generator.eval()
         grid = self.task.preview_grid(generator, self.preview_inputs)
         generator.train(was_training)
-        (self.run_dir / "samples").mkdir(exist_ok=True)
         save_image(grid, self.run_dir / "samples" / f"step_{self.step:07d}.png")
         save_image(grid, self.run_dir / "samples" / "latest.png")
         plot_losses(self.history, self.run_dir / "losses.png")
