@@ -58,8 +58,8 @@ def atomic_folder(folder: str | Path):
     tmp.mkdir(parents=True)
     try:
         yield tmp
-        for file in tmp.iterdir():
-            fsync(file)
+        for path in tmp.rglob("*"):  # files, and sub-folders' entries
+            fsync(path)
         _fsync_folder(tmp)
         if not folder.exists():
             os.rename(tmp, folder)
