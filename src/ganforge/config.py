@@ -44,8 +44,8 @@ class TrainConfig:
     data: str | None = option(None, "embedded set (mnist5k, digits, photos) or a folder of images (default: mnist5k; "
                                     "photos for --task superres and inpaint)", group=DATA)
     out: str = option("runs/ganforge", "run directory (config, checkpoints, samples, metrics)", group=RUN)
-    max_images: int | None = option(None, "train on this many images of --data (a fixed seeded choice); the rest is held out for evaluation",
-                                    group=DATA)
+    max_images: int | None = option(None, "train on this many images of --data (a fixed seeded choice); the rest is held out "
+                                    "for evaluation (the embedded photos always hold out the same four)", group=DATA)
     task: str = option("generation", "what is trained: generation (noise -> image), superres (image -> x2/x4 image) or inpaint "
                        "(image with holes -> the full image)",
                        group=NETS, choices=list(TASKS))
