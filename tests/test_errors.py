@@ -275,11 +275,13 @@ def test_deep_greyscale_folders_load_as_greyscale(tmp_path, mode):
 
     from ganforge.data.folder import load_folder
 
-    for i in range(2):
-        Image.new(mode, (12, 12), 40 * (i + 1)).save(tmp_path / f"g{i}.tif")
-    assert Image.open(tmp_path / "g0.tif").mode == mode
+    for i, value in enumerate([40, 80, 33280]):  # the last uses the 16-bit range: 33280 / 257 = 129.49
+        Image.new(mode, (12, 12), value).save(tmp_path / f"g{i}.tif")
+    assert Image.open(tmp_path / "g2.tif").mode == mode
     images, _, _ = load_folder(tmp_path, 8, None)
-    assert images.shape == (2, 1, 8, 8)
+    assert images.shape == (3, 1, 8, 8)
+    # One brightness rule: values within 0..255 are kept, a 16-bit image is divided by 257 (65535 -> 255).
+    assert [sorted(set(image.flatten().tolist())) for image in images] == [[40], [80], [129]]  # not v >> 8 (130)
 
 
 @pytest.mark.parametrize("command, work", [
