@@ -84,7 +84,7 @@ def child(moment: str, nth: int, argv: list[str]) -> int:
         real_save = checkpoint.save_file
         checkpoint.save_file = torn_save
     elif moment == "checkpoint-unrenamed":
-        wrap(atomic, "_fsync", lambda path: Path(path).name.startswith(".last."))
+        wrap(atomic, "fsync", lambda path: Path(path).name.startswith(".last."))
     elif moment == "checkpoint-renamed":
         wrap(atomic.os, "replace", lambda src, dst: Path(dst).name == "last.safetensors")
     elif moment in ("model-unswapped", "model-swapped"):
@@ -100,7 +100,7 @@ def child(moment: str, nth: int, argv: list[str]) -> int:
         real_log = trainer.Trainer._log
         trainer.Trainer._log = torn_log
     elif moment == "plot-unrenamed":
-        wrap(atomic, "_fsync", lambda path: Path(path).name.startswith(".losses."))
+        wrap(atomic, "fsync", lambda path: Path(path).name.startswith(".losses."))
     else:
         raise SystemExit(f"unknown moment {moment}")
     return main(argv)

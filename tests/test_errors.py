@@ -4,6 +4,7 @@ import subprocess
 import sys
 
 import pytest
+from PIL import Image
 
 from ganforge.cli import main
 
@@ -65,6 +66,36 @@ def test_existing_run_is_not_overwritten(capsys, tmp_path, small_args):
 def test_resume_without_checkpoint(capsys, tmp_path):
     code, err = run_cli(capsys, "train", "--out", str(tmp_path / "none"), "--resume")
     assert code == 2 and "no checkpoint" in err
+    code, err = run_cli(capsys, "train", "--data", "digits", "--out", str(tmp_path / "none"), "--resume")
+    assert code == 2 and "does not exist" in err and not (tmp_path / "none").exists()  # not a new run in disguise
+
+
+def test_resume_applies_the_same_rules_to_config_file_values(capsys, tmp_path):
+    """--config values are given options too: refused where they would change a resumed run, used where they may."""
+    run = tmp_path / "run"
+    recipe = tmp_path / "c.yaml"
+    recipe.write_text("data: digits\nresolution: 8\nwidth: 8\nbatch_size: 16\nsteps: 2\n")
+    (run / "checkpoints").mkdir(parents=True)  # killed before it saved its config.yaml
+    assert main(["train", "--config", str(recipe), "--out", str(run), "--resume"]) == 0
+    before = (run / "checkpoints" / "last.safetensors").read_bytes()
+    capsys.readouterr()
+    recipe.write_text("data: digits\nresolution: 8\nwidth: 8\nbatch_size: 16\nsteps: 3\nlr: 1e-3\n")
+    code, err = run_cli(capsys, "train", "--config", str(recipe), "--out", str(run), "--resume")
+    assert code == 2 and err.startswith("ganforge train: error: --lr: 0.001 differs from the run's 0.0002"), err
+    assert (run / "checkpoints" / "last.safetensors").read_bytes() == before
+    recipe.write_text("steps: 3\n")
+    assert main(["train", "--config", str(recipe), "--out", str(run), "--resume"]) == 0
+    assert "steps: 3" in (run / "config.yaml").read_text()
+
+
+def test_a_bad_value_in_a_saved_run_config_names_the_file(capsys, tmp_path, small_args):
+    run = tmp_path / "run"
+    assert main(small_args(run, "--steps", "2")) == 0
+    saved = run / "config.yaml"
+    saved.write_text(saved.read_text().replace("batch_size: 16", "batch_size: 0"))
+    capsys.readouterr()
+    code, err = run_cli(capsys, "train", "--out", str(run), "--resume", "--steps", "3")
+    assert code == 2 and err == f"ganforge train: error: {saved}: --batch-size: must be at least 1, got 0", err
 
 
 def test_unwritable_output(capsys, tmp_path):
@@ -127,6 +158,20 @@ def test_writability_is_checked_without_creating_anything(tmp_path):
         check_writable(tmp_path / "link" / "x.png")
 
 
+@pytest.mark.parametrize("args", [
+    ["sample", "--model", "mnist5k", "--n", "4", "--out", "{t}/grid.png"],
+    ["interpolate", "--model", "mnist5k", "--out", "{t}/grid.png"],
+    ["evaluate", "mnist5k", "--data", "digits", "--out", "{t}/grid.png"],
+    ["upscale", "{t}/in.png", "--overwrite", "--out", "{t}/grid.png"],
+    ["inpaint", "{t}/in.png", "--box", "0,0,4,4", "--overwrite", "--out", "{t}/grid.png"],
+], ids=lambda a: a[0])
+def test_a_file_output_that_is_a_folder_is_refused_before_the_work(capsys, tmp_path, args):
+    (tmp_path / "grid.png").mkdir()
+    Image.new("RGB", (16, 16)).save(tmp_path / "in.png")
+    code, err = run_cli(capsys, *[a.format(t=tmp_path) for a in args])
+    assert code == 2 and err.endswith(f"--out: {tmp_path / 'grid.png'} is a folder; name a file"), err
+
+
 @pytest.mark.parametrize("command, args, says", [
     ("train", ["train", "--data", "digits"], "--resume"),
     ("upscale", ["upscale", "x.png"], "run the same command again"),
@@ -160,10 +205,11 @@ def test_ctrl_c_message_fits_the_command(capsys, monkeypatch, command, args, say
     (["--conditional", "--ac-weight", "2"], "--ac-weight: only applies with --cond-d acgan"),
     (["--gp-weight", "5"], "--gp-weight: only applies with --loss wgan-gp"),
     (["--r1-gamma", "0", "--r1-every", "4"], "--r1-every: only applies with --r1-gamma"),
+    (["--arch", "seed", "--width", "32"], "--width: only applies with --arch dcgan"),
 ])
 def test_options_that_do_not_apply_are_refused(capsys, tmp_path, args, needle):
     code, err = run_cli(capsys, "train", "--data", "digits", *args, "--out", str(tmp_path / "run"))
-    assert code == 2 and err == f"ganforge train: error: {needle}" or needle in err, err
+    assert code == 2 and err.startswith("ganforge train: error: ") and needle in err, err
     assert not (tmp_path / "run").exists()
 
 
@@ -175,6 +221,8 @@ def test_options_that_apply_pass_and_every_recipe_validates():
     TrainConfig(augment="color", augment_p=0.5, augment_target=0.6).validate()
     TrainConfig(conditional=True, cond_d="acgan", ac_weight=2.0, spectral_norm=True).validate()
     TrainConfig(task="superres", scale=2, patch_size=64, loss="wgan-gp", gp_weight=5.0).validate()
+    TrainConfig(task="superres", width=32).validate()  # their arch stays at its default, dcgan
+    TrainConfig(task="inpaint", width=16).validate()
     recipes = sorted((Path(__file__).parents[1] / "configs").glob("*.yaml"))
     assert len(recipes) >= 6
     for recipe in recipes:
@@ -186,11 +234,22 @@ def test_options_that_apply_pass_and_every_recipe_validates():
     ("spectral_norm: 1\n", "--spectral-norm: expected true or false"),
     ("loss: squared\n", "--loss: 'squared' is not one of"),
     ("task: paint\n", "--task: 'paint' is not one of generation, superres, inpaint"),
+    ("lr: fast\n", "--lr: expected a number, got 'fast'"),
+    ("max_minutes: inf\n", "--max-minutes: expected a number, got 'inf'"),
 ])
 def test_config_file_values_are_checked(capsys, tmp_path, yaml_text, needle):
     (tmp_path / "c.yaml").write_text(yaml_text)
     code, err = run_cli(capsys, "train", "--config", str(tmp_path / "c.yaml"), "--out", str(tmp_path / "run"))
     assert code == 2 and needle in err, err
+
+
+def test_yaml_floats_without_a_dot_are_numbers(tmp_path):
+    """PyYAML reads `1e-4` as a string; a config that says `lr: 1e-4` means the number."""
+    from ganforge.config import TrainConfig, load_yaml
+
+    (tmp_path / "c.yaml").write_text("lr: 1e-4\nbeta2: 9.99E-1\nmax_minutes: 2e1\n")
+    cfg = TrainConfig.from_dict(load_yaml(tmp_path / "c.yaml")).validate()
+    assert (cfg.lr, cfg.beta2, cfg.max_minutes) == (1e-4, 0.999, 20.0) and type(cfg.lr) is float
 
 
 def test_train_help_is_grouped_and_top_level_help_has_examples(capsys):
@@ -216,8 +275,34 @@ def test_deep_greyscale_folders_load_as_greyscale(tmp_path, mode):
 
     from ganforge.data.folder import load_folder
 
-    for i in range(2):
-        Image.new(mode, (12, 12), 40 * (i + 1)).save(tmp_path / f"g{i}.tif")
-    assert Image.open(tmp_path / "g0.tif").mode == mode
+    for i, value in enumerate([40, 80, 33280]):  # the last uses the 16-bit range: 33280 / 257 = 129.49
+        Image.new(mode, (12, 12), value).save(tmp_path / f"g{i}.tif")
+    assert Image.open(tmp_path / "g2.tif").mode == mode
     images, _, _ = load_folder(tmp_path, 8, None)
-    assert images.shape == (2, 1, 8, 8)
+    assert images.shape == (3, 1, 8, 8)
+    # One brightness rule: values within 0..255 are kept, a 16-bit image is divided by 257 (65535 -> 255).
+    assert [sorted(set(image.flatten().tolist())) for image in images] == [[40], [80], [129]]  # not v >> 8 (130)
+
+
+@pytest.mark.parametrize("command, work", [
+    (["upscale", "IN", "--out", "OUT"], "ganforge.pipelines.upscaling.upscale_image"),
+    (["inpaint", "IN", "--box", "0,0,4,4", "--out", "OUT"], "ganforge.pipelines.inpainting.load_inpainter"),
+    (["sample", "--model", "mnist5k", "--n", "4", "--out", "OUT"], "ganforge.pipelines.sampling.generate"),
+])
+@pytest.mark.parametrize("suffix", [".tif", ".gif"])
+def test_an_output_format_that_cannot_be_written_is_refused_before_the_work(capsys, tmp_path, monkeypatch, command,
+                                                                             work, suffix):
+    """.gif and .tif are read, not written: found out after the work, the work would be lost."""
+    import importlib
+
+    module, name = work.rsplit(".", 1)
+
+    def no_work(*args, **kwargs):
+        raise AssertionError(f"{name} ran before the output format was checked")
+
+    monkeypatch.setattr(importlib.import_module(module), name, no_work)
+    Image.new("RGB", (16, 16)).save(tmp_path / "in.png")
+    out = tmp_path / f"out{suffix}"
+    code, err = run_cli(capsys, *[str(tmp_path / "in.png") if a == "IN" else str(out) if a == "OUT" else a for a in command])
+    assert code == 2 and f"unsupported image extension '{suffix}'" in err and len(err.splitlines()) == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]

@@ -154,7 +154,7 @@ def print_table(request):
     if reporter is None or capture is None or not OBSERVED:
         return
     rows = sorted({r for r, _ in OBSERVED}, key=lambda r: (HOSTILE + MODELS).index(r))
-    columns = [c for c in FOLDER_COMMANDS + FILE_COMMANDS + ["sample", "evaluate MODEL"] if any(c == k for _, k in OBSERVED)]
+    columns = [c for c in FOLDER_COMMANDS + FILE_COMMANDS + ["sample", "evaluate MODEL", "upscale --model MODEL"] if any(c == k for _, k in OBSERVED)]
     lines = ["", "| input | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     lines += [f"| {r} | " + " | ".join(OBSERVED.get((r, c), "") for c in columns) + " |" for r in rows]
     with capture.global_and_fixture_disabled():
@@ -181,6 +181,7 @@ def decoded(monkeypatch):
     """The paths every image reader of the commands decoded: "worked" must mean the file was used, not dropped."""
     import ganforge.data.folder
     import ganforge.data.photos
+    import ganforge.pipelines.inpainting
     import ganforge.pipelines.upscaling
 
     paths = set()
@@ -197,7 +198,8 @@ def decoded(monkeypatch):
 
     spy(ganforge.data.folder, "open_rgb_or_l")
     spy(ganforge.data.photos, "open_rgb_or_l")
-    spy(ganforge.pipelines.upscaling, "_open")
+    spy(ganforge.pipelines.upscaling, "open_image")
+    spy(ganforge.pipelines.inpainting, "open_image")
     return paths
 
 
@@ -256,17 +258,39 @@ def write_hostile_model(folder: Path, name: str) -> None:
         raise ValueError(name)
 
 
-@pytest.mark.parametrize("command", ["sample", "evaluate MODEL"])
+@pytest.mark.parametrize("command", ["sample", "evaluate MODEL", "upscale --model MODEL"])
 @pytest.mark.parametrize("name", MODELS)
 def test_hostile_model(tmp_path, corpus, capsys, name, command):
     model = tmp_path / "model"
     write_hostile_model(model, name)
     before = snapshot(tmp_path)
-    args = (["sample", str(model), "--n", "4", "--out", str(tmp_path / "out" / "grid.png")] if command == "sample" else
-            ["evaluate", str(model), "--data", str(corpus["good"]), "--features", str(corpus["features"]),
-             "--metrics", "fid", "--n", "10", "--out", str(tmp_path / "out" / "report.json")])
+    args = {"sample": ["sample", str(model), "--n", "4", "--out", str(tmp_path / "out" / "grid.png")],
+            "evaluate MODEL": ["evaluate", str(model), "--data", str(corpus["good"]), "--features",
+                               str(corpus["features"]), "--metrics", "fid", "--n", "10", "--out",
+                               str(tmp_path / "out" / "report.json")],
+            "upscale --model MODEL": ["upscale", str(corpus["good"] / "good00.png"), "--model", str(model), "--out",
+                                      str(tmp_path / "out" / "big.png")]}[command]
     code = main(args)
     err = capsys.readouterr().err.strip()
     OBSERVED[(name, command)] = got = outcome(code, err, [], "model")
     assert got == ONE_LINE and str(model) in err, err
+    assert snapshot(tmp_path) == before
+
+
+@pytest.mark.parametrize("command", ["upscale --model RUN", "evaluate RUN"])
+@pytest.mark.parametrize("model", ["missing", "config.json not an object"])
+def test_superres_run_with_a_broken_model_folder(tmp_path, corpus, capsys, model, command):
+    """A run's model-fidelity/ is fine but its model/ is gone or broken: one line naming it, not a traceback."""
+    run = tmp_path / "run"
+    (run / "model-fidelity").mkdir(parents=True)
+    (run / "model-fidelity" / "config.json").write_text(json.dumps({"task": "superres", "variant": "fidelity"}))
+    if model != "missing":
+        (run / "model").mkdir()
+        (run / "model" / "config.json").write_text("[1, 2, 3]")
+    before = snapshot(tmp_path)
+    args = (["upscale", str(corpus["good"] / "good00.png"), "--model", str(run), "--out", str(tmp_path / "big.png")]
+            if command.startswith("upscale") else ["evaluate", str(run), "--out", str(tmp_path / "report.json")])
+    code = main(args)
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1 and str(run) in err, err
     assert snapshot(tmp_path) == before

@@ -1,6 +1,7 @@
 """A run killed at any moment resumes, and ends bit-identical to one never killed (see benchmarks/kill_drill.py)."""
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -95,7 +96,7 @@ def test_sigkill_inside_a_write_then_resume_is_exact(tmp_path, small_args, strai
 
 def test_atomic_path_syncs_data_before_the_rename_and_the_rename_after(tmp_path, monkeypatch):
     calls = []
-    monkeypatch.setattr(atomic, "_fsync", lambda path: calls.append(("fsync", Path(path).name)))
+    monkeypatch.setattr(atomic, "fsync", lambda path: calls.append(("fsync", Path(path).name)))
     real_replace = atomic.os.replace
     monkeypatch.setattr(atomic.os, "replace", lambda a, b: (calls.append(("rename", Path(b).name)), real_replace(a, b)))
     with atomic_path(tmp_path / "a.txt") as tmp:
@@ -151,3 +152,71 @@ def test_leftovers_of_live_writers_are_kept(tmp_path):
     finally:
         live.kill()
         live.wait()
+
+
+def test_a_kill_between_the_fallbacks_two_renames_loses_no_model(tmp_path):
+    """Without renameat2 the old folder is moved aside, then the new one moved in: killed between the two, the
+    disk holds no `model/`, the old one aside and the new one still temporary. The committed (old) one comes back."""
+    pid = dead_pid()
+    save_model(tmp_path / "model", {"version": 1}, {"generator": {"w": torch.zeros(3)}})
+    (tmp_path / "model").rename(tmp_path / f".model.{pid}.tmp-old")
+    save_model(tmp_path / f".model.{pid}.tmp", {"version": 2}, {"generator": {"w": torch.ones(3)}})
+    remove_leftovers(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert load_model(tmp_path / "model", "generator")[0]["version"] == 1
+
+
+def test_an_old_folder_aside_is_deleted_once_the_new_one_is_in(tmp_path):
+    """Killed after the second rename, before deleting the old folder: the new one stays, the old one goes."""
+    pid = dead_pid()
+    save_model(tmp_path / "model", {"version": 2}, {"generator": {"w": torch.ones(3)}})
+    save_model(tmp_path / f".model.{pid}.tmp-old", {"version": 1}, {"generator": {"w": torch.zeros(3)}})
+    remove_leftovers(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert load_model(tmp_path / "model", "generator")[0]["version"] == 2
+
+
+def test_a_failed_second_rename_puts_the_old_folder_back(tmp_path, monkeypatch):
+    monkeypatch.setattr(atomic, "_exchange", lambda a, b: False)
+    folder = tmp_path / "model"
+    save_model(folder, {"version": 1}, {"generator": {"w": torch.zeros(3)}})
+    real_rename = atomic.os.rename
+
+    def failing_second_rename(a, b):
+        if Path(a).name.endswith(".tmp") and Path(b) == folder:
+            raise OSError(28, "No space left on device")
+        real_rename(a, b)
+
+    monkeypatch.setattr(atomic.os, "rename", failing_second_rename)
+    with pytest.raises(OSError):
+        save_model(folder, {"version": 2}, {"generator": {"w": torch.ones(3)}})
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+    assert load_model(folder, "generator")[0]["version"] == 1
+
+
+def open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not (atomic.FOLDER_HANDLES and Path("/proc/self/fd").is_dir()), reason="Linux folder handles")
+def test_read_together_retries_a_missing_folder_and_leaks_no_handle(tmp_path, monkeypatch):
+    with atomic_folder(tmp_path / "m") as tmp:
+        (tmp / "a").write_text("a")
+        (tmp / "b").write_text("b")
+    real_open, calls = atomic.os.open, []
+
+    def flaky_open(path, flags, *args, dir_fd=None):
+        calls.append(path)
+        if len(calls) == 1:
+            raise FileNotFoundError(path)  # the fallback's instant without a folder
+        if path == "b" and len(calls) == 7:  # the second read: a file it may not open
+            raise PermissionError(path)
+        return real_open(path, flags, *args, dir_fd=dir_fd)
+
+    monkeypatch.setattr(atomic.os, "open", flaky_open)
+    before = open_fds()
+    assert read_together(tmp_path / "m", ["a", "b"]) == [b"a", b"b"]
+    assert open_fds() == before
+    with pytest.raises(PermissionError):
+        read_together(tmp_path / "m", ["a", "b"])
+    assert open_fds() == before

@@ -2,6 +2,7 @@
 
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -288,3 +289,29 @@ def test_persistent_divergence_stops_with_a_clear_error(tmp_path):
     trainer.task.adversarial_objective.d_loss_fn = lambda real, fake: (real.mean() + fake.mean()) * float("inf")
     with pytest.raises(UserError, match="training diverged"):
         trainer.fit()
+
+
+def test_the_fp16_loss_scale_survives_a_resume(tmp_path):
+    """The GradScaler only runs for CUDA fp16; one enabled on the CPU stands in for it here."""
+    trainer = make_trainer(tmp_path)
+    trainer.scaler = torch.amp.GradScaler("cpu", init_scale=1024.0, growth_interval=7)
+    trainer.scaler._growth_tracker = torch.tensor(3, dtype=torch.int32)  # steps since the scale last changed
+    trainer.save_checkpoint()
+    resumed = make_trainer(tmp_path)
+    resumed.scaler = torch.amp.GradScaler("cpu")
+    assert resumed.resume()
+    assert resumed.scaler.state_dict() == trainer.scaler.state_dict()
+    assert resumed.scaler.get_scale() == 1024.0
+
+
+def test_logged_metrics_reach_the_disk_before_the_checkpoint_commits(tmp_path, monkeypatch):
+    import ganforge.training.trainer as trainer_module
+
+    events = []
+    monkeypatch.setattr(trainer_module, "fsync", lambda path: events.append(("fsync", Path(path).name)))
+    real_save = trainer_module.save_checkpoint
+    monkeypatch.setattr(trainer_module, "save_checkpoint", lambda *a: (events.append(("checkpoint",)), real_save(*a)))
+    trainer = make_trainer(tmp_path)
+    trainer._log({"step": 0, "loss_d": 1.0})
+    trainer.save_checkpoint()
+    assert events == [("fsync", "metrics.jsonl"), ("checkpoint",)]

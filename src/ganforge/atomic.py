@@ -17,7 +17,8 @@ import shutil
 import sys
 from pathlib import Path
 
-TEMPORARY = re.compile(r"^\..*\.(\d+)\.tmp")
+TEMPORARY = re.compile(r"^\.(.*)\.(\d+)\.tmp")
+ASIDE = ".tmp-old"  # suffix of an old folder that `atomic_folder` moved aside
 FOLDER_HANDLES = os.open in os.supports_dir_fd  # not on Windows
 
 
@@ -34,7 +35,7 @@ def atomic_path(path: str | Path):
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:
         yield tmp
-        _fsync(tmp)
+        fsync(tmp)
         os.replace(tmp, path)
         _fsync_folder(path.parent)
     finally:
@@ -48,7 +49,8 @@ def atomic_folder(folder: str | Path):
     On Linux the new folder and the old one are swapped with renameat2(RENAME_EXCHANGE), then the
     old one is deleted: a reader or a killed writer sees the old files or the new ones, never a mix.
     Where that call does not exist (other systems, file systems without it) the old folder is moved
-    aside first: for an instant there is no folder at all, but still never a mixed one.
+    aside first: for an instant there is no folder at all, but still never a mixed one. A writer
+    killed in that instant leaves the old folder under its `-old` name: `remove_leftovers` puts it back.
     """
     folder = Path(folder)
     tmp = folder.with_name(f".{folder.name}.{os.getpid()}.tmp")
@@ -56,15 +58,19 @@ def atomic_folder(folder: str | Path):
     tmp.mkdir(parents=True)
     try:
         yield tmp
-        for file in tmp.iterdir():
-            _fsync(file)
+        for path in tmp.rglob("*"):  # files, and sub-folders' entries
+            fsync(path)
         _fsync_folder(tmp)
         if not folder.exists():
             os.rename(tmp, folder)
         elif not _exchange(tmp, folder):  # on success `tmp` holds the old folder, deleted below
-            aside = folder.with_name(f".{folder.name}.{os.getpid()}.tmp-old")
+            aside = folder.with_name(f".{folder.name}.{os.getpid()}{ASIDE}")
             os.rename(folder, aside)
-            os.rename(tmp, folder)
+            try:
+                os.rename(tmp, folder)
+            except BaseException:
+                os.rename(aside, folder)  # the old folder stays, as it does when the block fails
+                raise
             shutil.rmtree(aside)
         _fsync_folder(folder.parent)
     finally:
@@ -81,40 +87,49 @@ def read_together(folder: str | Path, names: list[str]) -> list[bytes]:
     if not FOLDER_HANDLES:
         return [(folder / name).read_bytes() for name in names]
     for attempt in range(3):
-        handle, files = os.open(folder, os.O_RDONLY), []
+        files: list[int] = []
         try:
-            for name in names:
-                files.append(os.open(name, os.O_RDONLY, dir_fd=handle))
-        except FileNotFoundError:
+            handle = os.open(folder, os.O_RDONLY)  # missing for an instant while the fallback swaps it
+            try:
+                for name in names:
+                    files.append(os.open(name, os.O_RDONLY, dir_fd=handle))
+            finally:
+                os.close(handle)
+            contents = []
             for fd in files:
-                os.close(fd)
+                with open(fd, "rb", closefd=False) as f:
+                    contents.append(f.read())
+            return contents
+        except FileNotFoundError:
             if attempt == 2:
                 raise
-            continue
         finally:
-            os.close(handle)
-        contents = []
-        for fd in files:
-            with open(fd, "rb") as f:
-                contents.append(f.read())
-        return contents
+            for fd in files:
+                os.close(fd)
 
 
 def remove_leftovers(folder: str | Path) -> None:
     """Delete the temporary files and folders that writers killed mid-write left in `folder`.
 
-    Those of a process still running are kept: it may be writing them now.
+    Those of a process still running are kept: it may be writing them now. An old folder that
+    `atomic_folder` moved aside is the committed version when its name is free (the writer was killed
+    before the new one took it): it is renamed back, not deleted.
     """
     folder = Path(folder)
     if not folder.is_dir():
         return
-    for path in folder.iterdir():
+    for path in sorted(folder.iterdir()):
         match = TEMPORARY.match(path.name)
-        if match and not _running(int(match.group(1))):
-            if path.is_dir() and not path.is_symlink():
-                shutil.rmtree(path, ignore_errors=True)
-            else:
-                path.unlink(missing_ok=True)
+        if not match or _running(int(match.group(2))):
+            continue
+        target = folder / match.group(1)
+        if path.name.endswith(ASIDE) and not target.exists() and not target.is_symlink():
+            os.rename(path, target)
+            _fsync_folder(folder)
+        elif path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
 
 
 def _running(pid: int) -> bool:
@@ -131,7 +146,8 @@ def _running(pid: int) -> bool:
     return True
 
 
-def _fsync(path: Path) -> None:
+def fsync(path: Path) -> None:
+    """Flush a file's data (or a folder's entries) to disk."""
     fd = os.open(path, os.O_RDONLY)
     try:
         os.fsync(fd)
@@ -142,7 +158,7 @@ def _fsync(path: Path) -> None:
 def _fsync_folder(folder: Path) -> None:
     """Make a rename inside `folder` durable (POSIX; Windows cannot open a folder, and NTFS logs renames)."""
     if os.name == "posix":
-        _fsync(folder)
+        fsync(folder)
 
 
 AT_FDCWD, RENAME_EXCHANGE = -100, 2

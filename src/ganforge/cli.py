@@ -31,9 +31,11 @@ def _train(args) -> None:
     from ganforge.training.run import train
 
     names = {f.name for f in dataclasses.fields(TrainConfig)}
-    given = {k: v for k, v in vars(args).items() if k in names and v is not None}
+    flags = {k: v for k, v in vars(args).items() if k in names and v is not None}
     base = load_yaml(args.config) if args.config else {}
-    cfg = TrainConfig.from_dict({**base, **given}, args.config or "options")
+    cfg = TrainConfig.from_dict({**base, **flags}, args.config or "options")
+    # What --config sets is given as much as a flag: a resumed run applies the same rules to both.
+    given = {name: getattr(cfg, name) for name in {**base, **flags}}
     out = train(cfg, resume=args.resume, given=given)
     print(f"run saved in {out}  (samples: {out}/samples/latest.png, model: {out}/model)")
 
@@ -121,7 +123,7 @@ EXAMPLES = """examples:
 """
 # What a Ctrl-C leaves behind differs by command; each says so in its own words.
 INTERRUPTED = {
-    "train": "a checkpoint was saved if training had started (continue with --resume)",
+    "train": "the run can continue from its last checkpoint with --resume",
     "sample": "every image already written is complete; none is half-written",
     "interpolate": "nothing was written",
     "augment": "nothing was written (the data set appears only once it is complete)",

@@ -7,6 +7,7 @@ is refused rather than silently ignored.
 """
 
 import dataclasses
+import math
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,8 +44,8 @@ class TrainConfig:
     data: str | None = option(None, "embedded set (mnist5k, digits, photos) or a folder of images (default: mnist5k; "
                                     "photos for --task superres and inpaint)", group=DATA)
     out: str = option("runs/ganforge", "run directory (config, checkpoints, samples, metrics)", group=RUN)
-    max_images: int | None = option(None, "train on this many images of --data (a fixed seeded choice); the rest is held out for evaluation",
-                                    group=DATA)
+    max_images: int | None = option(None, "train on this many images of --data (a fixed seeded choice); the rest is held out "
+                                    "for evaluation (the embedded photos always hold out the same four)", group=DATA)
     task: str = option("generation", "what is trained: generation (noise -> image), superres (image -> x2/x4 image) or inpaint "
                        "(image with holes -> the full image)",
                        group=NETS, choices=list(TASKS))
@@ -53,7 +54,8 @@ class TrainConfig:
     resolution: int | None = option(None, "image size (default: the embedded set's own, 64 for folders, 56 for --arch seed)",
                                     group=DATA, tasks=NOISE)
     channels: int | None = option(None, "1 or 3 (default: from the data)", group=DATA, tasks=NOISE)
-    width: int = option(64, "base channel width of G and D (ngf = ndf)", group=NETS)
+    width: int = option(64, "base channel width of G and D (ngf = ndf); the brief's networks (--arch seed) have fixed "
+                        "widths", group=NETS, needs=("arch", "dcgan"))
     latent_dim: int = option(100, "size of the noise vector z", group=NETS, tasks=NOISE)
     loss: str = option("bce", "adversarial loss: the brief's non-saturating bce, hinge, lsgan or wgan-gp",
                        group=LOSSES, choices=["bce", "hinge", "lsgan", "wgan-gp"])
@@ -208,7 +210,8 @@ class TrainConfig:
         unknown = sorted(set(d) - names)
         if unknown:
             raise UserError(f"{source}: unknown option(s) {', '.join(unknown)}")
-        return cls(**d)
+        floats = {f.name for f in dataclasses.fields(cls) if field_kind(f) is float}
+        return cls(**{k: _yaml_float(v) if k in floats else v for k, v in d.items()})
 
 
 def flag(name: str) -> str:
@@ -218,6 +221,18 @@ def flag(name: str) -> str:
 def field_kind(f: dataclasses.Field) -> type:
     """A field's value type: int for `int | None`."""
     return f.type.__args__[0] if isinstance(f.type, types.UnionType) else f.type
+
+
+def _yaml_float(value):
+    """A YAML value for a float field: PyYAML follows YAML 1.1, which reads `1e-4` (no dot) as a string, so a
+    string that is a finite number is that number; anything else is left for validate() to refuse."""
+    if not isinstance(value, str):
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        return value
+    return number if math.isfinite(number) else value
 
 
 def _check_type_and_choice(f: dataclasses.Field, value) -> None:

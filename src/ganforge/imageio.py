@@ -98,11 +98,19 @@ def to_pil(image: torch.Tensor) -> Image.Image:
     return Image.fromarray(arr[0]) if arr.shape[0] == 1 else Image.fromarray(arr.transpose(1, 2, 0))
 
 
-def check_writable(path: Path, what: str = "--out") -> Path:
-    """Fail early, with the option's name, when `path` (a file if it has a suffix, else a folder) cannot be written."""
+def check_writable(path: Path, what: str = "--out") -> None:
+    """Fail early, with the option's name, when `path` (a file if it has a suffix, else a folder) cannot be written.
+
+    A file path that names an existing folder is refused here: the writer would fail only after the work.
+    Outputs that are always folders go to `check_writable_folder`, so a folder name with a dot passes.
+    """
     path = Path(path)
-    check_writable_folder(path.parent if path.suffix else path, what)
-    return path
+    if not path.suffix:
+        check_writable_folder(path, what)
+        return
+    if path.is_dir():
+        raise UserError(f"{what}: {path} is a folder; name a file")
+    check_writable_folder(path.parent, what)
 
 
 def check_writable_folder(folder: Path, what: str) -> None:

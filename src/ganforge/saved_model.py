@@ -31,7 +31,6 @@ def save_model(folder: Path, config: dict, weights: dict[str, dict[str, torch.Te
     reading it, finds the previous model or this one, never this config with the previous weights.
     """
     folder = Path(folder)
-    folder.parent.mkdir(parents=True, exist_ok=True)
     with atomic_folder(folder) as tmp:
         for name, state in weights.items():
             save_file({k: v.detach().cpu().contiguous() for k, v in state.items()}, str(tmp / f"{name}.safetensors"))

@@ -25,7 +25,6 @@ def _cached(name: str, build) -> tuple[np.ndarray, np.ndarray]:
             return f["images"], f["labels"]
     images, labels = build()
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             np.savez(tmp, images=images, labels=labels)
     except OSError:

@@ -78,6 +78,4 @@ def save_closest_pairs(gen_images: torch.Tensor, train_images: torch.Tensor, pai
     """
     gen, train = as_float_images(gen_images), as_float_images(train_images)
     rows = [img for g, t, *_ in pairs for img in (gen[int(g)], train[int(t)])]
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     save_image(make_grid(torch.stack(rows).cpu(), nrow=2), path)

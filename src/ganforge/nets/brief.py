@@ -14,6 +14,8 @@ The brief compiles D's raw Dense(1) output with a probability BCE; ganforge read
 import torch
 from torch import nn
 
+from ganforge.nets.dcgan import spectral_normalise
+
 BRIEF_RESOLUTION = 56
 
 
@@ -42,17 +44,18 @@ class BriefGenerator(nn.Module):
 class BriefDiscriminator(nn.Module):
     def __init__(self, channels: int = 3, spectral_norm: bool = False):
         super().__init__()
-        sn = nn.utils.parametrizations.spectral_norm if spectral_norm else (lambda m: m)
         self.main = nn.Sequential(
-            sn(nn.Conv2d(channels, 128, 5, 2, 2)),
+            nn.Conv2d(channels, 128, 5, 2, 2),
             nn.LeakyReLU(0.2, True),
             nn.Dropout(0.3),
-            sn(nn.Conv2d(128, 128, 5, 2, 2)),
+            nn.Conv2d(128, 128, 5, 2, 2),
             nn.LeakyReLU(0.2, True),
             nn.Dropout(0.3),
             nn.Flatten(),
-            sn(nn.Linear(128 * (BRIEF_RESOLUTION // 4) ** 2, 1)),
+            nn.Linear(128 * (BRIEF_RESOLUTION // 4) ** 2, 1),
         )
+        if spectral_norm:
+            spectral_normalise(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.main(x).flatten()

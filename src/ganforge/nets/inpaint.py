@@ -138,6 +138,11 @@ class InpaintGenerator(nn.Module):
         return self.main(x)[..., :h, :w]
 
 
+def build_inpaint_generator(model: dict) -> InpaintGenerator:
+    """The generator described by a saved inpainting model's config."""
+    return InpaintGenerator(model["channels"], model["width"], model["downsamples"], model["blocks"], model["net"])
+
+
 class InpaintDiscriminator(nn.Module):
     """(image, mask) -> a map of real/fake logits per patch (SN-PatchGAN)."""
 

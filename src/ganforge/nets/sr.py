@@ -61,6 +61,11 @@ class SRGenerator(nn.Module):
         return F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False) + residual
 
 
+def build_sr_generator(model: dict) -> SRGenerator:
+    """The generator described by a saved super-resolution model's config."""
+    return SRGenerator(model["scale"], model["channels"], model["width"], model["blocks"])
+
+
 class PatchDiscriminator(nn.Module):
     """image -> a map of real/fake logits, one per overlapping patch (no sigmoid).
 

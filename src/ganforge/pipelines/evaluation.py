@@ -20,7 +20,7 @@ from ganforge.data import ImageSet, load_imageset, split
 from ganforge.data.embedded import cache_dir
 from ganforge.data.imageset import native_resolution
 from ganforge.errors import UserError
-from ganforge.imageio import check_writable, float_to_uint8
+from ganforge.imageio import check_writable, check_writable_folder, float_to_uint8
 from ganforge.metrics import (
     DomainFeatures,
     InceptionV3Features,
@@ -36,7 +36,6 @@ from ganforge.metrics import (
     train_domain_features,
 )
 from ganforge.metrics.domain import domain_features
-from ganforge.saved_model import resolve_model
 from ganforge.device import pick_device
 from ganforge.latent import balanced_labels, generate, latents
 from ganforge.pipelines.sampling import load_generator
@@ -87,7 +86,6 @@ def real_features(extractor, images: torch.Tensor, folder: Path) -> torch.Tensor
         return load_file(str(path))["features"]
     features = extractor.features(images)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
         with atomic_path(path) as tmp:
             save_file({"features": features.contiguous()}, str(tmp))
     except OSError:
@@ -96,18 +94,16 @@ def real_features(extractor, images: torch.Tensor, folder: Path) -> torch.Tensor
 
 
 # ---------------------------------------------------------------------------- evaluate
-def run_data(where: str | Path, data: str | None) -> tuple[ImageSet, ImageSet, dict]:
-    """(training, held-out) images of a run, at its generator's resolution; `data` overrides the run's."""
-    model_dir = resolve_model(where)
-    model = json.loads((model_dir / "config.json").read_text())
+def run_data(where: str | Path, model: dict, data: str | None) -> tuple[ImageSet, ImageSet]:
+    """(training, held-out) images of a run, at the resolution of its generator's config `model`; `data` overrides
+    the run's."""
     run_config_path = Path(where) / "config.yaml"
     run_cfg = load_yaml(run_config_path) if run_config_path.exists() else {}
     spec = data or run_cfg.get("data")
     if spec is None:
         raise UserError(f"--data: {where} is a model folder without its run's config; name the real images to compare with")
     max_images = run_cfg.get("max_images") if spec == run_cfg.get("data") else None
-    train, heldout = split(load_imageset(spec, model["resolution"], model["channels"]), max_images)
-    return train, heldout, model
+    return split(load_imageset(spec, model["resolution"], model["channels"]), max_images)
 
 
 def chosen_metrics(asked: list[str] | None, heldout: ImageSet) -> list[str]:
@@ -134,8 +130,8 @@ def evaluate(where: str | Path, data: str | None = None, metrics: list[str] | No
 
     `metrics` None means every metric the data allows (see `chosen_metrics`).
     """
-    generator, _ = load_generator(where, device)  # first: a broken model is reported before any data is read
-    train, heldout, model = run_data(where, data)
+    generator, model = load_generator(where, device)  # first: a broken model is reported before any data is read
+    train, heldout = run_data(where, model, data)
     metrics = chosen_metrics(metrics, heldout)
     reference = heldout if len(heldout) else train
     n = n or min(len(reference), 5000)
@@ -196,7 +192,7 @@ def format_report(report: dict) -> str:
 def train_features(data: str, out: str | Path, resolution: int | None = None, channels: int | None = None,
                    steps: int = 400, seed: int = 0, max_images: int | None = None) -> DomainFeatures:
     """`ganforge features train`: a domain feature network for `data`, saved in `out`."""
-    out = check_writable(Path(out), "--out")
+    check_writable_folder(Path(out), "--out")
     resolution = resolution or native_resolution(data) or 64
     train, _ = split(load_imageset(data, resolution, channels), max_images)
     features = train_domain_features(train.images, train.labels, steps=steps, seed=seed)

@@ -21,11 +21,11 @@ from ganforge.data.masks import MAX_COVERAGE
 from ganforge.device import pick_device
 from ganforge.errors import UserError
 from ganforge.fill import fill_holes
-from ganforge.imageio import HIGH_DEPTH_MODES, IMAGE_SUFFIXES, UNREADABLE_IMAGE, check_writable, to_8bit, uint8_to_float, \
-    float_to_uint8
-from ganforge.pipelines.upscaling import _open, _save, output_paths
+from ganforge.imageio import (HIGH_DEPTH_MODES, UNREADABLE_IMAGE, check_writable, check_writable_folder, float_to_uint8,
+                              image_format, to_8bit, uint8_to_float)
+from ganforge.pipelines.image_files import open_image, output_paths, save_image_file
 from ganforge.saved_model import load_model, resolve_model
-from ganforge.tasks.inpaint import build_inpaint_generator
+from ganforge.nets.inpaint import build_inpaint_generator
 
 log = logging.getLogger("ganforge")
 DEFAULT_MODEL = "inpaint-photos"
@@ -119,7 +119,7 @@ def inpaint_image(generator: torch.nn.Module, config: dict, im: Image.Image, mas
 def _fill_file(generator, config, image_path: Path, mask_path: Path | None, boxes, work_size: int) -> Image.Image:
     """Read one image and its holes, and fill them (an image without holes comes back unchanged)."""
     try:
-        im = _open(image_path)
+        im = open_image(image_path)
     except UNREADABLE_IMAGE as e:
         raise UserError(f"{image_path}: not a readable image ({e})") from None
     mask = read_mask(mask_path, im.size) if mask_path is not None else box_mask(im.size, boxes)
@@ -147,22 +147,21 @@ def inpaint(source: str | Path, out: str | Path | None = None, mask: str | Path 
         raise UserError(f"--mask: {mask} does not exist")
     if source.is_file():
         out = Path(out) if out else source.with_name(f"{source.stem}_filled.png")
-        if out.suffix.lower() not in IMAGE_SUFFIXES:
-            raise UserError(f"--out: {out} must end in .png, .jpg, .webp or .bmp")
+        image_format(out)  # an output format it can write, checked before the work
         if out.exists() and not overwrite:
             raise UserError(f"--out: {out} exists; add --overwrite to replace it")
         if mask is not None and mask.is_dir():
             raise UserError(f"--mask: {mask} is a folder; a single image takes a mask file")
         check_writable(out, "--out")
         generator, config = load_inpainter(model or DEFAULT_MODEL, device)
-        _save(_fill_file(generator, config, source, mask, parsed_boxes, work_size), out)
+        save_image_file(_fill_file(generator, config, source, mask, parsed_boxes, work_size), out)
         return out
     if mask is not None and not mask.is_dir():
         raise UserError(f"--mask: {mask} is a file; a folder of images takes a folder of masks (matched by file stem)")
     out = Path(out) if out else source.with_name(f"{source.name}_filled")
     if out.resolve() == source.resolve():
         raise UserError(f"--out: {out} is the input folder; choose another folder")
-    check_writable(out, "--out")
+    check_writable_folder(out, "--out")
     generator, config = load_inpainter(model or DEFAULT_MODEL, device)
     paths = [p for p in find_images(source) if out.resolve() not in p.resolve().parents]
     targets, _ = output_paths(source, paths, out)
@@ -186,8 +185,7 @@ def inpaint(source: str | Path, out: str | Path | None = None, mask: str | Path 
         except UserError as e:
             bad.append(f"{path} ({e})")
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _save(result, target)
+        save_image_file(result, target)
     if existing:
         log.info("kept %d output(s) that already existed in %s (--overwrite replaces them)", existing, out)
     if bad:

@@ -6,10 +6,10 @@ import torch
 from torch import nn
 
 from ganforge.errors import UserError
-from ganforge.imageio import check_writable, make_grid, save_gif, save_image
+from ganforge.imageio import check_writable, image_format, make_grid, save_gif, save_image
 from ganforge.latent import generate, latents, slerp
 from ganforge.saved_model import build_model, load_model, resolve_model
-from ganforge.tasks.generation import build_generator
+from ganforge.nets.build import build_generator
 from ganforge.device import pick_device
 
 
@@ -63,6 +63,8 @@ def sample(where: str | Path, out: str | Path, n: int = 64, seed: int = 0, devic
         raise UserError(f"--n: must be at least 1, got {n}")
     out = Path(out)
     check_writable(out, "--out")
+    if out.suffix:
+        image_format(out)  # a grid format it can write, checked before the work
     generator, config = load_generator(where, device)
     label = resolve_class(config, class_name, where)
     if config.get("num_classes") and label is None:

@@ -3,8 +3,8 @@
 The output is a folder any tool can read: one sub-folder of PNGs per class, `manifest.csv`
 (file, label, class_name, seed; one row per PNG, nothing else on disk) and `augment.json`
 (which model, the SHA-256 of its weights, the seeds, the filter's acceptance rates, versions).
-It is built in a hidden folder beside `out` and renamed into place at the end, so an
-interrupted run leaves no half-written data set behind.
+It is built in a hidden folder beside `out` and swapped into place at the end (`atomic_folder`),
+so an interrupted run leaves no half-written data set behind.
 
 Image j of class c uses seed `seed + 1_000_000 * c + j`, so every image can be made again.
 With `filter`, the domain classifier of the model's training data (or `features`) judges each
@@ -15,14 +15,13 @@ up the number.
 import csv
 import hashlib
 import json
-import os
-import shutil
 from pathlib import Path
 
 import torch
 from tqdm import tqdm
 
 import ganforge
+from ganforge.atomic import atomic_folder
 from ganforge.config import load_yaml
 from ganforge.data import load_imageset, split
 from ganforge.errors import UserError
@@ -93,13 +92,11 @@ def augment(where: str | Path, out: str | Path, per_class: int, seed: int = 0, f
     folders = [class_folder(name, c) for c, name in enumerate(names)]
     if len(set(folders)) != len(folders):
         folders = [f"class{c}" for c in range(len(names))]
-    tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
     rows, stats = [], {}
-    try:
+    with atomic_folder(out) as tmp:
         bar = tqdm(total=per_class * len(names), unit="img", desc="augment", dynamic_ncols=True)
         for c, name in enumerate(names):
-            (tmp / folders[c]).mkdir(parents=True)
+            (tmp / folders[c]).mkdir()
             kept, drawn, passed = 0, 0, 0
             while kept < per_class:
                 if drawn >= MAX_DRAWS_PER_IMAGE * per_class:
@@ -139,9 +136,5 @@ def augment(where: str | Path, out: str | Path, per_class: int, seed: int = 0, f
             "ganforge": ganforge.__version__, "torch": str(torch.__version__),
         }  # fmt: skip
         (tmp / "augment.json").write_text(json.dumps(record, indent=2))
-        if out.is_dir():
-            out.rmdir()  # empty, checked above; os.replace needs the name free (or an empty folder)
-        os.replace(tmp, out)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        _check_out(out)  # again: whatever appeared in --out meanwhile must not be swapped out and deleted
     return out

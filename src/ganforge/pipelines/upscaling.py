@@ -5,24 +5,22 @@ back greyscale; an alpha channel is upscaled separately (bicubic: it is a mask, 
 16-bit images are converted to 8 bits with a note, and EXIF orientation is applied first.
 """
 
-import json
 import logging
 import warnings
-from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 from tqdm import tqdm
 
-from ganforge.atomic import atomic_path
 from ganforge.data.folder import find_images
 from ganforge.errors import UserError
-from ganforge.imageio import (HIGH_DEPTH_MODES, IMAGE_SUFFIXES, UNREADABLE_IMAGE, check_writable, image_format, to_8bit,
-                              uint8_to_float)
-from ganforge.saved_model import build_model, load_model, resolve_model, shipped_models
-from ganforge.tasks.superres import build_sr_generator
+from ganforge.imageio import (HIGH_DEPTH_MODES, IMAGE_SUFFIXES, UNREADABLE_IMAGE, check_writable, check_writable_folder,
+                              image_format, to_8bit, uint8_to_float)
+from ganforge.pipelines.image_files import open_image, output_paths, save_image_file
+from ganforge.saved_model import build_model, load_model, read_config, resolve_model, shipped_models
+from ganforge.nets.sr import build_sr_generator
 from ganforge.tiling import upscale_tensor
 from ganforge.device import pick_device
 
@@ -40,11 +38,11 @@ def run_variants(where: str | Path) -> dict[str, Path]:
     path = Path(where)
     if (path / "model-fidelity" / "config.json").exists():
         variants = {"fidelity": path / "model-fidelity"}
-        if json.loads((path / "model" / "config.json").read_text()).get("variant") == "gan":
+        if read_config(path / "model").get("variant") == "gan":
             variants["gan"] = path / "model"
         return variants
     folder = resolve_model(where)
-    return {json.loads((folder / "config.json").read_text()).get("variant", "model"): folder}
+    return {read_config(folder).get("variant", "model"): folder}
 
 
 def pick_model(model: str | None, scale: int | None, variant: str | None) -> Path:
@@ -101,51 +99,9 @@ def upscale_image(generator: torch.nn.Module, im: Image.Image, tile: int = 256, 
     return result
 
 
-def _open(path: Path) -> Image.Image:
-    with Image.open(path) as im:
-        if im.mode in HIGH_DEPTH_MODES or im.info.get("bits", 8) > 8:
-            log.info("%s: 16-bit image converted to 8 bits (the models work on 8-bit pixels)", path)
-        im.load()
-        return ImageOps.exif_transpose(im)
-
-
-def _save(im: Image.Image, path: Path) -> None:
-    fmt = image_format(path)
-    if fmt in ("JPEG", "BMP") and im.mode in ("RGBA", "LA"):
-        raise UserError(f"--out: {path} cannot keep the alpha channel; use .png or .webp")
-    try:
-        with atomic_path(path) as tmp:
-            im.save(tmp, format=fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
-    except OSError as e:
-        raise UserError(f"--out: cannot write {path}: {e.strerror or e}") from None
-
-
-def output_paths(source: Path, paths: list[Path], out: Path) -> tuple[dict[Path, Path], list[Path]]:
-    """Where each input's PNG goes under `out`, and the inputs whose output name keeps their suffix.
-
-    Outputs mirror the inputs as `<stem>.png`, except where two inputs would share one (`a.jpg`
-    and `a.png`, or `A.jpg` and `a.png`, which clash on case-blind file systems): those become
-    `<name>.png` (`a.jpg.png`, `a.png.png`), so no input overwrites another or passes for an
-    output that already existed. Repeated until no clash is left, since a new name can itself be
-    another input's `<stem>.png`; names that keep their suffix never clash with each other.
-    """
-    keep_suffix: set[Path] = set()
-    while True:
-        relative = {p: p.relative_to(source) for p in paths}
-        targets = {p: r.with_name(r.name + ".png") if p in keep_suffix else r.with_suffix(".png")
-                   for p, r in relative.items()}
-        users = defaultdict(list)
-        for p, t in targets.items():
-            users[t.as_posix().lower()].append(p)
-        clashing = {p for group in users.values() if len(group) > 1 for p in group} - keep_suffix
-        if not clashing:
-            return {p: out / t for p, t in targets.items()}, sorted(keep_suffix)
-        keep_suffix |= clashing
-
-
 def upscale(source: str | Path, out: str | Path | None = None, scale: int | None = None, model: str | None = None,
             variant: str | None = None, tile: int = 256, device: str = "auto", overwrite: bool = False) -> Path:
-    """Upscale one image, or every image under a folder (mirrored into `out` as PNGs, `output_paths`); returns `out`.
+    """Upscale one image, or every image under a folder (mirrored into `out` as PNGs, see `output_paths`); returns `out`.
 
     A folder run skips unreadable or too-small files, and outputs that exist already (so an
     interrupted run can be repeated), and reports them at the end.
@@ -159,25 +115,24 @@ def upscale(source: str | Path, out: str | Path | None = None, scale: int | None
     scale = generator.scale
     if source.is_file():
         out = Path(out) if out else source.with_name(f"{source.stem}_x{scale}.png")
-        if out.suffix.lower() not in IMAGE_SUFFIXES:
-            raise UserError(f"--out: {out} must end in .png, .jpg, .webp or .bmp")
+        image_format(out)  # an output format it can write, checked before the work
         if out.exists() and not overwrite:
             raise UserError(f"--out: {out} exists; add --overwrite to replace it")
         check_writable(out, "--out")
         try:
-            im = _open(source)
+            im = open_image(source)
         except UNREADABLE_IMAGE as e:
             raise UserError(f"{source}: not a readable image ({e})") from None
         try:
             result = upscale_image(generator, im, tile, progress=True)
         except UserError as e:
             raise UserError(f"{source}: {e}") from None
-        _save(result, out)
+        save_image_file(result, out)
         return out
     out = Path(out) if out else source.with_name(f"{source.name}_x{scale}")
     if out.resolve() == source.resolve():
         raise UserError(f"--out: {out} is the input folder; choose another folder")
-    check_writable(out, "--out")
+    check_writable_folder(out, "--out")
     paths = [p for p in find_images(source) if out.resolve() not in (p.parent.resolve(), *p.parent.resolve().parents)]
     if not paths:
         raise UserError(f"{source}: holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
@@ -193,12 +148,11 @@ def upscale(source: str | Path, out: str | Path | None = None, scale: int | None
             existing += 1
             continue
         try:
-            result = upscale_image(generator, _open(path), tile)
+            result = upscale_image(generator, open_image(path), tile)
         except (*UNREADABLE_IMAGE, UserError) as e:
             bad.append(f"{path} ({e})")
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        _save(result, target)
+        save_image_file(result, target)
     if existing:
         log.info("kept %d output(s) that already existed in %s (--overwrite replaces them)", existing, out)
     if bad:

@@ -22,7 +22,8 @@ from ganforge.adversarial import AdversarialObjective
 from ganforge.errors import UserError
 from ganforge.nets.conditional import ProjectionDiscriminator
 from ganforge.imageio import make_grid
-from ganforge.tasks.generation import AdversarialThroughout, build_generator, check_resolution
+from ganforge.nets.build import build_generator
+from ganforge.tasks.generation import AdversarialThroughout, check_resolution
 
 
 def check_labels(labels: torch.Tensor, class_names: list[str], source: str) -> None:

@@ -4,27 +4,11 @@ import torch
 from torch import nn
 
 from ganforge.adversarial import AdversarialObjective
-from ganforge.nets.brief import BRIEF_RESOLUTION, BriefDiscriminator, BriefGenerator
-from ganforge.nets.conditional import ConditionalDCGANGenerator
-from ganforge.nets.dcgan import DCGANDiscriminator, DCGANGenerator, resolution_plan
+from ganforge.nets.brief import BRIEF_RESOLUTION
+from ganforge.nets.build import build_discriminator, build_generator
+from ganforge.nets.dcgan import resolution_plan
 from ganforge.errors import UserError
 from ganforge.imageio import make_grid
-
-
-def build_generator(model: dict) -> nn.Module:
-    """The generator described by a saved model's config (class-conditional where it has `num_classes`)."""
-    if model.get("num_classes"):
-        return ConditionalDCGANGenerator(model["resolution"], model["channels"], model["latent_dim"], model["width"],
-                                         model["num_classes"])
-    if model["arch"] == "seed":
-        return BriefGenerator(model["channels"], model["latent_dim"])
-    return DCGANGenerator(model["resolution"], model["channels"], model["latent_dim"], model["width"])
-
-
-def build_discriminator(model: dict, spectral_norm: bool = False, batch_norm: bool = True) -> nn.Module:
-    if model["arch"] == "seed":
-        return BriefDiscriminator(model["channels"], spectral_norm)  # the brief's D has no batch norm
-    return DCGANDiscriminator(model["resolution"], model["channels"], model["width"], spectral_norm, batch_norm)
 
 
 def check_resolution(arch: str, resolution: int) -> None:

@@ -16,15 +16,11 @@ from torch import nn
 from ganforge.adversarial import AdversarialObjective
 from ganforge.data.masks import mask_batch
 from ganforge.imageio import make_grid, uint8_to_float
-from ganforge.nets.inpaint import InpaintDiscriminator, InpaintGenerator
+from ganforge.nets.inpaint import InpaintDiscriminator, build_inpaint_generator
 from ganforge.nets.vgg import PerceptualLoss
 from ganforge.tasks.generation import AdversarialThroughout
 
 PREVIEW_IMAGES = 6
-
-
-def build_inpaint_generator(model: dict) -> InpaintGenerator:
-    return InpaintGenerator(model["channels"], model["width"], model["downsamples"], model["blocks"], model["net"])
 
 
 def composite(prediction: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

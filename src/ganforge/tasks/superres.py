@@ -20,14 +20,10 @@ from torch import nn
 from ganforge.adversarial import AdversarialObjective
 from ganforge.data.degrade import bicubic_upsample, degrade
 from ganforge.imageio import make_grid, uint8_to_float
-from ganforge.nets.sr import PatchDiscriminator, SRGenerator
+from ganforge.nets.sr import PatchDiscriminator, build_sr_generator
 from ganforge.nets.vgg import PerceptualLoss
 
 PREVIEW_CROPS = 6
-
-
-def build_sr_generator(model: dict) -> SRGenerator:
-    return SRGenerator(model["scale"], model["channels"], model["width"], model["blocks"])
 
 
 def random_dihedral(x: torch.Tensor, rng: torch.Generator) -> torch.Tensor:

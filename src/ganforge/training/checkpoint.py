@@ -33,8 +33,6 @@ def save_checkpoint(path: Path, nets: dict, optimizers: dict, meta: dict) -> Non
                 else:
                     scalars[f"{idx}.{key}"] = value
         metadata[f"optim.{name}"] = json.dumps({"param_groups": sd["param_groups"], "scalars": scalars})
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata=metadata)
 

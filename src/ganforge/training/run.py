@@ -14,7 +14,7 @@ from ganforge.data import load_imageset, split
 from ganforge.data.imageset import native_resolution
 from ganforge.data.photos import extract_patches, load_photos
 from ganforge.errors import UserError
-from ganforge.imageio import check_writable
+from ganforge.imageio import check_writable_folder
 from ganforge.nets.brief import BRIEF_RESOLUTION
 from ganforge.saved_model import load_model, resolve_model
 from ganforge.seeding import seed_everything
@@ -112,6 +112,10 @@ def resumed_config(out: Path, given: dict) -> TrainConfig:
     saved = load_yaml(saved_path)
     saved.pop("environment", None)
     cfg = TrainConfig.from_dict(saved, str(saved_path))
+    try:
+        cfg.validate()
+    except UserError as e:  # its message names a flag the user may never have typed: say where the value is
+        raise UserError(f"{saved_path}: {e}") from None
     for name, value in given.items():
         if name in ("out",) or value == getattr(cfg, name):
             continue
@@ -130,9 +134,12 @@ def resumed_config(out: Path, given: dict) -> TrainConfig:
 def train(cfg: TrainConfig, resume: bool = False, given: dict | None = None) -> Path:
     """Train `cfg.task` and return the run directory. With `resume`, continue the run in `cfg.out`.
 
-    `given` holds the options a user set explicitly (they may change a resumed run's length).
+    `given` holds the options a user set explicitly, by flag or --config (they may change a resumed run's length).
     """
     out = Path(cfg.out)
+    if resume and not out.is_dir():
+        raise UserError(f"--resume: {out} does not exist, so it holds no run to resume (no checkpoint, no config.yaml); "
+                        "leave out --resume to start a new run")
     if resume and (out / "config.yaml").exists():
         cfg = resumed_config(out, given or {})
     elif resume and set(given or {}) - {"out"}:
@@ -156,7 +163,7 @@ def train(cfg: TrainConfig, resume: bool = False, given: dict | None = None) -> 
 def _train(cfg: TrainConfig, out: Path, resume: bool, device: torch.device, dist) -> Path:
     dtype = pick_dtype(cfg.precision, device)
     if dist.is_main:
-        check_writable(out / "checkpoints", "--out")
+        check_writable_folder(out / "checkpoints", "--out")
     seed_everything(cfg.seed)
     if cfg.steps is None and cfg.epochs is None:
         cfg.steps = DEFAULT_STEPS

@@ -29,7 +29,7 @@ from ganforge.imageio import save_image, uint8_to_float
 from ganforge.saved_model import save_model
 from ganforge.training.checkpoint import load_checkpoint, save_checkpoint
 from ganforge.device import autocast
-from ganforge.atomic import atomic_path, remove_leftovers
+from ganforge.atomic import atomic_path, fsync, remove_leftovers
 from ganforge.errors import UserError
 from ganforge.training.distributed import DistInfo
 from ganforge.training.ema import EMA
@@ -348,7 +348,6 @@ class Trainer:
         generator.eval()
         grid = self.task.preview_grid(generator, self.preview_inputs)
         generator.train(was_training)
-        (self.run_dir / "samples").mkdir(exist_ok=True)
         save_image(grid, self.run_dir / "samples" / f"step_{self.step:07d}.png")
         save_image(grid, self.run_dir / "samples" / "latest.png")
         plot_losses(self.history, self.run_dir / "losses.png")
@@ -362,16 +361,23 @@ class Trainer:
 
     def save_checkpoint(self) -> None:
         """Export the model folder(s), then checkpoint: the checkpoint's step is the commit point, so a
-        run killed in between resumes from the previous checkpoint and writes this step's models again."""
+        run killed in between resumes from the previous checkpoint and writes this step's models again.
+
+        metrics.jsonl is flushed to disk first: a power cut after the commit keeps every line up to its step.
+        The fp16 loss scale is saved too, so a resumed run does not relearn it from 65536 through skipped steps.
+        """
         self._sync_buffers()
         if not self.dist.is_main:
             return
+        if (self.run_dir / "metrics.jsonl").exists():
+            fsync(self.run_dir / "metrics.jsonl")
         for folder, config in self.task.exports(self.step).items():
             save_model(self.run_dir / folder, config, {"generator": self.sampling_generator.state_dict()})
+        scaler = {"scaler": self.scaler.state_dict()} if self.scaler.is_enabled() else {}  # only CUDA fp16 has one
         save_checkpoint(self.run_dir / "checkpoints" / "last.safetensors", self.checkpointed_nets,
                         {"generator": self.opt_g, "discriminator": self.opt_d},
                         {"step": self.step, "rollbacks": self.rollbacks,
-                         "augment": self.task.adversarial_objective.augment_p.state()})
+                         "augment": self.task.adversarial_objective.augment_p.state(), **scaler})
 
     def init_generator(self, weights: dict[str, torch.Tensor]) -> None:
         """Start G, and its EMA, from given weights (fine-tuning) instead of a random initialisation."""
@@ -392,6 +398,8 @@ class Trainer:
             self.step, self.rollbacks = int(meta["step"]), int(meta.get("rollbacks", 0))
             if "augment" in meta:
                 self.task.adversarial_objective.augment_p.load_state(meta["augment"])
+            if "scaler" in meta and self.scaler.is_enabled():
+                self.scaler.load_state_dict(meta["scaler"])
         elif self.dist.is_main:
             log.info("%s: no checkpoint yet (the run stopped before its first); starting again from step 0", self.run_dir)
         metrics = self.run_dir / "metrics.jsonl"

@@ -1,0 +1,23 @@
+"""The generation networks a saved model's config describes, built in one place for training and for sampling."""
+
+from torch import nn
+
+from ganforge.nets.brief import BriefDiscriminator, BriefGenerator
+from ganforge.nets.conditional import ConditionalDCGANGenerator
+from ganforge.nets.dcgan import DCGANDiscriminator, DCGANGenerator
+
+
+def build_generator(model: dict) -> nn.Module:
+    """The generator described by a saved model's config (class-conditional where it has `num_classes`)."""
+    if model.get("num_classes"):
+        return ConditionalDCGANGenerator(model["resolution"], model["channels"], model["latent_dim"], model["width"],
+                                         model["num_classes"])
+    if model["arch"] == "seed":
+        return BriefGenerator(model["channels"], model["latent_dim"])
+    return DCGANGenerator(model["resolution"], model["channels"], model["latent_dim"], model["width"])
+
+
+def build_discriminator(model: dict, spectral_norm: bool = False, batch_norm: bool = True) -> nn.Module:
+    if model["arch"] == "seed":
+        return BriefDiscriminator(model["channels"], spectral_norm)  # the brief's D has no batch norm
+    return DCGANDiscriminator(model["resolution"], model["channels"], model["width"], spectral_norm, batch_norm)
