@@ -176,6 +176,7 @@ def make_trainer(tmp_path, **options):
     options = {"data": "digits", "resolution": 8, "width": 8, "batch_size": 8, "checkpoint_every": 5,
                "sample_every": 1000, "log_every": 1, "steps": 20, **options}
     cfg = TrainConfig(**options)
+    torch.manual_seed(cfg.seed)  # the networks' initial weights, as `ganforge train` seeds them, whatever ran before
     task = GenerationTask(cfg, 1, cfg.resolution)
     images = torch.randint(0, 256, (64, 1, cfg.resolution, cfg.resolution), dtype=torch.uint8,
                            generator=torch.Generator().manual_seed(0))
