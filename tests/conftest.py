@@ -42,4 +42,15 @@ def small_args():
     return small_train_args
 
 
+@pytest.fixture(scope="session")
+def photo_folder(tmp_path_factory):
+    """Three smooth-ish random photos of different sizes, for super-resolution and inpainting runs."""
+    root = tmp_path_factory.mktemp("photos")
+    rng = np.random.default_rng(0)
+    for i, (h, w) in enumerate([(64, 80), (72, 72), (96, 64)]):
+        noise = rng.integers(0, 255, (h // 8, w // 8, 3), dtype=np.uint8)
+        Image.fromarray(noise).resize((w, h), Image.Resampling.BICUBIC).save(root / f"p{i}.png")
+    return root
+
+
 torch.set_num_threads(1)

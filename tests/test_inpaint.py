@@ -107,16 +107,6 @@ def test_windows_of_nearby_holes_merge():
 
 
 # ---------------------------------------------------------------------------- training and `ganforge inpaint`
-@pytest.fixture(scope="module")
-def photo_folder(tmp_path_factory):
-    root = tmp_path_factory.mktemp("inpaint_photos")
-    rng = np.random.default_rng(0)
-    for i, (h, w) in enumerate([(64, 80), (72, 72), (96, 64)]):
-        noise = rng.integers(0, 255, (h // 8, w // 8, 3), dtype=np.uint8)
-        Image.fromarray(noise).resize((w, h), Image.Resampling.BICUBIC).save(root / f"p{i}.png")
-    return root
-
-
 def inpaint_args(data, out, *extra):
     return ["train", "--task", "inpaint", "--data", str(data), "--width", "8", "--blocks", "1", "--patch-size", "32",
             "--batch-size", "4", "--out", str(out), *extra]
@@ -244,7 +234,7 @@ def test_inpaint_folder_matches_masks_by_stem_and_reports_bad_pairs(tmp_path, in
         m[5:15, 5:15] = 255
         Image.fromarray(m).save(masks / name)
     Image.new("L", (10, 10), 255).save(masks / "wrong.png")
-    with pytest.warns(UserWarning, match=r"skipped 2 image\(s\)") as warned:
+    with pytest.warns(UserWarning, match=r"skipped 2 file\(s\) that could not be inpainted") as warned:
         assert main(["inpaint", str(images), "--mask", str(masks), "--model", str(inpaint_run), "--out", str(out)]) == 0
     assert sorted(p.relative_to(out).as_posix() for p in out.rglob("*.png")) == ["a.png", "b.png", "sub/c.png"]
     assert "nomask" in str(warned[0].message) and "wrong" in str(warned[0].message)

@@ -111,17 +111,6 @@ def test_patches_and_embedded_photos():
 
 
 @pytest.fixture(scope="module")
-def photo_folder(tmp_path_factory):
-    """Smooth-ish random photos of a few sizes, plus a corrupt file and one too small to upscale."""
-    root = tmp_path_factory.mktemp("photos")
-    rng = np.random.default_rng(0)
-    for i, (h, w) in enumerate([(64, 80), (72, 72), (96, 64)]):
-        noise = rng.integers(0, 255, (h // 8, w // 8, 3), dtype=np.uint8)
-        Image.fromarray(noise).resize((w, h), Image.Resampling.BICUBIC).save(root / f"p{i}.png")
-    return root
-
-
-@pytest.fixture(scope="module")
 def sr_run(tmp_path_factory, photo_folder):
     run = tmp_path_factory.mktemp("sr") / "run"
     args = ["train", "--task", "superres", "--scale", "2", "--data", str(photo_folder), "--max-images", "2",

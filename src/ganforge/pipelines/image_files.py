@@ -6,14 +6,18 @@ and they mirror an input folder into an output folder without one output overwri
 """
 
 import logging
+import warnings
 from collections import defaultdict
 from pathlib import Path
+from typing import Callable
 
 from PIL import Image, ImageOps
+from tqdm import tqdm
 
 from ganforge.atomic import atomic_path
 from ganforge.errors import UserError
-from ganforge.imageio import HIGH_DEPTH_MODES, image_format
+from ganforge.data.folder import find_images
+from ganforge.imageio import HIGH_DEPTH_MODES, IMAGE_SUFFIXES, UNREADABLE_IMAGE, image_format
 
 log = logging.getLogger("ganforge")
 
@@ -61,3 +65,38 @@ def output_paths(source: Path, paths: list[Path], out: Path) -> tuple[dict[Path,
         if not clashing:
             return {p: out / t for p, t in targets.items()}, sorted(keep_suffix)
         keep_suffix |= clashing
+
+
+def map_folder(source: Path, out: Path, convert: Callable[[Path], Image.Image], overwrite: bool, verb: str) -> None:
+    """Write `convert(path)` for every image under `source` into `out` (named by `output_paths`).
+
+    Outputs that exist are kept unless `overwrite`, so an interrupted run can be repeated; a file
+    that `convert` cannot handle (unreadable, or a UserError) is skipped, and all skipped files are
+    reported in one warning at the end: none is lost silently.
+    """
+    paths = [p for p in find_images(source) if out.resolve() not in (p.parent.resolve(), *p.parent.resolve().parents)]
+    if not paths:
+        raise UserError(f"{source}: holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
+    targets, renamed = output_paths(source, paths, out)
+    if renamed:
+        log.info("%d input(s) differ from another only in suffix; their outputs keep it: %s", len(renamed),
+                 ", ".join(f"{p.relative_to(source)} -> {targets[p].relative_to(out)}" for p in renamed[:3])
+                 + (" ..." if len(renamed) > 3 else ""))
+    bad, existing = [], 0
+    for path in tqdm(paths, desc=verb, unit="img"):
+        target = targets[path]
+        if target.exists() and not overwrite:
+            existing += 1
+            continue
+        try:
+            result = convert(path)
+        except (*UNREADABLE_IMAGE, UserError) as e:
+            bad.append(f"{path} ({e})")
+            continue
+        save_image_file(result, target)
+    if existing:
+        log.info("kept %d output(s) that already existed in %s (--overwrite replaces them)", existing, out)
+    if bad:
+        warnings.warn(f"skipped {len(bad)} file(s) that could not be {verb}: " + "; ".join(bad[:3])
+                      + (" ..." if len(bad) > 3 else ""), stacklevel=3)
+

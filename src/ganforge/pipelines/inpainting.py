@@ -8,13 +8,11 @@ window by window (see `ganforge.fill`), so memory stays bounded.
 """
 
 import logging
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image, ImageOps
-from tqdm import tqdm
 
 from ganforge.data.folder import find_images
 from ganforge.data.masks import MAX_COVERAGE
@@ -23,7 +21,7 @@ from ganforge.errors import UserError
 from ganforge.fill import fill_holes
 from ganforge.imageio import (HIGH_DEPTH_MODES, UNREADABLE_IMAGE, check_writable, check_writable_folder, float_to_uint8,
                               image_format, to_8bit, uint8_to_float)
-from ganforge.pipelines.image_files import open_image, output_paths, save_image_file
+from ganforge.pipelines.image_files import map_folder, open_image, save_image_file
 from ganforge.saved_model import load_model, resolve_model
 from ganforge.nets.inpaint import build_inpaint_generator
 
@@ -163,34 +161,20 @@ def inpaint(source: str | Path, out: str | Path | None = None, mask: str | Path 
         raise UserError(f"--out: {out} is the input folder; choose another folder")
     check_writable_folder(out, "--out")
     generator, config = load_inpainter(model or DEFAULT_MODEL, device)
-    paths = [p for p in find_images(source) if out.resolve() not in p.resolve().parents]
-    targets, _ = output_paths(source, paths, out)
     masks = _masks_by_stem(mask) if mask is not None else {}
-    bad, existing = [], 0
-    for path in tqdm(paths, desc="inpainting", unit="img"):
-        target = targets[path]
-        if target.exists() and not overwrite:
-            existing += 1
-            continue
+
+    def fill(path: Path) -> Image.Image:
         key = path.relative_to(source).with_suffix("").as_posix()
-        try:
-            mask_path = None
-            if mask is not None:
-                found = masks.get(key, [])
-                if len(found) != 1:
-                    raise UserError(f"no mask named {key}.* in {mask}" if not found else
-                                    f"{len(found)} masks named {key}.* in {mask}: {', '.join(p.name for p in found)}")
-                mask_path = found[0]
-            result = _fill_file(generator, config, path, mask_path, parsed_boxes, work_size)
-        except UserError as e:
-            bad.append(f"{path} ({e})")
-            continue
-        save_image_file(result, target)
-    if existing:
-        log.info("kept %d output(s) that already existed in %s (--overwrite replaces them)", existing, out)
-    if bad:
-        warnings.warn(f"skipped {len(bad)} image(s) that could not be filled: " + "; ".join(bad[:3])
-                      + (" ..." if len(bad) > 3 else ""), stacklevel=2)
+        mask_path = None
+        if mask is not None:
+            found = masks.get(key, [])
+            if len(found) != 1:
+                raise UserError(f"no mask named {key}.* in {mask}" if not found else
+                                f"{len(found)} masks named {key}.* in {mask}: {', '.join(p.name for p in found)}")
+            mask_path = found[0]
+        return _fill_file(generator, config, path, mask_path, parsed_boxes, work_size)
+
+    map_folder(source, out, fill, overwrite, "inpainted")
     return out
 
 

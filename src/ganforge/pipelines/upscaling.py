@@ -6,19 +6,16 @@ back greyscale; an alpha channel is upscaled separately (bicubic: it is a mask, 
 """
 
 import logging
-import warnings
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
-from tqdm import tqdm
 
-from ganforge.data.folder import find_images
 from ganforge.errors import UserError
-from ganforge.imageio import (HIGH_DEPTH_MODES, IMAGE_SUFFIXES, UNREADABLE_IMAGE, check_writable, check_writable_folder,
+from ganforge.imageio import (HIGH_DEPTH_MODES, UNREADABLE_IMAGE, check_writable, check_writable_folder,
                               image_format, to_8bit, uint8_to_float)
-from ganforge.pipelines.image_files import open_image, output_paths, save_image_file
+from ganforge.pipelines.image_files import map_folder, open_image, save_image_file
 from ganforge.saved_model import build_model, load_model, read_config, resolve_model, shipped_models
 from ganforge.nets.sr import build_sr_generator
 from ganforge.tiling import upscale_tensor
@@ -133,29 +130,5 @@ def upscale(source: str | Path, out: str | Path | None = None, scale: int | None
     if out.resolve() == source.resolve():
         raise UserError(f"--out: {out} is the input folder; choose another folder")
     check_writable_folder(out, "--out")
-    paths = [p for p in find_images(source) if out.resolve() not in (p.parent.resolve(), *p.parent.resolve().parents)]
-    if not paths:
-        raise UserError(f"{source}: holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    targets, renamed = output_paths(source, paths, out)
-    if renamed:
-        log.info("%d input(s) differ from another only in suffix; their outputs keep it: %s", len(renamed),
-                 ", ".join(f"{p.relative_to(source)} -> {targets[p].relative_to(out)}" for p in renamed[:3])
-                 + (" ..." if len(renamed) > 3 else ""))
-    bad, existing = [], 0
-    for path in tqdm(paths, desc=f"upscaling x{scale}", unit="img"):
-        target = targets[path]
-        if target.exists() and not overwrite:
-            existing += 1
-            continue
-        try:
-            result = upscale_image(generator, open_image(path), tile)
-        except (*UNREADABLE_IMAGE, UserError) as e:
-            bad.append(f"{path} ({e})")
-            continue
-        save_image_file(result, target)
-    if existing:
-        log.info("kept %d output(s) that already existed in %s (--overwrite replaces them)", existing, out)
-    if bad:
-        warnings.warn(f"skipped {len(bad)} file(s) that could not be upscaled: " + "; ".join(bad[:3])
-                      + (" ..." if len(bad) > 3 else ""), stacklevel=2)
+    map_folder(source, out, lambda path: upscale_image(generator, open_image(path), tile), overwrite, "upscaled")
     return out
