@@ -63,11 +63,13 @@ def test_existing_run_is_not_overwritten(capsys, tmp_path, small_args):
     assert (run / "checkpoints" / "last.safetensors").read_bytes() == before
 
 
-def test_resume_without_checkpoint(capsys, tmp_path):
+def test_resume_without_checkpoint(capsys, caplog, tmp_path, small_args):
     code, err = run_cli(capsys, "train", "--out", str(tmp_path / "none"), "--resume")
-    assert code == 2 and "no checkpoint" in err
-    code, err = run_cli(capsys, "train", "--data", "digits", "--out", str(tmp_path / "none"), "--resume")
-    assert code == 2 and "does not exist" in err and not (tmp_path / "none").exists()  # not a new run in disguise
+    assert code == 2 and "no checkpoint" in err and not (tmp_path / "none").exists()
+    # A run killed before it wrote anything resumes from step 0 with the options given, and says so.
+    with caplog.at_level("WARNING", logger="ganforge"):
+        assert main(small_args(tmp_path / "killed", "--steps", "2", "--resume")) == 0
+    assert "holds no run yet" in caplog.text and (tmp_path / "killed" / "model" / "config.json").exists()
 
 
 def test_resume_applies_the_same_rules_to_config_file_values(capsys, tmp_path):

@@ -137,14 +137,13 @@ def train(cfg: TrainConfig, resume: bool = False, given: dict | None = None) -> 
     `given` holds the options a user set explicitly, by flag or --config (they may change a resumed run's length).
     """
     out = Path(cfg.out)
-    if resume and not out.is_dir():
-        raise UserError(f"--resume: {out} does not exist, so it holds no run to resume (no checkpoint, no config.yaml); "
-                        "leave out --resume to start a new run")
     if resume and (out / "config.yaml").exists():
         cfg = resumed_config(out, given or {})
     elif resume and set(given or {}) - {"out"}:
-        # Killed before it saved its config (in its first seconds): it starts again with the options given now.
-        log.warning("--resume: %s holds no config.yaml yet; starting the run from step 0 with the options given", out)
+        # Killed before it saved its config (in its first seconds, maybe before --out existed): a kill at any
+        # moment must be resumable, so it starts again with the options given now, and says so.
+        log.warning("--resume: %s holds no run yet (no config.yaml); starting it from step 0 with the options given",
+                    out)
         cfg.validate()
     elif resume:
         raise UserError(f"--resume: {out} holds no run to resume (no checkpoint, no config.yaml) and no options were given")
