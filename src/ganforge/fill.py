@@ -69,7 +69,7 @@ def fill_holes(generator: torch.nn.Module, image: torch.Tensor, mask: np.ndarray
     Pixels outside the holes are returned exactly as given.
     """
     out = image.clone()
-    hole = torch.from_numpy(np.ascontiguousarray(mask))
+    hole = torch.from_numpy(np.array(mask, dtype=bool))  # a writable copy
     for y0, x0, y1, x1 in hole_windows(mask, context):
         window_mask = hole[y0:y1, x0:x1].float()[None, None]
         prediction = fill_window(generator, image[:, :, y0:y1, x0:x1], window_mask, work_size)

@@ -22,7 +22,7 @@ from ganforge.fill import fill_holes
 from ganforge.imageio import (HIGH_DEPTH_MODES, UNREADABLE_IMAGE, check_writable, check_writable_folder, float_to_uint8,
                               image_format, to_8bit, uint8_to_float)
 from ganforge.pipelines.image_files import map_folder, open_image, save_image_file
-from ganforge.saved_model import load_model, resolve_model
+from ganforge.saved_model import load_model, resolve_model, shipped_models
 from ganforge.nets.inpaint import build_inpaint_generator
 
 log = logging.getLogger("ganforge")
@@ -38,6 +38,14 @@ def load_inpainter(where: str | Path, device: str = "auto") -> tuple[torch.nn.Mo
     generator = build_inpaint_generator(config)
     generator.load_state_dict(weights)
     return generator.to(pick_device(device)).eval(), config
+
+
+def default_model() -> str:
+    """The shipped model for colour photos, or a one-line error while none is shipped."""
+    if DEFAULT_MODEL not in shipped_models():
+        raise UserError(f"--model: no {DEFAULT_MODEL} model is shipped yet; name one: inpaint-digits (MNIST-like "
+                        "digits), or a run of `ganforge train --task inpaint`")
+    return DEFAULT_MODEL
 
 
 def parse_box(text: str) -> tuple[int, int, int, int]:
@@ -97,7 +105,7 @@ def inpaint_image(generator: torch.nn.Module, config: dict, im: Image.Image, mas
     """`im` with the pixels where `mask` (H, W) is True filled by the model; every other pixel is kept."""
     alpha = im.getchannel("A") if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info else None
     grey = im.mode in ("L", "LA", "1", *HIGH_DEPTH_MODES)
-    pixels = np.asarray(to_8bit(im).convert("L" if config["channels"] == 1 else "RGB"), dtype=np.uint8)
+    pixels = np.array(to_8bit(im).convert("L" if config["channels"] == 1 else "RGB"), dtype=np.uint8)  # writable
     if config["channels"] == 1 and not grey:
         log.info("the model fills greyscale images: the result is greyscale")
         grey = True
@@ -151,7 +159,7 @@ def inpaint(source: str | Path, out: str | Path | None = None, mask: str | Path 
         if mask is not None and mask.is_dir():
             raise UserError(f"--mask: {mask} is a folder; a single image takes a mask file")
         check_writable(out, "--out")
-        generator, config = load_inpainter(model or DEFAULT_MODEL, device)
+        generator, config = load_inpainter(model or default_model(), device)
         save_image_file(_fill_file(generator, config, source, mask, parsed_boxes, work_size), out)
         return out
     if mask is not None and not mask.is_dir():
@@ -160,7 +168,7 @@ def inpaint(source: str | Path, out: str | Path | None = None, mask: str | Path 
     if out.resolve() == source.resolve():
         raise UserError(f"--out: {out} is the input folder; choose another folder")
     check_writable_folder(out, "--out")
-    generator, config = load_inpainter(model or DEFAULT_MODEL, device)
+    generator, config = load_inpainter(model or default_model(), device)
     masks = _masks_by_stem(mask) if mask is not None else {}
 
     def fill(path: Path) -> Image.Image:
