@@ -31,6 +31,13 @@ def open_image(path: Path) -> Image.Image:
         return ImageOps.exif_transpose(im)
 
 
+def plain_mode(im: Image.Image) -> Image.Image:
+    """Palette, 1-bit, CMYK and other colour spaces as RGB(A) or L, so alpha and greyness show in the mode."""
+    if im.mode in ("P", "PA", "1", "CMYK", "YCbCr", "LAB", "HSV"):
+        return im.convert("RGBA" if "transparency" in im.info or im.mode == "PA" else ("L" if im.mode == "1" else "RGB"))
+    return im
+
+
 def save_image_file(im: Image.Image, path: Path) -> None:
     """Write `im` atomically in the format of `path`'s suffix, or a UserError naming --out (alpha it cannot keep, a
     full disk)."""

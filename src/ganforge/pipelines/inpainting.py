@@ -21,7 +21,7 @@ from ganforge.errors import UserError
 from ganforge.fill import fill_holes
 from ganforge.imageio import (HIGH_DEPTH_MODES, UNREADABLE_IMAGE, check_writable, check_writable_folder, float_to_uint8,
                               image_format, to_8bit, uint8_to_float)
-from ganforge.pipelines.image_files import map_folder, open_image, save_image_file
+from ganforge.pipelines.image_files import map_folder, open_image, plain_mode, save_image_file
 from ganforge.saved_model import load_model, resolve_model, shipped_models
 from ganforge.nets.inpaint import build_inpaint_generator
 
@@ -103,7 +103,8 @@ def check_coverage(mask: np.ndarray, where: str) -> None:
 def inpaint_image(generator: torch.nn.Module, config: dict, im: Image.Image, mask: np.ndarray,
                   work_size: int = WORK_SIZE) -> Image.Image:
     """`im` with the pixels where `mask` (H, W) is True filled by the model; every other pixel is kept."""
-    alpha = im.getchannel("A") if im.mode in ("RGBA", "LA", "PA") or "transparency" in im.info else None
+    im = plain_mode(im)
+    alpha = im.getchannel("A") if im.mode in ("RGBA", "LA") else None
     grey = im.mode in ("L", "LA", "1", *HIGH_DEPTH_MODES)
     pixels = np.array(to_8bit(im).convert("L" if config["channels"] == 1 else "RGB"), dtype=np.uint8)  # writable
     if config["channels"] == 1 and not grey:

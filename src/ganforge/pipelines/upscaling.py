@@ -15,7 +15,7 @@ from PIL import Image
 from ganforge.errors import UserError
 from ganforge.imageio import (HIGH_DEPTH_MODES, UNREADABLE_IMAGE, check_writable, check_writable_folder,
                               image_format, to_8bit, uint8_to_float)
-from ganforge.pipelines.image_files import map_folder, open_image, save_image_file
+from ganforge.pipelines.image_files import map_folder, open_image, plain_mode, save_image_file
 from ganforge.saved_model import build_model, load_model, read_config, resolve_model, shipped_models
 from ganforge.nets.sr import build_sr_generator
 from ganforge.tiling import upscale_tensor
@@ -78,8 +78,7 @@ def upscale_image(generator: torch.nn.Module, im: Image.Image, tile: int = 256, 
 
     `progress` shows a bar over its tiles: wanted for one big photo, not inside a folder's bar.
     """
-    if im.mode in ("P", "PA", "1", "CMYK", "YCbCr", "LAB", "HSV"):
-        im = im.convert("RGBA" if "transparency" in im.info or im.mode == "PA" else ("L" if im.mode == "1" else "RGB"))
+    im = plain_mode(im)
     if min(im.size) < MIN_SIDE:
         raise UserError(f"{im.size[0]}x{im.size[1]} is too small to upscale (at least {MIN_SIDE}x{MIN_SIDE})")
     alpha = im.getchannel("A") if im.mode in ("RGBA", "LA") else None
