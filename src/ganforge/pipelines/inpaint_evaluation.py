@@ -23,10 +23,9 @@ from ganforge.data.imageset import native_resolution
 from ganforge.data.masks import random_mask
 from ganforge.data.photos import load_photo, load_photos
 from ganforge.errors import UserError
-from ganforge.fill import fill_holes
-from ganforge.imageio import UNREADABLE_IMAGE, check_writable, float_to_uint8, uint8_to_float
+from ganforge.imageio import UNREADABLE_IMAGE, check_writable, uint8_to_float
 from ganforge.metrics.inpaint import hole_scores
-from ganforge.pipelines.inpainting import WORK_SIZE, load_inpainter
+from ganforge.pipelines.inpainting import fill_pixels, load_inpainter
 
 
 def heldout_images(where: str | Path, data: str | None, channels: int) -> tuple[list[np.ndarray], str]:
@@ -59,8 +58,7 @@ def heldout_images(where: str | Path, data: str | None, channels: int) -> tuple[
 
 def fill_with_model(generator: torch.nn.Module, config: dict, image: np.ndarray, mask: np.ndarray) -> torch.Tensor:
     """The model's fill of a uint8 (C, H, W) image, rounded to 8 bits like a saved output, in [-1, 1]."""
-    x = uint8_to_float(torch.from_numpy(np.ascontiguousarray(image)))[None]
-    return uint8_to_float(float_to_uint8(fill_holes(generator, x, mask, config["resolution"] // 2, WORK_SIZE)))
+    return uint8_to_float(torch.from_numpy(fill_pixels(generator, config, image, mask)))[None]
 
 
 def evaluate_inpaint(where: str | Path, data: str | None = None, out: str | Path | None = None,

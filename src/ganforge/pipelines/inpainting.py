@@ -100,6 +100,15 @@ def check_coverage(mask: np.ndarray, where: str) -> None:
 
 
 @torch.no_grad()
+def fill_pixels(generator: torch.nn.Module, config: dict, image: np.ndarray, mask: np.ndarray,
+                work_size: int = WORK_SIZE) -> np.ndarray:
+    """A uint8 (C, H, W) image with its holes (`mask` (H, W)) filled by the model; other pixels are the input's."""
+    x = uint8_to_float(torch.from_numpy(np.ascontiguousarray(image)))[None]
+    filled = float_to_uint8(fill_holes(generator, x, mask, config["resolution"] // 2, work_size))[0].numpy()
+    return np.where(mask[None], filled, image)
+
+
+@torch.no_grad()
 def inpaint_image(generator: torch.nn.Module, config: dict, im: Image.Image, mask: np.ndarray,
                   work_size: int = WORK_SIZE) -> Image.Image:
     """`im` with the pixels where `mask` (H, W) is True filled by the model; every other pixel is kept."""
@@ -110,10 +119,7 @@ def inpaint_image(generator: torch.nn.Module, config: dict, im: Image.Image, mas
     if config["channels"] == 1 and not grey:
         log.info("the model fills greyscale images: the result is greyscale")
         grey = True
-    chw = pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
-    x = uint8_to_float(torch.from_numpy(np.ascontiguousarray(chw)))[None]
-    filled = float_to_uint8(fill_holes(generator, x, mask, config["resolution"] // 2, work_size))[0].numpy()
-    out = np.where(mask[None], filled, chw)
+    out = fill_pixels(generator, config, pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1), mask, work_size)
     result = Image.fromarray(out[0] if out.shape[0] == 1 else out.transpose(1, 2, 0))
     if grey:
         result = result.convert("L")
