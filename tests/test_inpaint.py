@@ -15,7 +15,7 @@ from ganforge.cli import main
 from ganforge.classical_inpaint import available_methods, classical_fill
 from ganforge.fill import fill_holes, hole_windows
 from ganforge.metrics.inpaint import hole_scores
-from ganforge.nets.inpaint import InpaintGenerator
+from ganforge.nets.inpaint import InpaintGenerator, build_inpaint_generator, smooth_fill
 
 
 def test_hole_scores_match_numpy_and_scikit_image():
@@ -66,8 +66,9 @@ def test_ffc_sees_the_whole_image_and_conv_does_not():
         assert bool(x.grad[0, :, -8:, -8:].abs().sum() > 0) == reaches
 
 
-def test_generator_takes_any_size_and_ignores_hole_pixels():
-    g = InpaintGenerator(1, 8, 2, 1).eval()
+@pytest.mark.parametrize("prefill", [False, True])
+def test_generator_takes_any_size_and_ignores_hole_pixels(prefill):
+    g = InpaintGenerator(1, 8, 2, 1, prefill=prefill).eval()
     x = torch.rand(1, 1, 29, 23) * 2 - 1
     mask = torch.zeros(1, 1, 29, 23)
     mask[..., 5:15, 5:15] = 1
@@ -75,6 +76,28 @@ def test_generator_takes_any_size_and_ignores_hole_pixels():
     assert y.shape == x.shape
     scrambled = torch.where(mask.bool(), torch.rand_like(x), x)
     assert torch.equal(g(scrambled, mask), y)  # what lies under the hole cannot leak into the fill
+
+
+def test_smooth_fill_keeps_known_pixels_and_solves_for_a_membrane():
+    torch.manual_seed(0)
+    x = torch.rand(1, 3, 37, 50) * 2 - 1
+    mask = (torch.rand(1, 1, 37, 50) > 0.6).float()
+    filled = smooth_fill(x, mask)
+    assert torch.equal(torch.where(mask.bool(), x, filled), x)  # known pixels exact
+    flat = torch.full((1, 3, 37, 50), 0.3)
+    assert torch.allclose(smooth_fill(flat, mask), flat, atol=1e-6)  # a flat image stays flat
+    # A linear ramp solves Laplace's equation: a hole in it is filled with the ramp (7e-5 away at worst
+    # with 20 relaxation steps per level; 0.007 with 5, 0.012 with 1).
+    ramp = torch.linspace(-1, 1, 64).expand(1, 1, 64, 64).contiguous()
+    hole = torch.zeros(1, 1, 64, 64)
+    hole[..., 12:52, 20:44] = 1
+    assert (smooth_fill(ramp, hole) - ramp).abs().max() < 1e-3
+
+
+def test_a_saved_model_without_prefill_fills_from_zeros():
+    assert not build_inpaint_generator({"channels": 1, "width": 8, "downsamples": 2, "blocks": 1, "net": "conv"}).prefill
+    assert build_inpaint_generator({"channels": 1, "width": 8, "downsamples": 2, "blocks": 1, "net": "conv",
+                                    "prefill": "smooth"}).prefill
 
 
 def test_holes_are_filled_window_by_window_independently_of_layout():
@@ -96,14 +119,28 @@ def test_holes_are_filled_window_by_window_independently_of_layout():
     assert torch.equal(fill_holes(g, image, near | far, context=16, work_size=1024), both)
 
 
-def test_windows_of_nearby_holes_merge():
+def test_each_hole_has_its_own_window_with_nearby_holes_masked():
     mask = np.zeros((100, 100), bool)
     mask[10:20, 10:20] = True
-    mask[10:20, 35:45] = True  # its window (25..55) overlaps the first hole's (0..30)
-    assert hole_windows(mask, 8) == [(0, 0, 30, 55)]
-    mask[10:20, 35:45] = False
-    mask[10:20, 40:50] = True  # windows 0..30 and 30..60 only touch: two fills
-    assert hole_windows(mask, 8) == [(0, 0, 30, 30), (0, 30, 30, 60)]
+    mask[10:20, 24:34] = True  # 4 pixels apart: each lies partly inside the other's window
+    mask[60:90, 20:80] = True  # 60 wide: a margin of 30, more than the context
+    windows = hole_windows(mask, 8)
+    assert [w for w, _ in windows] == [(2, 2, 28, 28), (2, 16, 28, 42), (10, 0, 100, 100)]  # moved inside, not cut
+    for (y0, x0, y1, x1), own in windows:
+        assert own.shape == (y1 - y0, x1 - x0)
+    assert windows[0][1].sum() == 100 and windows[2][1].sum() == 30 * 60
+    # The other hole's pixels inside a window are not its own (the generator sees them masked).
+    for (y0, x0, y1, x1), own in windows[:2]:
+        assert own.sum() == 100 and mask[y0:y1, x0:x1].sum() == 100 + 4 * 10
+    # Holes clustered over a large image keep windows of their own size, not one window over the image.
+    big = np.zeros((2048, 2048), bool)
+    for y, x in [(100, 100), (400, 400), (700, 700), (1000, 1000)]:
+        big[y : y + 256, x : x + 256] = True  # each overlaps the next one's window
+    assert max(max(y1 - y0, x1 - x0) for (y0, x0, y1, x1), _ in hole_windows(big, 48)) == 512
+    # A small hole still gets a window as large as the training crops (2 x context), inside the image.
+    small = np.zeros((28, 28), bool)
+    small[2:5, 20:24] = True
+    assert hole_windows(small, 14)[0][0] == (0, 0, 28, 28)
 
 
 # ---------------------------------------------------------------------------- training and `ganforge inpaint`

