@@ -52,9 +52,10 @@ def centre_box(h: int, w: int) -> np.ndarray:
     return mask
 
 
-def fill_all(images: list[np.ndarray], masks: list[np.ndarray], generator, config) -> dict[str, torch.Tensor]:
-    """Every method's fills, (N, C, H, W) in [-1, 1] for images of one size, else lists of (1, C, H, W)."""
-    out = {"model": [fill_with_model(generator, config, im, m) for im, m in zip(images, masks)]}
+def fill_all(images: list[np.ndarray], masks: list[np.ndarray], models: dict) -> dict[str, list[torch.Tensor]]:
+    """Every classical method's and every model's ({name: (generator, config)}) fills, (1, C, H, W) in [-1, 1]."""
+    out = {name: [fill_with_model(generator, config, im, m) for im, m in zip(images, masks)]
+           for name, (generator, config) in models.items()}
     for method in available_methods():
         out[method] = [uint8_to_float(torch.from_numpy(np.ascontiguousarray(
             classical_fill(method, im.transpose(1, 2, 0), m).transpose(2, 0, 1))))[None] for im, m in zip(images, masks)]
@@ -68,7 +69,8 @@ def score_table(title: str, images: list[np.ndarray], masks: list[np.ndarray], f
     print("| --- | ---: | ---: | ---: |" + ("" if extra is None else " ---: |" * (extra_title.count("|") + 1)))
     originals = [uint8_to_float(torch.from_numpy(im))[None] for im in images]
     holes = [torch.from_numpy(m)[None, None].float() for m in masks]
-    for method in ["biharmonic", *[m for m in fills if m not in ("biharmonic", "model")], "model"]:
+    classical = available_methods()
+    for method in [*classical, *[m for m in fills if m not in classical]]:
         rows = [hole_scores(f, o, h) for f, o, h in zip(fills[method], originals, holes)]
         mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
         kept = "" if extra is None else extra(fills[method])
@@ -76,7 +78,7 @@ def score_table(title: str, images: list[np.ndarray], masks: list[np.ndarray], f
 
 
 def digits(model: str, picture: Path) -> None:
-    generator, config = load_inpainter(model, "cpu")
+    models = {model: load_inpainter(model, "cpu")}
     train, held = split(load_imageset("mnist5k", 28), 4000)
     classifier = domain_features(train)
     labels = held.labels
@@ -93,13 +95,13 @@ def digits(model: str, picture: Path) -> None:
                        ("free-form strokes (DeepFill v2), seed i", lambda i: random_mask("freeform", 28, 28,
                                                                                          np.random.default_rng(i)))):
         masks = [make(i) for i in range(len(images))]
-        fills = fill_all(images, masks, generator, config)
+        fills = fill_all(images, masks, models)
         score_table(f"digits, {name}", images, masks, fills, lambda f: f" {100 * class_kept(f):.1f}% |")
         if name.startswith("centre box"):
             print(box_ceiling(train, held, masks[0]))
         shown = range(8)
         rows += [torch.cat([uint8_to_float(torch.from_numpy(images[i]))[None] * (1 - torch.from_numpy(masks[i]).float()),
-                            fills["biharmonic"][i], fills["model"][i], uint8_to_float(torch.from_numpy(images[i]))[None]])
+                            fills["biharmonic"][i], fills[model][i], uint8_to_float(torch.from_numpy(images[i]))[None]])
                  for i in shown]
     save_image(make_grid(torch.cat(rows), nrow=4), picture)
     print(f"\npicture (input with hole | biharmonic | model | original): {picture}")
@@ -137,8 +139,9 @@ def hole_crops(images: list[torch.Tensor], masks: list[np.ndarray], size: int = 
     return torch.stack(crops)
 
 
-def photos(model: str, picture: Path) -> None:
-    generator, config = load_inpainter(model, "cpu")
+def photos(names: list[str], picture: Path) -> None:
+    """The photo rows for every model in `names`; the picture shows the first one."""
+    models = {name: load_inpainter(name, "cpu") for name in names}
     train, held = load_photos("photos")
     crops = extract_patches(train, 64, max_patches=4000)
     features = domain_features(ImageSet(crops, torch.full((len(crops),), -1), source="training photo crops"))
@@ -146,7 +149,7 @@ def photos(model: str, picture: Path) -> None:
     for kind in ("thick", "box"):
         images = [p for p in held for _ in range(PHOTO_MASKS)]
         masks = [random_mask(kind, *im.shape[1:], np.random.default_rng(i)) for i, im in enumerate(images)]
-        fills = fill_all(images, masks, generator, config)
+        fills = fill_all(images, masks, models)
         originals = hole_crops([uint8_to_float(torch.from_numpy(im))[None] for im in images], masks)
         real = features.features(originals)
 
@@ -156,18 +159,18 @@ def photos(model: str, picture: Path) -> None:
 
         score_table(f"held-out photos, {kind} masks ({len(images)} fills; FID/KID on {len(originals)} crops, "
                     "KID x 1000)", images, masks, fills, distance, "FID | KID")
-        rows += [photo_row(images[i], masks[i], fills, i) for i in range(0, len(images), PHOTO_MASKS)]
+        rows += [photo_row(images[i], masks[i], fills, names[0], i) for i in range(0, len(images), PHOTO_MASKS)]
     save_image(make_grid(torch.cat(rows), nrow=4), picture)
     print(f"\npicture (input with hole | biharmonic | model | original), centre crops: {picture}")
 
 
-def photo_row(image: np.ndarray, mask: np.ndarray, fills: dict, i: int, size: int = 192) -> torch.Tensor:
+def photo_row(image: np.ndarray, mask: np.ndarray, fills: dict, model: str, i: int, size: int = 192) -> torch.Tensor:
     """input with hole | biharmonic | model | original, the centre `size` crop of image i, at 1:1."""
     h, w = mask.shape
     y, x = (h - size) // 2, (w - size) // 2
     original = uint8_to_float(torch.from_numpy(image))[None]
     hole = torch.from_numpy(mask)[None, None].float()
-    shown = [original * (1 - hole) + hole, fills["biharmonic"][i], fills["model"][i], original]
+    shown = [original * (1 - hole) + hole, fills["biharmonic"][i], fills[model][i], original]
     return torch.cat([t[:, :, y : y + size, x : x + size] for t in shown])
 
 
@@ -194,17 +197,20 @@ def large(model: str) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--digits-model", default="inpaint-digits")
-    parser.add_argument("--photos-model", help="an inpainting model for colour photos (skipped without one)")
+    parser.add_argument("--skip-digits", action="store_true", help="only the photo rows")
+    parser.add_argument("--photos-model", action="append", default=[],
+                        help="an inpainting model for colour photos, repeatable (photo rows are skipped without one)")
     parser.add_argument("--large", action="store_true", help="also time a 4096x4096 photo (needs --photos-model)")
     parser.add_argument("--picture", default="docs/inpaint_digits.png")
     parser.add_argument("--photos-picture", default="docs/inpaint_photos.png")
     args = parser.parse_args()
     torch.manual_seed(0)
-    digits(args.digits_model, Path(args.picture))
+    if not args.skip_digits:
+        digits(args.digits_model, Path(args.picture))
     if args.photos_model:
         photos(args.photos_model, Path(args.photos_picture))
         if args.large:
-            large(args.photos_model)
+            large(args.photos_model[0])
 
 
 if __name__ == "__main__":

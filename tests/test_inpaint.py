@@ -12,10 +12,10 @@ from safetensors.torch import load_file
 from skimage.metrics import structural_similarity
 
 from ganforge.cli import main
-from ganforge.classical_inpaint import available_methods, classical_fill
+from ganforge.classical_inpaint import available_methods, classical_fill, smooth_fill
 from ganforge.fill import fill_holes, hole_windows
 from ganforge.metrics.inpaint import hole_scores
-from ganforge.nets.inpaint import InpaintGenerator, build_inpaint_generator, smooth_fill
+from ganforge.nets.inpaint import InpaintGenerator, build_inpaint_generator
 
 
 def test_hole_scores_match_numpy_and_scikit_image():

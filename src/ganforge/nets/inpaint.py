@@ -16,6 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganforge.classical_inpaint import smooth_fill
 from ganforge.nets.sr import PatchDiscriminator
 
 BLOCKS = ("ffc", "conv")
@@ -103,36 +104,6 @@ class ResidualBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return x + self.body(x)
-
-
-RELAXATION_STEPS = 20  # Jacobi steps per pyramid level: measured 21.3 dB in thick holes of held-out photos,
-# against 17.4 dB with none (plain pull-push), 21.7 with 50 and scikit-image's biharmonic 22.2, at a sixth of the time of 50
-NEIGHBOURS = torch.tensor([[0.0, 1.0, 0.0], [1.0, 0.0, 1.0], [0.0, 1.0, 0.0]]) / 4
-
-
-def smooth_fill(image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """`image` with its holes filled smoothly from the pixels around them: a membrane (harmonic) fill, coarse to fine.
-
-    A pyramid of 2x2 averages of the known pixels and of their share in each cell (the pull of
-    pull-push, Gortler et al. 1996) gives every hole, however large, a first colour at the level
-    where it is small; going down the pyramid, each level starts from the one above, upsampled,
-    and relaxes its unknown share towards the average of its four neighbours (Jacobi steps of
-    Laplace's equation, as a multigrid solver does). Known pixels come back exactly, and colours
-    run smoothly across the hole from every side, at a cost linear in the pixels.
-    """
-    known = 1 - mask.to(image.dtype)
-    values, shares = [image * known], [known]
-    while max(values[-1].shape[-2:]) > 1:
-        values.append(F.avg_pool2d(values[-1], 2, ceil_mode=True))
-        shares.append(F.avg_pool2d(shares[-1], 2, ceil_mode=True))
-    out = values[-1] / shares[-1].clamp(min=1e-6)
-    channels = image.shape[1]
-    neighbours = NEIGHBOURS.to(image).expand(channels, 1, 3, 3)
-    for value, share in zip(reversed(values[:-1]), reversed(shares[:-1])):
-        out = F.interpolate(out, size=value.shape[-2:], mode="bilinear", align_corners=False)
-        for _ in range(RELAXATION_STEPS):
-            out = value + (1 - share) * F.conv2d(F.pad(out, (1, 1, 1, 1), mode="replicate"), neighbours, groups=channels)
-    return out
 
 
 class InpaintGenerator(nn.Module):
