@@ -1,4 +1,5 @@
-"""Reading and writing the user's own image files, for the commands that change images one by one (upscale, inpaint).
+"""Reading and writing the user's own image files, for the commands that change images one by one (upscale, inpaint,
+stylize).
 
 Unlike training data, which is decoded straight to 8-bit tensors (`ganforge.imageio`), these keep
 what the file holds (mode, alpha, 16 bits) so the command can write back the same kind of image,
@@ -12,6 +13,7 @@ from pathlib import Path
 from typing import Callable
 
 from PIL import Image, ImageOps
+from PIL.PngImagePlugin import PngInfo
 from tqdm import tqdm
 
 from ganforge.atomic import atomic_path
@@ -38,15 +40,21 @@ def plain_mode(im: Image.Image) -> Image.Image:
     return im
 
 
-def save_image_file(im: Image.Image, path: Path) -> None:
+def save_image_file(im: Image.Image, path: Path, text: dict[str, str] | None = None) -> None:
     """Write `im` atomically in the format of `path`'s suffix, or a UserError naming --out (alpha it cannot keep, a
-    full disk)."""
+    full disk). A PNG keeps `text` as text chunks (how the image was made); other formats do not."""
     fmt = image_format(path)
     if fmt in ("JPEG", "BMP") and im.mode in ("RGBA", "LA"):
         raise UserError(f"--out: {path} cannot keep the alpha channel; use .png or .webp")
+    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    if text and fmt == "PNG":
+        info = PngInfo()
+        for key, value in text.items():
+            info.add_text(key, value)
+        options["pnginfo"] = info
     try:
         with atomic_path(path) as tmp:
-            im.save(tmp, format=fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
+            im.save(tmp, format=fmt, **options)
     except OSError as e:
         raise UserError(f"--out: cannot write {path}: {e.strerror or e}") from None
 
@@ -74,8 +82,9 @@ def output_paths(source: Path, paths: list[Path], out: Path) -> tuple[dict[Path,
         keep_suffix |= clashing
 
 
-def map_folder(source: Path, out: Path, convert: Callable[[Path], Image.Image], overwrite: bool, verb: str) -> None:
-    """Write `convert(path)` for every image under `source` into `out` (named by `output_paths`).
+def map_folder(source: Path, out: Path, convert: Callable[[Path], Image.Image], overwrite: bool, verb: str,
+               text: dict[str, str] | None = None) -> None:
+    """Write `convert(path)` for every image under `source` into `out` (named by `output_paths`, with `text`).
 
     Outputs that exist are kept unless `overwrite`, so an interrupted run can be repeated; a file
     that `convert` cannot handle (unreadable, or a UserError) is skipped, and all skipped files are
@@ -100,7 +109,7 @@ def map_folder(source: Path, out: Path, convert: Callable[[Path], Image.Image], 
         except (*UNREADABLE_IMAGE, UserError) as e:
             bad.append(f"{path} ({e})")
             continue
-        save_image_file(result, target)
+        save_image_file(result, target, text)
     if existing:
         log.info("kept %d output(s) that already existed in %s (--overwrite replaces them)", existing, out)
     if bad:
