@@ -188,7 +188,7 @@ def decoded(monkeypatch):
     """The paths every image reader of the commands decoded: "worked" must mean the file was used, not dropped."""
     import ganforge.data.folder
     import ganforge.data.photos
-    import ganforge.pipelines.inpainting
+    import ganforge.pipelines.image_files
     import ganforge.pipelines.stylize
     import ganforge.pipelines.upscaling
 
@@ -206,8 +206,8 @@ def decoded(monkeypatch):
 
     spy(ganforge.data.folder, "open_rgb_or_l")
     spy(ganforge.data.photos, "open_rgb_or_l")
+    spy(ganforge.pipelines.image_files, "open_image")  # behind read_image, for single files
     spy(ganforge.pipelines.upscaling, "open_image")
-    spy(ganforge.pipelines.inpainting, "open_image")
     spy(ganforge.pipelines.stylize, "open_image")
     return paths
 

@@ -19,7 +19,8 @@ from tqdm import tqdm
 from ganforge.atomic import atomic_path
 from ganforge.errors import UserError
 from ganforge.data.folder import find_images
-from ganforge.imageio import HIGH_DEPTH_MODES, IMAGE_SUFFIXES, UNREADABLE_IMAGE, image_format
+from ganforge.imageio import (HIGH_DEPTH_MODES, IMAGE_SUFFIXES, UNREADABLE_IMAGE, check_writable, check_writable_folder,
+                              image_format)
 
 log = logging.getLogger("ganforge")
 
@@ -31,6 +32,35 @@ def open_image(path: Path) -> Image.Image:
             log.info("%s: 16-bit image converted to 8 bits (the models work on 8-bit pixels)", path)
         im.load()
         return ImageOps.exif_transpose(im)
+
+
+def read_image(path: Path) -> Image.Image:
+    """`open_image`, with a file it cannot decode as a UserError naming the file."""
+    try:
+        return open_image(path)
+    except UNREADABLE_IMAGE as e:
+        raise UserError(f"{path}: not a readable image ({e})") from None
+
+
+def checked_output(source: Path, out: str | Path | None, tag: str, overwrite: bool) -> Path:
+    """Where a command writes what it makes of `source`, checked before the work (nothing is created).
+
+    `out`, or by default `<stem><tag>.png` beside an input file and `<name><tag>` beside an input
+    folder. An output file must be of a format it can write, and new unless `overwrite`; an output
+    folder must not be the input folder.
+    """
+    if source.is_file():
+        out = Path(out) if out else source.with_name(f"{source.stem}{tag}.png")
+        image_format(out)
+        if out.exists() and not overwrite:
+            raise UserError(f"--out: {out} exists; add --overwrite to replace it")
+        check_writable(out, "--out")
+        return out
+    out = Path(out) if out else source.with_name(f"{source.name}{tag}")
+    if out.resolve() == source.resolve():
+        raise UserError(f"--out: {out} is the input folder; choose another folder")
+    check_writable_folder(out, "--out")
+    return out
 
 
 def plain_mode(im: Image.Image) -> Image.Image:

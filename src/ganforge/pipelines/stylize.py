@@ -33,10 +33,10 @@ from tqdm import tqdm
 from ganforge import __version__
 from ganforge.device import pick_device
 from ganforge.errors import UserError
-from ganforge.imageio import (UNREADABLE_IMAGE, check_writable, check_writable_folder, float_to_uint8, image_format,
-                              to_8bit, uint8_to_float)
+from ganforge.imageio import UNREADABLE_IMAGE, float_to_uint8, to_8bit, uint8_to_float
 from ganforge.nets.style import StyleFeatures, random_features, vgg19_style_features
-from ganforge.pipelines.image_files import map_folder, open_image, plain_mode, save_image_file
+from ganforge.pipelines.image_files import (checked_output, map_folder, open_image, plain_mode, read_image,
+                                            save_image_file)
 from ganforge.style_losses import content_loss, gram_matrix, out_of_range, style_loss, total_variation
 
 log = logging.getLogger("ganforge")
@@ -211,21 +211,8 @@ def stylize(source: str | Path, style: str | Path, out: str | Path | None = None
     if not source.exists():
         raise UserError(f"{source}: no such file or folder")
     style_im = read_style(style)
-    if source.is_file():
-        out = Path(out) if out else source.with_name(f"{source.stem}_styled.png")
-        image_format(out)  # an output format it can write, checked before the work
-        if out.exists() and not overwrite:
-            raise UserError(f"--out: {out} exists; add --overwrite to replace it")
-        check_writable(out, "--out")
-        try:
-            content = open_image(source)
-        except UNREADABLE_IMAGE as e:
-            raise UserError(f"{source}: not a readable image ({e})") from None
-    else:
-        out = Path(out) if out else source.with_name(f"{source.name}_styled")
-        if out.resolve() == source.resolve():
-            raise UserError(f"--out: {out} is the input folder; choose another folder")
-        check_writable_folder(out, "--out")
+    out = checked_output(source, out, "_styled", overwrite)
+    content = read_image(source) if source.is_file() else None
     torch_device = pick_device(device)
     net = load_features(features).to(torch_device)
     log.info("stylize: %s features, style %s, strength %g, %d steps, seed %d%s", net.name, style, strength, steps, seed,
@@ -236,7 +223,7 @@ def stylize(source: str | Path, style: str | Path, out: str | Path | None = None
     def convert(im: Image.Image) -> Image.Image:
         return stylize_image(net, im, style_im, size, strength, preserve_colour, steps, seed, torch_device)
 
-    if source.is_file():
+    if content is not None:
         try:
             result = convert(content)
         except UserError as e:
