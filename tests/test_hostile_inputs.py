@@ -87,12 +87,13 @@ def write_hostile(folder: Path, name: str, bomb: bytes) -> Path:
 HOSTILE = ["truncated.png", "truncated.jpg", "empty.png", "bomb.png", "1x1.png", "cmyk.jpg", "grey16.png",
            "animated.gif", "svg.png", "chmod000.png", "dangling.png", "loop.png"]
 # What each file must give, per kind of command. A 1x1 image is a fine (if poor) training image; it is too
-# small to upscale or to score super-resolution on, and too small to cut a super-resolution crop from.
+# small to upscale, stylize or score super-resolution on, and too small to cut a super-resolution crop from.
 USABLE = {"1x1.png", "cmyk.jpg", "grey16.png", "animated.gif"} | ({"chmod000.png"} if ROOT else set())
-FOLDER_COMMANDS = ["train", "train --task superres", "evaluate", "evaluate (superres)", "features train", "upscale FOLDER"]
-FILE_COMMANDS = ["upscale FILE", "evaluate (superres) --data FILE"]
+FOLDER_COMMANDS = ["train", "train --task superres", "evaluate", "evaluate (superres)", "features train", "upscale FOLDER",
+                   "stylize FOLDER"]
+FILE_COMMANDS = ["upscale FILE", "evaluate (superres) --data FILE", "stylize FILE", "stylize --style FILE"]
 TOO_SMALL_FOR = {"train --task superres", "evaluate (superres)", "upscale FOLDER", "upscale FILE",
-                 "evaluate (superres) --data FILE"}
+                 "evaluate (superres) --data FILE", "stylize FOLDER", "stylize FILE", "stylize --style FILE"}
 
 
 def expected(name: str, command: str) -> str:
@@ -127,6 +128,7 @@ def corpus(tmp_path_factory):
 
 
 def command_args(command: str, data: Path, out: Path, corpus: dict) -> list[str]:
+    good = corpus["good"] / "good00.png"
     tiny_train = ["--batch-size", "4", "--steps", "1", "--eval-every", "0", "--width", "4", "--out", str(out)]
     return {
         "train": ["train", "--data", str(data), "--resolution", "8", *tiny_train],
@@ -139,6 +141,11 @@ def command_args(command: str, data: Path, out: Path, corpus: dict) -> list[str]
         "upscale FOLDER": ["upscale", str(data), "--scale", "2", "--out", str(out)],
         "upscale FILE": ["upscale", str(data), "--scale", "2", "--out", str(out / "up.png")],
         "evaluate (superres) --data FILE": ["evaluate", "superres-x2", "--data", str(data), "--out", str(out / "report.json")],
+        "stylize FOLDER": ["stylize", str(data), "--style", str(good), "--steps", "1", "--size", "32", "--out", str(out)],
+        "stylize FILE": ["stylize", str(data), "--style", str(good), "--steps", "1", "--size", "32",
+                         "--out", str(out / "s.png")],
+        "stylize --style FILE": ["stylize", str(good), "--style", str(data), "--steps", "1", "--size", "32",
+                                 "--out", str(out / "s.png")],
     }[command]
 
 
@@ -181,7 +188,8 @@ def decoded(monkeypatch):
     """The paths every image reader of the commands decoded: "worked" must mean the file was used, not dropped."""
     import ganforge.data.folder
     import ganforge.data.photos
-    import ganforge.pipelines.inpainting
+    import ganforge.pipelines.image_files
+    import ganforge.pipelines.stylize
     import ganforge.pipelines.upscaling
 
     paths = set()
@@ -198,8 +206,9 @@ def decoded(monkeypatch):
 
     spy(ganforge.data.folder, "open_rgb_or_l")
     spy(ganforge.data.photos, "open_rgb_or_l")
+    spy(ganforge.pipelines.image_files, "open_image")  # behind read_image, for single files
     spy(ganforge.pipelines.upscaling, "open_image")
-    spy(ganforge.pipelines.inpainting, "open_image")
+    spy(ganforge.pipelines.stylize, "open_image")
     return paths
 
 

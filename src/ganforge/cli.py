@@ -106,6 +106,15 @@ def _inpaint(args) -> None:
     print(f"saved {out}")
 
 
+def _stylize(args) -> None:
+    from ganforge.pipelines.stylize import stylize
+
+    out = stylize(args.input, args.style, args.out, size=args.size, strength=args.strength,
+                  preserve_colour=args.preserve_colour, steps=args.steps, seed=args.seed, features=args.features,
+                  overwrite=args.overwrite, device=args.device)
+    print(f"saved {out}")
+
+
 def _features_train(args) -> None:
     from ganforge.pipelines.evaluation import train_features
 
@@ -120,6 +129,8 @@ EXAMPLES = """examples:
       a grid of 64 digits from the shipped mnist5k generator
   ganforge upscale photo.jpg --scale 4
       photo_x4.png, four times wider and taller, with the shipped super-resolution model
+  ganforge stylize photo.jpg --style painting.jpg --out painted.png
+      the photo painted in the style of painting.jpg (no model, nothing downloaded)
 """
 # What a Ctrl-C leaves behind differs by command; each says so in its own words.
 INTERRUPTED = {
@@ -130,6 +141,7 @@ INTERRUPTED = {
     "evaluate": "no report was written",
     "upscale": "every output already written is complete; run the same command again to do the rest",
     "inpaint": "every output already written is complete; run the same command again to do the rest",
+    "stylize": "every output already written is complete; run the same command again to do the rest",
     "features": "nothing was written",
 }
 
@@ -219,6 +231,27 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace outputs that exist already")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.set_defaults(func=_inpaint)
+
+    p = sub.add_parser("stylize", help="paint an image, or a folder of images, in the style of another image "
+                                       "(optimisation, Gatys et al.; no model needed)")
+    p.add_argument("input", help="an image file or a folder of images (searched recursively)")
+    p.add_argument("--style", required=True, help="the style image (a painting, a texture)")
+    p.add_argument("--out", help="output image, or folder for a folder input (default: NAME_styled.png / FOLDER_styled)")
+    p.add_argument("--size", type=int, default=512,
+                   help="longest side of the result in pixels, at most 2048 (default: 512; smaller images keep "
+                        "their size); time and memory grow with its square")
+    p.add_argument("--strength", type=float, default=1.0,
+                   help="weight of the style against the content (default: 1.0; 0 gives the content back)")
+    p.add_argument("--preserve-colour", action="store_true",
+                   help="transfer the style's luminance only and keep the content's colours")
+    p.add_argument("--steps", type=int, default=100, help="L-BFGS loss evaluations per image (default: 100)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the noise the optimisation starts with")
+    p.add_argument("--features", metavar="FILE",
+                   help="a local torchvision VGG19 weights file (.pth or .safetensors) for Gatys' features "
+                        "(default: the built-in random network, nothing downloaded)")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that exist already")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.set_defaults(func=_stylize)
 
     p = sub.add_parser("features", help="feature networks for the metrics")
     fsub = p.add_subparsers(dest="features_command", required=True)

@@ -1,4 +1,4 @@
-"""VGG19 features for the perceptual loss of SRGAN/ESRGAN, from a weights file the user names.
+"""VGG19 from a weights file the user names: the perceptual loss of SRGAN/ESRGAN, and Gatys' style features.
 
 The layers follow torchvision's `vgg19().features` index for index, so its published ImageNet
 state dict (`vgg19-dcbb9e9d.pth`, keys `features.N.weight`) loads as it is; nothing is
@@ -32,32 +32,47 @@ def vgg19_features(last: int = CONV5_4) -> nn.Sequential:
     return nn.Sequential(*layers[: last + 1])
 
 
+def load_vgg19_features(weights_file: str | Path, option: str, last: int = CONV5_4) -> nn.Sequential:
+    """torchvision's VGG19 features up to index `last`, with the weights of a local file, frozen in eval mode.
+
+    Errors name `option`, the flag the file came from (e.g. --perceptual-weights).
+    """
+    path = Path(weights_file)
+    if not path.is_file():
+        raise UserError(f"{option}: {path} does not exist")
+    state = read_state_dict(path, f"VGG19 weights ({option})")
+    features = vgg19_features(last)
+    wanted = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
+    own = features.state_dict()
+    if set(own) - set(wanted) or any(wanted[k].shape != own[k].shape for k in own):
+        raise UserError(f"{option}: {path} does not hold torchvision VGG19 weights "
+                        f"(keys features.0.weight ... features.{list(own)[-1]})")
+    features.load_state_dict({k: wanted[k] for k in own})
+    return features.requires_grad_(False).eval()
+
+
+class ImageNetInput(nn.Module):
+    """Images in [-1, 1] as the ImageNet-normalised input torchvision's VGG19 was trained on."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return ((x.float() + 1) / 2 - self.mean) / self.std
+
+
 class PerceptualLoss(nn.Module):
     """L1 between VGG19 conv5_4 features (before ReLU) of two image batches in [-1, 1]; frozen."""
 
     def __init__(self, weights_file: str | Path):
         super().__init__()
-        self.features = vgg19_features()
-        state = _read_state(Path(weights_file))
-        wanted = {k.removeprefix("features."): v for k, v in state.items() if k.startswith("features.")}
-        own = self.features.state_dict()
-        if set(own) - set(wanted) or any(wanted[k].shape != own[k].shape for k in own):
-            raise UserError(f"--perceptual-weights: {weights_file} does not hold torchvision VGG19 weights "
-                            "(keys features.0.weight ... features.34.bias)")
-        self.features.load_state_dict({k: wanted[k] for k in own})
-        self.features.requires_grad_(False).eval()
-        self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1))
-        self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1))
+        self.normalise = ImageNetInput()
+        self.features = load_vgg19_features(weights_file, "--perceptual-weights")
 
     def train(self, mode: bool = True) -> "PerceptualLoss":
         return super().train(False)  # a fixed feature extractor, whatever the trainer asks
 
     def forward(self, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
-        normalise = lambda x: ((x.float() + 1) / 2 - self.mean) / self.std  # noqa: E731
-        return F.l1_loss(self.features(normalise(fake)), self.features(normalise(real)).detach())
-
-
-def _read_state(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise UserError(f"--perceptual-weights: {path} does not exist")
-    return read_state_dict(path, "VGG19 weights (--perceptual-weights)")
+        return F.l1_loss(self.features(self.normalise(fake)), self.features(self.normalise(real)).detach())

@@ -1,4 +1,5 @@
-"""Reading and writing the user's own image files, for the commands that change images one by one (upscale, inpaint).
+"""Reading and writing the user's own image files, for the commands that change images one by one (upscale, inpaint,
+stylize).
 
 Unlike training data, which is decoded straight to 8-bit tensors (`ganforge.imageio`), these keep
 what the file holds (mode, alpha, 16 bits) so the command can write back the same kind of image,
@@ -12,12 +13,14 @@ from pathlib import Path
 from typing import Callable
 
 from PIL import Image, ImageOps
+from PIL.PngImagePlugin import PngInfo
 from tqdm import tqdm
 
 from ganforge.atomic import atomic_path
 from ganforge.errors import UserError
 from ganforge.data.folder import find_images
-from ganforge.imageio import HIGH_DEPTH_MODES, IMAGE_SUFFIXES, UNREADABLE_IMAGE, image_format
+from ganforge.imageio import (HIGH_DEPTH_MODES, IMAGE_SUFFIXES, UNREADABLE_IMAGE, check_writable, check_writable_folder,
+                              image_format)
 
 log = logging.getLogger("ganforge")
 
@@ -31,6 +34,35 @@ def open_image(path: Path) -> Image.Image:
         return ImageOps.exif_transpose(im)
 
 
+def read_image(path: Path) -> Image.Image:
+    """`open_image`, with a file it cannot decode as a UserError naming the file."""
+    try:
+        return open_image(path)
+    except UNREADABLE_IMAGE as e:
+        raise UserError(f"{path}: not a readable image ({e})") from None
+
+
+def checked_output(source: Path, out: str | Path | None, tag: str, overwrite: bool) -> Path:
+    """Where a command writes what it makes of `source`, checked before the work (nothing is created).
+
+    `out`, or by default `<stem><tag>.png` beside an input file and `<name><tag>` beside an input
+    folder. An output file must be of a format it can write, and new unless `overwrite`; an output
+    folder must not be the input folder.
+    """
+    if source.is_file():
+        out = Path(out) if out else source.with_name(f"{source.stem}{tag}.png")
+        image_format(out)
+        if out.exists() and not overwrite:
+            raise UserError(f"--out: {out} exists; add --overwrite to replace it")
+        check_writable(out, "--out")
+        return out
+    out = Path(out) if out else source.with_name(f"{source.name}{tag}")
+    if out.resolve() == source.resolve():
+        raise UserError(f"--out: {out} is the input folder; choose another folder")
+    check_writable_folder(out, "--out")
+    return out
+
+
 def plain_mode(im: Image.Image) -> Image.Image:
     """Palette, 1-bit, CMYK and other colour spaces as RGB(A) or L, so alpha and greyness show in the mode."""
     if im.mode in ("P", "PA", "1", "CMYK", "YCbCr", "LAB", "HSV"):
@@ -38,15 +70,21 @@ def plain_mode(im: Image.Image) -> Image.Image:
     return im
 
 
-def save_image_file(im: Image.Image, path: Path) -> None:
+def save_image_file(im: Image.Image, path: Path, text: dict[str, str] | None = None) -> None:
     """Write `im` atomically in the format of `path`'s suffix, or a UserError naming --out (alpha it cannot keep, a
-    full disk)."""
+    full disk). A PNG keeps `text` as text chunks (how the image was made); other formats do not."""
     fmt = image_format(path)
     if fmt in ("JPEG", "BMP") and im.mode in ("RGBA", "LA"):
         raise UserError(f"--out: {path} cannot keep the alpha channel; use .png or .webp")
+    options = {"quality": 95} if fmt in ("JPEG", "WEBP") else {}
+    if text and fmt == "PNG":
+        info = PngInfo()
+        for key, value in text.items():
+            info.add_text(key, value)
+        options["pnginfo"] = info
     try:
         with atomic_path(path) as tmp:
-            im.save(tmp, format=fmt, **({"quality": 95} if fmt in ("JPEG", "WEBP") else {}))
+            im.save(tmp, format=fmt, **options)
     except OSError as e:
         raise UserError(f"--out: cannot write {path}: {e.strerror or e}") from None
 
@@ -74,8 +112,9 @@ def output_paths(source: Path, paths: list[Path], out: Path) -> tuple[dict[Path,
         keep_suffix |= clashing
 
 
-def map_folder(source: Path, out: Path, convert: Callable[[Path], Image.Image], overwrite: bool, verb: str) -> None:
-    """Write `convert(path)` for every image under `source` into `out` (named by `output_paths`).
+def map_folder(source: Path, out: Path, convert: Callable[[Path], Image.Image], overwrite: bool, verb: str,
+               text: dict[str, str] | None = None) -> None:
+    """Write `convert(path)` for every image under `source` into `out` (named by `output_paths`, with `text`).
 
     Outputs that exist are kept unless `overwrite`, so an interrupted run can be repeated; a file
     that `convert` cannot handle (unreadable, or a UserError) is skipped, and all skipped files are
@@ -100,7 +139,7 @@ def map_folder(source: Path, out: Path, convert: Callable[[Path], Image.Image], 
         except (*UNREADABLE_IMAGE, UserError) as e:
             bad.append(f"{path} ({e})")
             continue
-        save_image_file(result, target)
+        save_image_file(result, target, text)
     if existing:
         log.info("kept %d output(s) that already existed in %s (--overwrite replaces them)", existing, out)
     if bad:

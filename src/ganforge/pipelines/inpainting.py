@@ -19,9 +19,8 @@ from ganforge.data.masks import MAX_COVERAGE
 from ganforge.device import pick_device
 from ganforge.errors import UserError
 from ganforge.fill import fill_holes
-from ganforge.imageio import (HIGH_DEPTH_MODES, UNREADABLE_IMAGE, check_writable, check_writable_folder, float_to_uint8,
-                              image_format, to_8bit, uint8_to_float)
-from ganforge.pipelines.image_files import map_folder, open_image, plain_mode, save_image_file
+from ganforge.imageio import HIGH_DEPTH_MODES, UNREADABLE_IMAGE, float_to_uint8, to_8bit, uint8_to_float
+from ganforge.pipelines.image_files import checked_output, map_folder, plain_mode, read_image, save_image_file
 from ganforge.saved_model import load_model, resolve_model, shipped_models
 from ganforge.nets.inpaint import build_inpaint_generator
 
@@ -131,10 +130,7 @@ def inpaint_image(generator: torch.nn.Module, config: dict, im: Image.Image, mas
 
 def _fill_file(generator, config, image_path: Path, mask_path: Path | None, boxes, work_size: int) -> Image.Image:
     """Read one image and its holes, and fill them (an image without holes comes back unchanged)."""
-    try:
-        im = open_image(image_path)
-    except UNREADABLE_IMAGE as e:
-        raise UserError(f"{image_path}: not a readable image ({e})") from None
+    im = read_image(image_path)
     mask = read_mask(mask_path, im.size) if mask_path is not None else box_mask(im.size, boxes)
     if not mask.any():
         log.info("%s: the mask has no hole; the image is written unchanged", image_path)
@@ -158,23 +154,15 @@ def inpaint(source: str | Path, out: str | Path | None = None, mask: str | Path 
     mask = Path(mask) if mask is not None else None
     if mask is not None and not mask.exists():
         raise UserError(f"--mask: {mask} does not exist")
+    out = checked_output(source, out, "_filled", overwrite)
     if source.is_file():
-        out = Path(out) if out else source.with_name(f"{source.stem}_filled.png")
-        image_format(out)  # an output format it can write, checked before the work
-        if out.exists() and not overwrite:
-            raise UserError(f"--out: {out} exists; add --overwrite to replace it")
         if mask is not None and mask.is_dir():
             raise UserError(f"--mask: {mask} is a folder; a single image takes a mask file")
-        check_writable(out, "--out")
         generator, config = load_inpainter(model or default_model(), device)
         save_image_file(_fill_file(generator, config, source, mask, parsed_boxes, work_size), out)
         return out
     if mask is not None and not mask.is_dir():
         raise UserError(f"--mask: {mask} is a file; a folder of images takes a folder of masks (matched by file stem)")
-    out = Path(out) if out else source.with_name(f"{source.name}_filled")
-    if out.resolve() == source.resolve():
-        raise UserError(f"--out: {out} is the input folder; choose another folder")
-    check_writable_folder(out, "--out")
     generator, config = load_inpainter(model or default_model(), device)
     masks = _masks_by_stem(mask) if mask is not None else {}
 

@@ -13,9 +13,9 @@ import torch
 from PIL import Image
 
 from ganforge.errors import UserError
-from ganforge.imageio import (HIGH_DEPTH_MODES, UNREADABLE_IMAGE, check_writable, check_writable_folder,
-                              image_format, to_8bit, uint8_to_float)
-from ganforge.pipelines.image_files import map_folder, open_image, plain_mode, save_image_file
+from ganforge.imageio import HIGH_DEPTH_MODES, to_8bit, uint8_to_float
+from ganforge.pipelines.image_files import (checked_output, map_folder, open_image, plain_mode, read_image,
+                                            save_image_file)
 from ganforge.saved_model import build_model, load_model, read_config, resolve_model, shipped_models
 from ganforge.nets.sr import build_sr_generator
 from ganforge.tiling import upscale_tensor
@@ -109,25 +109,14 @@ def upscale(source: str | Path, out: str | Path | None = None, scale: int | None
         raise UserError(f"{source}: no such file or folder")
     generator, _ = load_upscaler(pick_model(model, scale, variant), scale, device)
     scale = generator.scale
+    out = checked_output(source, out, f"_x{scale}", overwrite)
     if source.is_file():
-        out = Path(out) if out else source.with_name(f"{source.stem}_x{scale}.png")
-        image_format(out)  # an output format it can write, checked before the work
-        if out.exists() and not overwrite:
-            raise UserError(f"--out: {out} exists; add --overwrite to replace it")
-        check_writable(out, "--out")
-        try:
-            im = open_image(source)
-        except UNREADABLE_IMAGE as e:
-            raise UserError(f"{source}: not a readable image ({e})") from None
+        im = read_image(source)
         try:
             result = upscale_image(generator, im, tile, progress=True)
         except UserError as e:
             raise UserError(f"{source}: {e}") from None
         save_image_file(result, out)
         return out
-    out = Path(out) if out else source.with_name(f"{source.name}_x{scale}")
-    if out.resolve() == source.resolve():
-        raise UserError(f"--out: {out} is the input folder; choose another folder")
-    check_writable_folder(out, "--out")
     map_folder(source, out, lambda path: upscale_image(generator, open_image(path), tile), overwrite, "upscaled")
     return out

@@ -1,0 +1,49 @@
+"""Gatys et al.'s style and content losses as plain functions of feature maps (N, C, H, W).
+
+The Gram matrix is divided by H*W, the number of positions: each entry is then the mean over
+the image of a product of two channels, the same for a 256-pixel and a 512-pixel picture of one
+texture, so a style image need not have the content image's size. With that normalisation the
+MSE over the C*C entries is Gatys' per-layer E_l = sum (G - A)^2 / (4 N^2 M^2) times 4, so the
+per-layer weights keep his meaning. Dividing by C as well (C*H*W, as fast-neural-style does)
+would weigh every layer by a further 1/C^2, a choice hidden in the normalisation; here the
+weights say it.
+"""
+
+import torch
+import torch.nn.functional as F
+
+
+def gram_matrix(features: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W) -> (N, C, C): G_ij = sum over positions of F_i F_j, divided by H*W."""
+    n, c, h, w = features.shape
+    flat = features.reshape(n, c, h * w)
+    return flat @ flat.transpose(1, 2) / (h * w)
+
+
+def style_loss(features: dict[str, torch.Tensor], target_grams: dict[str, torch.Tensor],
+               weights: dict[str, float]) -> torch.Tensor:
+    """sum over layers l of weights[l] * MSE(gram(features[l]), target_grams[l])."""
+    return sum(w * F.mse_loss(gram_matrix(features[layer]), target_grams[layer]) for layer, w in weights.items())
+
+
+def content_loss(features: dict[str, torch.Tensor], targets: dict[str, torch.Tensor]) -> torch.Tensor:
+    """sum over the layers of `targets` of MSE(features[l], targets[l])."""
+    return sum(F.mse_loss(features[layer], target) for layer, target in targets.items())
+
+
+def total_variation(images: torch.Tensor) -> torch.Tensor:
+    """Mean absolute difference between vertical neighbours plus that between horizontal neighbours."""
+    return ((images[..., 1:, :] - images[..., :-1, :]).abs().mean()
+            + (images[..., :, 1:] - images[..., :, :-1]).abs().mean())
+
+
+def out_of_range(images: torch.Tensor) -> torch.Tensor:
+    """Mean of the squared excess of |pixel| over 1: 0 inside the image range [-1, 1].
+
+    The pixels are optimised freely, so this keeps them where the saved image can show them.
+    Clamping inside the loss instead leaves a pixel that crossed the limit without gradient, stuck
+    at a saturated colour, and clamping only at the end changes the image after it was optimised
+    (the first scores worse in benchmarks/style_optimiser.py; the second hands back an image
+    the optimisation never scored).
+    """
+    return (images.abs() - 1).clamp_min(0).square().mean()
