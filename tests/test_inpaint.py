@@ -94,10 +94,13 @@ def test_smooth_fill_keeps_known_pixels_and_solves_for_a_membrane():
     assert (smooth_fill(ramp, hole) - ramp).abs().max() < 1e-3
 
 
-def test_a_saved_model_without_prefill_fills_from_zeros():
-    assert not build_inpaint_generator({"channels": 1, "width": 8, "downsamples": 2, "blocks": 1, "net": "conv"}).prefill
-    assert build_inpaint_generator({"channels": 1, "width": 8, "downsamples": 2, "blocks": 1, "net": "conv",
-                                    "prefill": "smooth"}).prefill
+def test_saved_models_without_the_newer_keys_build_as_they_were_trained():
+    old = {"channels": 1, "width": 8, "downsamples": 2, "blocks": 1, "net": "conv"}
+    g = build_inpaint_generator(old)
+    assert not g.prefill and any(isinstance(m, torch.nn.ConvTranspose2d) for m in g.modules())
+    g = build_inpaint_generator({**old, "prefill": "smooth", "upsample": "resize"})
+    assert g.prefill and not any(isinstance(m, torch.nn.ConvTranspose2d) for m in g.modules())
+    assert sum(isinstance(m, torch.nn.Upsample) for m in g.modules()) == 2
 
 
 def test_holes_are_filled_window_by_window_independently_of_layout():

@@ -48,8 +48,8 @@ class InpaintTask(AdversarialThroughout):
         downsamples = 2 if resolution < 64 else 3  # 28 px digits reach 7x7, photo crops 1/8 of their side
         self.cfg = cfg
         self.model = {"task": "inpaint", "channels": channels, "resolution": resolution, "width": cfg.width,
-                      "downsamples": downsamples, "blocks": cfg.blocks, "net": cfg.inpaint_net, "prefill": "smooth",
-                      "masks": cfg.masks,
+                      "downsamples": downsamples, "blocks": cfg.blocks, "net": cfg.inpaint_net,
+                      "prefill": "smooth", "upsample": "resize", "masks": cfg.masks,
                       "data": cfg.data, "max_images": cfg.max_images}
         self.nets = {"generator": build_inpaint_generator(self.model),
                      "discriminator": InpaintDiscriminator(channels, cfg.width)}
