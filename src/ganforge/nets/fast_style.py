@@ -9,7 +9,12 @@ image, so a tile would be normalised by its own statistics and tiled output woul
 untiled output. Without it every output pixel depends only on the input within
 `receptive_radius` pixels, `ganforge.tiling` can run any size tile by tile with no seams, and
 inference is cheaper (no per-channel reductions). The price is what instance norm gave Johnson's
-successors (Ulyanov et al. 2016): outputs that do not depend on the photo's contrast.
+successors (Ulyanov et al. 2016): outputs that do not depend on the photo's contrast, and a signal
+that keeps its scale through depth. The second is restored by the initialisation: He-normal
+convolutions keep the responses' scale through the ReLUs, and each residual block's last
+convolution starts at zero, so the blocks start as identities (Goyal et al. 2017). With
+PyTorch's default initialisation the output's standard deviation was 0.006 for inputs of 0.58
+and training sat on a flat colour.
 
 Sides that are not a multiple of 4 are padded (replicating the border) to the next multiple and
 cropped back, so the two stride-2 steps always see the same grid as untiled inference does when
@@ -63,6 +68,13 @@ class FastStyleNet(nn.Module):
         # nearest resizes' rounding), the last 4; rounded up so that `receptive_radius + 1` is a multiple of FACTOR.
         radius = 4 + 1 + 2 + 4 * 2 * blocks + 2 + 1 + 4 + 4
         self.receptive_radius = -(-(radius + 1) // FACTOR) * FACTOR - 1
+        for m in self.modules():
+            if isinstance(m, nn.Conv2d):
+                nn.init.kaiming_normal_(m.weight, nonlinearity="relu")
+                nn.init.zeros_(m.bias)
+        for block in self.body:
+            if isinstance(block, ResidualBlock):
+                nn.init.zeros_(block.body[-1].weight)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         h, w = x.shape[-2:]
