@@ -141,3 +141,37 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, case, needle
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle.format(tmp=tmp_path) in err, err
     assert snapshot(tmp_path) == before
+
+
+def test_a_nonfinite_step_with_no_discriminator_is_skipped_whole(tmp_path, style_image):
+    """The trainer's undo keeps what exists with no D: G's weights, Adam state and EMA are left as they were."""
+    from ganforge.config import TrainConfig
+    from ganforge.data.photos import load_photo
+    from ganforge.nets.style import random_features
+    from ganforge.tasks.style import StyleTask
+    from ganforge.training.checkpoint import save_checkpoint
+    from ganforge.training.distributed import DistInfo
+    from ganforge.training.trainer import Trainer
+
+    cfg = TrainConfig(task="style", style=str(style_image), data="photos", patch_size=16, batch_size=2, width=8,
+                      steps=5).validate()
+    torch.manual_seed(0)
+    patches = torch.randint(0, 256, (8, 3, 16, 16), dtype=torch.uint8, generator=torch.Generator().manual_seed(0))
+    task = StyleTask(cfg, patches, torch.from_numpy(load_photo(style_image).copy()), random_features())
+    trainer = Trainer(cfg, task, patches, tmp_path, torch.device("cpu"), torch.float32, DistInfo())
+    assert trainer.discriminator is None and set(trainer.optimizers) == {"generator"}
+    for step in range(2):
+        trainer.train_step(step)
+
+    def everything() -> dict[str, torch.Tensor]:
+        save_checkpoint(tmp_path / "probe.safetensors", trainer.checkpointed_nets, trainer.optimizers, {})
+        return load_file(str(tmp_path / "probe.safetensors"))
+
+    before, loss = everything(), task.generator_loss
+    task.generator_loss = lambda *a: (lambda value, stats: (value * float("nan"), stats))(*loss(*a))
+    assert trainer.train_step(2)["skipped"] == 1
+    after = everything()
+    assert before.keys() == after.keys() and all(torch.equal(before[k], after[k]) for k in before)
+    task.generator_loss = loss
+    assert trainer.train_step(2)["skipped"] == 0  # a good step does change them
+    assert not all(torch.equal(before[k], v) for k, v in everything().items())
