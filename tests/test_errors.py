@@ -198,7 +198,7 @@ def test_ctrl_c_message_fits_the_command(capsys, monkeypatch, command, args, say
     (["--task", "superres", "--conditional"], "--conditional: only applies to --task generation"),
     (["--task", "superres", "--latent-dim", "64"], "--latent-dim: only applies to --task generation"),
     (["--scale", "2"], "--scale: only applies to --task superres"),
-    (["--patch-size", "48"], "--patch-size: only applies to --task inpaint or superres"),
+    (["--patch-size", "48"], "--patch-size: only applies to --task inpaint or style or superres"),
     (["--masks", "box"], "--masks: only applies to --task inpaint"),
     (["--task", "superres", "--inpaint-net", "conv"], "--inpaint-net: only applies to --task inpaint"),
     (["--augment-p", "0.5"], "--augment-p: only applies with --augment"),
@@ -268,7 +268,7 @@ def test_train_help_is_grouped_and_top_level_help_has_examples(capsys):
         main(["--help"])
     text = capsys.readouterr().out
     examples = text.split("examples:\n")[1]
-    assert [line.split()[1] for line in examples.splitlines() if line.startswith("  ganforge")] == ["train", "sample", "upscale", "stylize"]
+    assert [line.split()[1] for line in examples.splitlines() if line.startswith("  ganforge")] == ["train", "sample", "upscale", "stylize", "stylize"]
 
 
 @pytest.mark.parametrize("mode", ["I;16B", "F", "I;16"])

@@ -106,12 +106,26 @@ def _inpaint(args) -> None:
     print(f"saved {out}")
 
 
-def _stylize(args) -> None:
-    from ganforge.pipelines.stylize import stylize
+STYLIZE_OPTIMISATION = {"size": 512, "strength": 1.0, "preserve_colour": False, "steps": 100, "seed": 0,
+                        "features": None}  # the options of the optimisation mode, with their defaults
 
-    out = stylize(args.input, args.style, args.out, size=args.size, strength=args.strength,
-                  preserve_colour=args.preserve_colour, steps=args.steps, seed=args.seed, features=args.features,
-                  overwrite=args.overwrite, device=args.device)
+
+def _stylize(args) -> None:
+    given = {name: getattr(args, name) for name in STYLIZE_OPTIMISATION if getattr(args, name) is not None}
+    if args.model is not None:
+        from ganforge.pipelines.fast_stylize import fast_stylize
+
+        if args.style is not None or given:
+            wrong = "--style" if args.style is not None else f"--{flag(next(iter(given)))}"
+            raise UserError(f"{wrong}: the fast network of --model learned its style and settings; give one or the other")
+        out = fast_stylize(args.input, args.model, args.out, overwrite=args.overwrite, device=args.device)
+    else:
+        from ganforge.pipelines.stylize import stylize
+
+        if args.style is None:
+            raise UserError("--style: name a style image (or --model, a fast network trained with --task style)")
+        out = stylize(args.input, args.style, args.out, **{**STYLIZE_OPTIMISATION, **given},
+                      overwrite=args.overwrite, device=args.device)
     print(f"saved {out}")
 
 
@@ -131,6 +145,8 @@ EXAMPLES = """examples:
       photo_x4.png, four times wider and taller, with the shipped super-resolution model
   ganforge stylize photo.jpg --style painting.jpg --out painted.png
       the photo painted in the style of painting.jpg (no model, nothing downloaded)
+  ganforge stylize photo.jpg --model runs/style --out painted.png
+      the same in one pass, with a network trained by `ganforge train --task style`
 """
 # What a Ctrl-C leaves behind differs by command; each says so in its own words.
 INTERRUPTED = {
@@ -233,19 +249,23 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=_inpaint)
 
     p = sub.add_parser("stylize", help="paint an image, or a folder of images, in the style of another image "
-                                       "(optimisation, Gatys et al.; no model needed)")
+                                       "(optimisation, Gatys et al.; no model needed), or with a fast style network "
+                                       "(--model)")
     p.add_argument("input", help="an image file or a folder of images (searched recursively)")
-    p.add_argument("--style", required=True, help="the style image (a painting, a texture)")
+    p.add_argument("--style", help="the style image (a painting, a texture); or --model")
+    p.add_argument("--model", help="a fast style network (a run of `train --task style` or its model folder) instead "
+                                   "of --style: one pass at the image's own size, tile by tile; the options below "
+                                   "up to --features are the optimisation's and are refused with it")
     p.add_argument("--out", help="output image, or folder for a folder input (default: NAME_styled.png / FOLDER_styled)")
-    p.add_argument("--size", type=int, default=512,
+    p.add_argument("--size", type=int,
                    help="longest side of the result in pixels, at most 2048 (default: 512; smaller images keep "
                         "their size); time and memory grow with its square")
-    p.add_argument("--strength", type=float, default=1.0,
+    p.add_argument("--strength", type=float,
                    help="weight of the style against the content (default: 1.0; 0 gives the content back)")
-    p.add_argument("--preserve-colour", action="store_true",
+    p.add_argument("--preserve-colour", action="store_true", default=None,
                    help="transfer the style's luminance only and keep the content's colours")
-    p.add_argument("--steps", type=int, default=100, help="L-BFGS loss evaluations per image (default: 100)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the noise the optimisation starts with")
+    p.add_argument("--steps", type=int, help="L-BFGS loss evaluations per image (default: 100)")
+    p.add_argument("--seed", type=int, help="seed of the noise the optimisation starts with (default: 0)")
     p.add_argument("--features", metavar="FILE",
                    help="a local torchvision VGG19 weights file (.pth or .safetensors) for Gatys' features "
                         "(default: the built-in random network, nothing downloaded)")

@@ -21,11 +21,12 @@ from ganforge.errors import UserError
 
 # Every task, and what its generator maps from. An option's `tasks` names tasks or these kinds,
 # so adding a task is one line here (plus its setup in training/run.py).
-TASKS = {"generation": "noise", "superres": "image", "inpaint": "image"}
+TASKS = {"generation": "noise", "superres": "image", "inpaint": "image", "style": "image"}
 # Sections of `ganforge train --help`, in order.
 GROUPS = ("data", "networks", "losses and stabilisers", "optimisation", "run and output")
 DATA, NETS, LOSSES, OPTIM, RUN = GROUPS
-NOISE, SUPERRES, INPAINT = ("noise",), ("superres",), ("inpaint",)
+NOISE, SUPERRES, INPAINT, STYLE = ("noise",), ("superres",), ("inpaint",), ("style",)
+ADVERSARIAL = ("generation", "superres", "inpaint")  # the tasks with a discriminator
 
 
 def option(default, help: str, group: str, tasks: tuple[str, ...] | None = None, needs: str | tuple | None = None,
@@ -47,7 +48,7 @@ class TrainConfig:
     max_images: int | None = option(None, "train on this many images of --data (a fixed seeded choice); the rest is held out "
                                     "for evaluation (the embedded photos always hold out the same four)", group=DATA)
     task: str = option("generation", "what is trained: generation (noise -> image), superres (image -> x2/x4 image) or inpaint "
-                       "(image with holes -> the full image)",
+                       "(image with holes -> the full image) or style (photo -> the photo in the style of --style; no discriminator)",
                        group=NETS, choices=list(TASKS))
     arch: str = option("dcgan", "dcgan: resolution-generic DCGAN; seed: the brief's 56x56 networks",
                        group=NETS, tasks=NOISE, choices=["dcgan", "seed"])
@@ -58,11 +59,11 @@ class TrainConfig:
                         "widths", group=NETS, needs=("arch", "dcgan"))
     latent_dim: int = option(100, "size of the noise vector z", group=NETS, tasks=NOISE)
     loss: str = option("bce", "adversarial loss: the brief's non-saturating bce, hinge, lsgan or wgan-gp",
-                       group=LOSSES, choices=["bce", "hinge", "lsgan", "wgan-gp"])
-    n_critic: int = option(1, "D updates per G update (5 is usual for wgan-gp)", group=LOSSES)
+                       group=LOSSES, tasks=ADVERSARIAL, choices=["bce", "hinge", "lsgan", "wgan-gp"])
+    n_critic: int = option(1, "D updates per G update (5 is usual for wgan-gp)", group=LOSSES, tasks=ADVERSARIAL)
     gp_weight: float = option(10.0, "weight of the WGAN-GP gradient penalty", group=LOSSES, needs=("loss", "wgan-gp"))
     r1_gamma: float = option(0.2, "R1 penalty weight on real images (0: off); part of the default that won benchmarks/stability.py",
-                             group=LOSSES)
+                             group=LOSSES, tasks=ADVERSARIAL)
     r1_every: int = option(16, "apply R1 every N steps, scaled by N (lazy regularisation; 1: every step)",
                            group=LOSSES, needs="r1_gamma")
     spectral_norm: bool = option(False, "spectral normalisation in D (replaces its batch norm)",
@@ -75,7 +76,7 @@ class TrainConfig:
     ac_weight: float = option(1.0, "weight of the AC-GAN class cross-entropy in D's and G's losses (with --cond-d acgan)",
                               group=LOSSES, needs=("cond_d", "acgan"))
     augment: str = option("none", "differentiable augmentation of real and fake images: none, or a list of color,translation,cutout",
-                          group=LOSSES)
+                          group=LOSSES, tasks=ADVERSARIAL)
     augment_target: float = option(0.0, "adaptive augmentation (ADA): augment each image with a probability that rises while "
                                    "D's sign(D(x)) averages above this target (0.6 is ADA's); 0: a fixed probability, --augment-p",
                                    group=LOSSES, needs="augment")
@@ -89,7 +90,7 @@ class TrainConfig:
                                        group=RUN)
     lr: float = option(2e-4, "Adam learning rate of both networks", group=OPTIM)
     lr_g: float | None = option(None, "G's learning rate (two time-scale update rule; default: --lr)", group=OPTIM)
-    lr_d: float | None = option(None, "D's learning rate (default: --lr)", group=OPTIM)
+    lr_d: float | None = option(None, "D's learning rate (default: --lr)", group=OPTIM, tasks=ADVERSARIAL)
     beta1: float = option(0.5, "Adam beta1", group=OPTIM)
     beta2: float = option(0.999, "Adam beta2", group=OPTIM)
     init_generator: str | None = option(None, "start G (and its EMA) from a saved model of the same architecture: a run, a "
@@ -110,8 +111,8 @@ class TrainConfig:
     degradation: str = option("bicubic", "superres: how training inputs are made from crops: bicubic (the papers' protocol) "
                               "or realistic (blur, noise, JPEG, for real-world photos)",
                               group=DATA, tasks=SUPERRES, choices=["bicubic", "realistic"])
-    patch_size: int = option(96, "superres, inpaint: side of the training crops of photos (for superres a multiple of "
-                             "--scale)", group=DATA, tasks=SUPERRES + INPAINT)
+    patch_size: int = option(96, "superres, inpaint, style: side of the training crops of photos (for superres a "
+                             "multiple of --scale)", group=DATA, tasks=SUPERRES + INPAINT + STYLE)
     blocks: int = option(8, "superres, inpaint: residual blocks in the generator", group=NETS, tasks=SUPERRES + INPAINT)
     fidelity_steps: int | None = option(None, "superres: L1-only steps before adversarial fine-tuning (default: half of "
                                         "--steps); their model is kept in model-fidelity/",
@@ -132,6 +133,13 @@ class TrainConfig:
     hole_weight: float = option(1.0, "inpaint: weight of L1 to the original inside the holes", group=LOSSES, tasks=INPAINT)
     valid_weight: float = option(1.0, "inpaint: weight of L1 to the original outside the holes (keeps the fill consistent "
                                  "with its surroundings)", group=LOSSES, tasks=INPAINT)
+    style: str | None = option(None, "style: the style image (a painting, a texture) the network learns to paint in",
+                               group=DATA, tasks=STYLE)
+    strength: float = option(1.0, "style: weight of the style (and total variation) against the content, as in "
+                             "`ganforge stylize --strength`", group=LOSSES, tasks=STYLE)
+    features: str | None = option(None, "style: a local torchvision VGG19 weights file (.pth or .safetensors) for the "
+                                  "style and content losses (default: the built-in random network, nothing downloaded)",
+                                  group=LOSSES, tasks=STYLE)
 
     def validate(self) -> "TrainConfig":
         for f in dataclasses.fields(self):
@@ -159,6 +167,10 @@ class TrainConfig:
         if self.task == "superres" and (self.patch_size % self.scale or self.patch_size < 8 * self.scale):
             raise UserError(f"--patch-size: must be a multiple of --scale {self.scale} and at least {8 * self.scale}, "
                             f"got {self.patch_size}")
+        if self.task == "style" and self.style is None:
+            raise UserError("--style: --task style needs a style image (--style painting.jpg)")
+        if not (math.isfinite(self.strength) and self.strength >= 0):
+            raise UserError(f"--strength: must be 0 or more, got {self.strength}")
         if self.patch_size < 16:
             raise UserError(f"--patch-size: must be at least 16, got {self.patch_size}")
         if self.fidelity_steps is not None and self.fidelity_steps < 0:

@@ -12,6 +12,11 @@ weights say it.
 import torch
 import torch.nn.functional as F
 
+# The balance of `ganforge stylize` and of the fast style network's training, at --strength 1, where each style
+# layer's loss is divided by the mean square of its target Gram matrix and the content loss by that of its targets.
+STYLE_WEIGHT = 3.0  # style against content, tuned by eye on the built-in features
+TV_WEIGHT = 0.1  # total variation: keeps the random features' pixel noise out
+
 
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) -> (N, C, C): G_ij = sum over positions of F_i F_j, divided by H*W."""

@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ganforge.errors import UserError
 from ganforge.nets.vgg import ImageNetInput, load_vgg19_features
 
 RANDOM_NAME = "random-multiscale-v1"  # a change to the network below must change this name
@@ -33,6 +34,7 @@ RANDOM_CONTENT = "scale3"
 # torchvision's vgg19().features index of the ReLU after each of Gatys' layers
 VGG_STYLE = {"relu1_1": 1, "relu2_1": 6, "relu3_1": 11, "relu4_1": 20, "relu5_1": 29}
 VGG_CONTENT = {"relu4_2": 22}
+FEATURE_SUFFIXES = (".pth", ".pt", ".safetensors")
 
 
 class StyleFeatures(nn.Module):
@@ -107,3 +109,13 @@ def vgg19_style_features(weights_file: str | Path) -> StyleFeatures:
     body = load_vgg19_features(weights_file, "--features", last=max(taps))
     style = {name: 1 / len(VGG_STYLE) for name in VGG_STYLE}
     return StyleFeatures(f"vgg19 ({Path(weights_file).name})", ImageNetInput(), body, taps, style, tuple(VGG_CONTENT))
+
+
+def load_style_features(features: str | Path | None) -> StyleFeatures:
+    """The built-in random network, or VGG19 from a `--features` file."""
+    if features is None:
+        return random_features()
+    path = Path(features)
+    if path.suffix.lower() not in FEATURE_SUFFIXES:
+        raise UserError(f"--features: {path} is not a VGG19 weights file ({', '.join(FEATURE_SUFFIXES)})")
+    return vgg19_style_features(path)

@@ -34,32 +34,20 @@ from ganforge import __version__
 from ganforge.device import pick_device
 from ganforge.errors import UserError
 from ganforge.imageio import UNREADABLE_IMAGE, float_to_uint8, to_8bit, uint8_to_float
-from ganforge.nets.style import StyleFeatures, random_features, vgg19_style_features
+from ganforge.nets.style import StyleFeatures, load_style_features
 from ganforge.pipelines.image_files import (checked_output, map_folder, open_image, plain_mode, read_image,
                                             save_image_file)
-from ganforge.style_losses import content_loss, gram_matrix, out_of_range, style_loss, total_variation
+from ganforge.style_losses import (STYLE_WEIGHT, TV_WEIGHT, content_loss, gram_matrix, out_of_range, style_loss,
+                                   total_variation)
 
 log = logging.getLogger("ganforge")
 DEFAULT_SIZE, DEFAULT_STEPS = 512, 100
 MIN_SIDE = 16  # the smallest side, of an input and of the result, that the features still see as an image
 MAX_SIZE = 2048  # peak memory at 2048x2048, from 512 and 1024 px runs: ~6 GB built-in features, ~12 GB VGG19
-STYLE_WEIGHT = 3.0  # style against content at --strength 1, tuned by eye on the built-in features
-TV_WEIGHT = 0.1  # total variation at --strength 1: keeps the random features' pixel noise out
 RANGE_WEIGHT = 10.0  # see `out_of_range`
 INIT_NOISE = 0.05  # std of the seeded noise added to the content image to start from
-FEATURE_SUFFIXES = (".pth", ".pt", ".safetensors")
 # YIQ (NTSC): Y is the luminance; I and Q rows sum to 0, so the transform is the same on [-1, 1] as on [0, 1].
 RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])
-
-
-def load_features(features: str | Path | None) -> StyleFeatures:
-    """The built-in random network, or VGG19 from a `--features` file."""
-    if features is None:
-        return random_features()
-    path = Path(features)
-    if path.suffix.lower() not in FEATURE_SUFFIXES:
-        raise UserError(f"--features: {path} is not a VGG19 weights file ({', '.join(FEATURE_SUFFIXES)})")
-    return vgg19_style_features(path)
 
 
 def fit_size(size: tuple[int, int], longest: int) -> tuple[int, int]:
@@ -214,7 +202,7 @@ def stylize(source: str | Path, style: str | Path, out: str | Path | None = None
     out = checked_output(source, out, "_styled", overwrite)
     content = read_image(source) if source.is_file() else None
     torch_device = pick_device(device)
-    net = load_features(features).to(torch_device)
+    net = load_style_features(features).to(torch_device)
     log.info("stylize: %s features, style %s, strength %g, %d steps, seed %d%s", net.name, style, strength, steps, seed,
              ", colours kept" if preserve_colour else "")
     text = {"Software": f"ganforge {__version__}", "features": net.name, "style": str(style), "strength": f"{strength:g}",

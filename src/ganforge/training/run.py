@@ -12,15 +12,17 @@ import ganforge
 from ganforge.config import TrainConfig, flag, load_yaml, save_yaml
 from ganforge.data import load_imageset, split
 from ganforge.data.imageset import native_resolution
-from ganforge.data.photos import extract_patches, load_photos
+from ganforge.data.photos import extract_patches, load_photo, load_photos
 from ganforge.errors import UserError
-from ganforge.imageio import check_writable_folder
+from ganforge.imageio import UNREADABLE_IMAGE, check_writable_folder
 from ganforge.nets.brief import BRIEF_RESOLUTION
+from ganforge.nets.style import load_style_features
 from ganforge.saved_model import load_model, resolve_model
 from ganforge.seeding import seed_everything
 from ganforge.tasks.conditional import ConditionalGenerationTask, check_labels
 from ganforge.tasks.generation import GenerationTask, check_resolution
 from ganforge.tasks.inpaint import InpaintTask
+from ganforge.tasks.style import StyleTask
 from ganforge.tasks.superres import SuperResTask
 from ganforge.device import pick_device, pick_dtype
 from ganforge.training.distributed import init_distributed, local_rank_from_env, shutdown
@@ -82,7 +84,31 @@ def inpaint_setup(cfg: TrainConfig, dist):
     return InpaintTask(cfg, images), images, None, monitor
 
 
-SETUPS = {"generation": generation_setup, "superres": superres_setup, "inpaint": inpaint_setup}
+def read_style_image(path: Path):
+    """The `--style` image as uint8 (3, H, W), or a one-line UserError; at least 16 pixels a side, as for stylize."""
+    if not path.is_file():
+        raise UserError(f"--style: {path} does not exist" if not path.exists() else f"--style: {path} is not a file")
+    try:
+        image = torch.from_numpy(load_photo(path).copy())  # a writable array, as torch wants
+    except UNREADABLE_IMAGE as e:
+        raise UserError(f"--style: {path} is not a readable image ({e})") from None
+    if min(image.shape[1:]) < 16:
+        raise UserError(f"--style: {path} is {image.shape[2]}x{image.shape[1]}; a style image needs at least 16x16 pixels")
+    return image
+
+
+def style_setup(cfg: TrainConfig, dist):
+    """The task, photo crops, (no) labels and (no) monitor of a fast style network's run."""
+    style = read_style_image(Path(cfg.style))
+    features = load_style_features(cfg.features)
+    train_photos, _ = load_photos(cfg.data, cfg.max_images)
+    patches = extract_patches(train_photos, cfg.patch_size)
+    if dist.is_main:
+        log.info("style %s, %s features, strength %g", cfg.style, features.name, cfg.strength)
+    return StyleTask(cfg, patches, style, features), patches, None, None
+
+
+SETUPS = {"generation": generation_setup, "superres": superres_setup, "inpaint": inpaint_setup, "style": style_setup}
 
 
 def init_weights(where: str, model: dict) -> dict:

@@ -1,6 +1,7 @@
 """The one trainer: D and G updated in turn, for every task.
 
-A task supplies networks (`task.nets`), batches (`make_batch`), the generator's forward
+A task supplies networks (`task.nets`: a generator, and a discriminator unless it is never
+adversarial, as the fast style network is), batches (`make_batch`), the generator's forward
 (`generate`), its two losses, whether a step is adversarial (`adversarial`: super-resolution's
 first phase is not), the model folders a checkpoint exports (`exports`; `phase_ends` are steps
 that must be checkpointed) and its preview grid (`preview_inputs`, `preview_grid`). The trainer
@@ -64,37 +65,47 @@ class StepUndo:
     only once D has stepped; and forward passes in training mode move both nets' batch-norm
     statistics (and spectral norm's vectors) even in a step that is then skipped. The copies are
     allocated once and refreshed with one `torch._foreach_copy_` per step.
+    A task with no discriminator has only G's buffers to keep.
     """
 
-    def __init__(self, generator: torch.nn.Module, discriminator: torch.nn.Module, opt_d: torch.optim.Optimizer, augment_p):
+    def __init__(self, generator: torch.nn.Module, discriminator: torch.nn.Module | None,
+                 opt_d: torch.optim.Optimizer | None, augment_p):
         self.generator, self.discriminator, self.opt_d, self.augment_p = generator, discriminator, opt_d, augment_p
         self.live: list[torch.Tensor] = []
         self.copies: list[torch.Tensor] = []
 
     def _tensors(self) -> list[torch.Tensor]:
+        if self.discriminator is None:
+            return [*self.generator.buffers()]
         states = [self.opt_d.state[p] for p in self.discriminator.parameters() if p in self.opt_d.state]
         adam = [state[key] for state in states for key in sorted(state) if torch.is_tensor(state[key])]  # in a fixed order
         return [*self.discriminator.parameters(), *self.discriminator.buffers(), *self.generator.buffers(), *adam]
 
     @torch.no_grad()
     def save(self) -> None:
-        self.live, self.had_adam_state, self.augment = self._tensors(), bool(self.opt_d.state), self.augment_p.state()
-        if len(self.copies) == len(self.live):
+        self.live, self.augment = self._tensors(), None if self.augment_p is None else self.augment_p.state()
+        self.had_adam_state = self.opt_d is not None and bool(self.opt_d.state)
+        if self.live and len(self.copies) == len(self.live):  # (a net with no buffers and no D has nothing to copy)
             torch._foreach_copy_(self.copies, self.live)
         else:  # the first step, or the first after Adam created its state
             self.copies = [t.clone() for t in self.live]
 
     @torch.no_grad()
     def restore(self) -> None:
-        torch._foreach_copy_(self.live, self.copies)
-        if not self.had_adam_state:
+        if self.live:
+            torch._foreach_copy_(self.live, self.copies)
+        if self.opt_d is not None and not self.had_adam_state:
             self.opt_d.state.clear()  # D had never stepped: Adam starts afresh, as it would have
-        self.augment_p.load_state(self.augment)
+        if self.augment_p is not None:
+            self.augment_p.load_state(self.augment)
 
 
 @contextlib.contextmanager
-def frozen(module: torch.nn.Module):
+def frozen(module: torch.nn.Module | None):
     """Stop gradients into `module`'s weights (they are not needed in the other network's step)."""
+    if module is None:
+        yield
+        return
     flags = [p.requires_grad for p in module.parameters()]
     module.requires_grad_(False)
     try:
@@ -112,19 +123,23 @@ class Trainer:
         for net in task.nets.values():
             # channels_last: measured 1.5x faster transposed convolutions on the CPU, and what GPUs' tensor cores want.
             net.to(device, memory_format=torch.channels_last)
-        self.generator, self.discriminator = task.nets["generator"], task.nets["discriminator"]
+        self.generator, self.discriminator = task.nets["generator"], task.nets.get("discriminator")
         if dist.enabled:
             ids = [device.index] if device.type == "cuda" else None
             self.ddp_generator = DDP(self.generator, device_ids=ids)
-            self.ddp_discriminator = DDP(self.discriminator, device_ids=ids)
+            self.ddp_discriminator = None if self.discriminator is None else DDP(self.discriminator, device_ids=ids)
         else:
             self.ddp_generator, self.ddp_discriminator = self.generator, self.discriminator
         betas = (cfg.beta1, cfg.beta2)
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_g or cfg.lr, betas=betas)
-        self.opt_d = torch.optim.Adam(self.discriminator.parameters(), lr=cfg.lr_d or cfg.lr, betas=betas)
+        self.opt_d = None if self.discriminator is None else torch.optim.Adam(
+            self.discriminator.parameters(), lr=cfg.lr_d or cfg.lr, betas=betas)
+        self.optimizers = {"generator": self.opt_g, **({"discriminator": self.opt_d} if self.opt_d is not None else {})}
+        # ADA's probability belongs to the adversarial objective, which a task with no discriminator does not have.
+        self.augment_p = None if self.discriminator is None else task.adversarial_objective.augment_p
         self.ema = EMA(self.generator, cfg.ema_decay) if cfg.ema_decay > 0 else None
         self.nonfinite_in_a_row, self.rollbacks = 0, 0
-        self.undo = StepUndo(self.generator, self.discriminator, self.opt_d, task.adversarial_objective.augment_p)
+        self.undo = StepUndo(self.generator, self.discriminator, self.opt_d, self.augment_p)
         self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
         self.images = images.to(device) if images.nbytes < DEVICE_DATA_LIMIT else images
         self.labels = None if labels is None else labels.to(self.images.device)  # for tasks that need classes
@@ -375,9 +390,9 @@ class Trainer:
             save_model(self.run_dir / folder, config, {"generator": self.sampling_generator.state_dict()})
         scaler = {"scaler": self.scaler.state_dict()} if self.scaler.is_enabled() else {}  # only CUDA fp16 has one
         save_checkpoint(self.run_dir / "checkpoints" / "last.safetensors", self.checkpointed_nets,
-                        {"generator": self.opt_g, "discriminator": self.opt_d},
+                        self.optimizers,
                         {"step": self.step, "rollbacks": self.rollbacks,
-                         "augment": self.task.adversarial_objective.augment_p.state(), **scaler})
+                         **({"augment": self.augment_p.state()} if self.augment_p is not None else {}), **scaler})
 
     def init_generator(self, weights: dict[str, torch.Tensor]) -> None:
         """Start G, and its EMA, from given weights (fine-tuning) instead of a random initialisation."""
@@ -394,10 +409,10 @@ class Trainer:
         """
         last = self.run_dir / "checkpoints" / "last.safetensors"
         if last.exists():
-            meta = load_checkpoint(last, self.checkpointed_nets, {"generator": self.opt_g, "discriminator": self.opt_d})
+            meta = load_checkpoint(last, self.checkpointed_nets, self.optimizers)
             self.step, self.rollbacks = int(meta["step"]), int(meta.get("rollbacks", 0))
-            if "augment" in meta:
-                self.task.adversarial_objective.augment_p.load_state(meta["augment"])
+            if "augment" in meta and self.augment_p is not None:
+                self.augment_p.load_state(meta["augment"])
             if "scaler" in meta and self.scaler.is_enabled():
                 self.scaler.load_state_dict(meta["scaler"])
         elif self.dist.is_main:

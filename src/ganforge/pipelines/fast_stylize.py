@@ -1,0 +1,78 @@
+"""`ganforge stylize --model RUN`: a photo, or every photo of a folder, through a trained fast style network.
+
+One forward pass at the image's own size, tile by tile (`ganforge.tiling`): the network has no
+normalisation over the image, so tiles cut with its receptive field as margin give exactly the
+untiled result and memory is bounded by the tile. Outputs follow the optimisation mode's rules
+(PNG metadata, alpha kept, folders mirrored, existing outputs kept unless --overwrite).
+"""
+
+import logging
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from ganforge import __version__
+from ganforge.device import pick_device
+from ganforge.errors import UserError
+from ganforge.nets.fast_style import build_fast_style_net
+from ganforge.pipelines.image_files import checked_output, map_folder, open_image, plain_mode, read_image, save_image_file
+from ganforge.pipelines.stylize import MIN_SIDE, to_tensor
+from ganforge.saved_model import build_model, load_model, resolve_model
+from ganforge.tiling import upscale_tensor
+
+log = logging.getLogger("ganforge")
+TILE = 512  # input tile side, a multiple of 4 as the two stride-2 steps need: a 512x512 photo in one piece
+
+
+def load_style_model(where: str | Path):
+    """The fast style network of a run, model folder or name, with its config; a model of another task is refused."""
+    folder = resolve_model(where)
+    config, weights = load_model(folder, "generator")
+    task = config.get("task", "generation")
+    if task != "style":
+        raise UserError(f"--model: {where} is a {task} model, not a fast style network (train one with --task style)")
+    return build_model(build_fast_style_net, config, weights, folder).eval(), config
+
+
+def fast_stylize_image(net, im: Image.Image, device) -> Image.Image:
+    """One PIL image through the network at its own size: RGB out; an alpha channel is kept."""
+    im = plain_mode(im)
+    if min(im.size) < MIN_SIDE:
+        raise UserError(f"{im.size[0]}x{im.size[1]} is too small to stylize (at least {MIN_SIDE}x{MIN_SIDE})")
+    # channels_last: measured 1.5x faster on one CPU core at 512x512 (0.37 s against 0.55 s)
+    x = to_tensor(im, im.size).contiguous(memory_format=torch.channels_last)
+    styled = upscale_tensor(net.to(device, memory_format=torch.channels_last), x, tile=TILE)  # 8-bit pixels
+    result = Image.fromarray(styled[0].permute(1, 2, 0).numpy())
+    if im.mode in ("RGBA", "LA"):
+        result.putalpha(im.getchannel("A"))
+    return result
+
+
+def fast_stylize(source: str | Path, model: str | Path, out: str | Path | None = None, overwrite: bool = False,
+                 device: str = "auto") -> Path:
+    """Stylize one image, or every image under a folder, with a trained fast style network; returns `out`."""
+    source = Path(source)
+    if not source.exists():
+        raise UserError(f"{source}: no such file or folder")
+    net, config = load_style_model(model)
+    out = checked_output(source, out, "_styled", overwrite)
+    content = read_image(source) if source.is_file() else None
+    torch_device = pick_device(device)
+    log.info("stylize: fast network %s (style %s, %s features, %s steps)", model, config.get("style"),
+             config.get("features"), config.get("steps"))
+    text = {"Software": f"ganforge {__version__}", "model": str(model), "style": str(config.get("style")),
+            "style_sha256": str(config.get("style_sha256")), "features": str(config.get("features"))}
+
+    def convert(im: Image.Image) -> Image.Image:
+        return fast_stylize_image(net, im, torch_device)
+
+    if content is not None:
+        try:
+            result = convert(content)
+        except UserError as e:
+            raise UserError(f"{source}: {e}") from None
+        save_image_file(result, out, text)
+        return out
+    map_folder(source, out, lambda path: convert(open_image(path)), overwrite, "stylized", text)
+    return out
