@@ -16,7 +16,7 @@ from ganforge import __version__
 from ganforge.device import pick_device
 from ganforge.errors import UserError
 from ganforge.nets.fast_style import build_fast_style_net
-from ganforge.pipelines.image_files import checked_output, map_folder, open_image, plain_mode, read_image, save_image_file
+from ganforge.pipelines.image_files import checked_output, plain_mode, read_image, save_converted
 from ganforge.pipelines.stylize import MIN_SIDE, to_tensor
 from ganforge.saved_model import build_model, load_model, resolve_model
 from ganforge.tiling import upscale_tensor
@@ -67,12 +67,4 @@ def fast_stylize(source: str | Path, model: str | Path, out: str | Path | None =
     def convert(im: Image.Image) -> Image.Image:
         return fast_stylize_image(net, im, torch_device)
 
-    if content is not None:
-        try:
-            result = convert(content)
-        except UserError as e:
-            raise UserError(f"{source}: {e}") from None
-        save_image_file(result, out, text)
-        return out
-    map_folder(source, out, lambda path: convert(open_image(path)), overwrite, "stylized", text)
-    return out
+    return save_converted(source, content, out, convert, overwrite, "stylized", text)

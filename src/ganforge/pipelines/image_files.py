@@ -146,3 +146,17 @@ def map_folder(source: Path, out: Path, convert: Callable[[Path], Image.Image], 
         warnings.warn(f"skipped {len(bad)} file(s) that could not be {verb}: " + "; ".join(bad[:3])
                       + (" ..." if len(bad) > 3 else ""), stacklevel=3)
 
+
+def save_converted(source: Path, content: Image.Image | None, out: Path, convert: Callable[[Image.Image], Image.Image],
+                   overwrite: bool, verb: str, text: dict[str, str] | None = None) -> Path:
+    """Save `convert` of one image (`content`, read from the file `source`) as `out`, or of every image of
+    the folder `source` into `out` (`map_folder`); a UserError about the one image names its file."""
+    if content is None:
+        map_folder(source, out, lambda path: convert(open_image(path)), overwrite, verb, text)
+        return out
+    try:
+        result = convert(content)
+    except UserError as e:
+        raise UserError(f"{source}: {e}") from None
+    save_image_file(result, out, text)
+    return out

@@ -35,8 +35,7 @@ from ganforge.device import pick_device
 from ganforge.errors import UserError
 from ganforge.imageio import UNREADABLE_IMAGE, float_to_uint8, to_8bit, uint8_to_float
 from ganforge.nets.style import StyleFeatures, load_style_features
-from ganforge.pipelines.image_files import (checked_output, map_folder, open_image, plain_mode, read_image,
-                                            save_image_file)
+from ganforge.pipelines.image_files import checked_output, open_image, plain_mode, read_image, save_converted
 from ganforge.style_losses import (STYLE_WEIGHT, TV_WEIGHT, content_loss, gram_matrix, out_of_range, style_loss,
                                    total_variation)
 
@@ -211,12 +210,4 @@ def stylize(source: str | Path, style: str | Path, out: str | Path | None = None
     def convert(im: Image.Image) -> Image.Image:
         return stylize_image(net, im, style_im, size, strength, preserve_colour, steps, seed, torch_device)
 
-    if content is not None:
-        try:
-            result = convert(content)
-        except UserError as e:
-            raise UserError(f"{source}: {e}") from None
-        save_image_file(result, out, text)
-        return out
-    map_folder(source, out, lambda path: convert(open_image(path)), overwrite, "stylized", text)
-    return out
+    return save_converted(source, content, out, convert, overwrite, "stylized", text)
