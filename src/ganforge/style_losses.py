@@ -18,6 +18,19 @@ STYLE_WEIGHT = 3.0  # style against content, tuned by eye on the built-in featur
 TV_WEIGHT = 0.1  # total variation: keeps the random features' pixel noise out
 
 
+def style_layer_weights(grams: dict[str, torch.Tensor], layer_weights: dict[str, float],
+                        strength: float) -> dict[str, float]:
+    """The balance's per-layer style weights: strength x STYLE_WEIGHT x the layer's weight, each divided by the
+    mean square of its target Gram matrix, so that every layer's term is a relative error."""
+    return {layer: strength * STYLE_WEIGHT * w / grams[layer].square().mean().clamp_min(1e-12).item()
+            for layer, w in layer_weights.items()}
+
+
+def content_weight(targets: dict[str, torch.Tensor]) -> torch.Tensor:
+    """The balance's content weight: 1 over the summed mean squares of the content targets (a relative error)."""
+    return 1 / sum(t.square().mean() for t in targets.values()).clamp_min(1e-12)
+
+
 def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     """(N, C, H, W) -> (N, C, C): G_ij = sum over positions of F_i F_j, divided by H*W."""
     n, c, h, w = features.shape

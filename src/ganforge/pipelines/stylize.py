@@ -36,8 +36,8 @@ from ganforge.errors import UserError
 from ganforge.imageio import UNREADABLE_IMAGE, float_to_uint8, to_8bit, uint8_to_float
 from ganforge.nets.style import StyleFeatures, load_style_features
 from ganforge.pipelines.image_files import checked_output, open_image, plain_mode, read_image, save_converted
-from ganforge.style_losses import (STYLE_WEIGHT, TV_WEIGHT, content_loss, gram_matrix, out_of_range, style_loss,
-                                   total_variation)
+from ganforge.style_losses import (TV_WEIGHT, content_loss, content_weight, gram_matrix, out_of_range,
+                                   style_layer_weights, style_loss, total_variation)
 
 log = logging.getLogger("ganforge")
 DEFAULT_SIZE, DEFAULT_STEPS = 512, 100
@@ -101,10 +101,8 @@ class StyleObjective:
             style_maps, content_maps = features(style), features(content)
             self.grams = {layer: gram_matrix(style_maps[layer]) for layer in features.style_layers}
             self.targets = {layer: content_maps[layer] for layer in features.content_layers}
-            self.style_weights = {
-                layer: strength * STYLE_WEIGHT * w / self.grams[layer].square().mean().clamp_min(1e-12).item()
-                for layer, w in features.style_layers.items()}
-            self.content_weight = 1 / sum(t.square().mean() for t in self.targets.values()).clamp_min(1e-12).item()
+            self.style_weights = style_layer_weights(self.grams, features.style_layers, strength)
+            self.content_weight = content_weight(self.targets).item()
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         maps = self.features(x)

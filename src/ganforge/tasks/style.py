@@ -19,7 +19,8 @@ from torch import nn
 from ganforge.imageio import make_grid, uint8_to_float
 from ganforge.nets.fast_style import FastStyleNet, build_fast_style_net
 from ganforge.nets.style import StyleFeatures
-from ganforge.style_losses import STYLE_WEIGHT, TV_WEIGHT, content_loss, gram_matrix, style_loss, total_variation
+from ganforge.style_losses import (TV_WEIGHT, content_loss, content_weight, gram_matrix, style_layer_weights,
+                                   style_loss, total_variation)
 
 PREVIEW_CROPS = 6
 STYLE_SIDE = 512
@@ -54,9 +55,7 @@ class StyleTask:
         with torch.no_grad():
             maps = features(resize_longest(uint8_to_float(style)[None].float(), STYLE_SIDE))
             self.grams = {layer: gram_matrix(maps[layer]) for layer in features.style_layers}
-        self.style_weights = {
-            layer: cfg.strength * STYLE_WEIGHT * w / self.grams[layer].square().mean().clamp_min(1e-12).item()
-            for layer, w in features.style_layers.items()}
+        self.style_weights = style_layer_weights(self.grams, features.style_layers, cfg.strength)
         pick = torch.linspace(0, len(patches) - 1, PREVIEW_CROPS).round().long()
         self.preview_photos = uint8_to_float(patches[pick])
 
@@ -83,8 +82,7 @@ class StyleTask:
             real_maps = features(batch["real"].float())
         targets = {layer: real_maps[layer] for layer in features.content_layers}
         maps = features(fake)
-        content_weight = 1 / sum(t.square().mean() for t in targets.values()).clamp_min(1e-12)
-        content = content_weight * content_loss(maps, targets)
+        content = content_weight(targets) * content_loss(maps, targets)
         # The Gram targets are (1, C, C); every image of the batch is compared with them.
         style = style_loss(maps, {k: g.expand(len(fake), -1, -1) for k, g in grams.items()}, self.style_weights)
         tv = self.cfg.strength * TV_WEIGHT * total_variation(fake)
