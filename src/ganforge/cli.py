@@ -106,8 +106,7 @@ def _inpaint(args) -> None:
     print(f"saved {out}")
 
 
-STYLIZE_OPTIMISATION = {"size": 512, "strength": 1.0, "preserve_colour": False, "steps": 100, "seed": 0,
-                        "features": None}  # the options of the optimisation mode, with their defaults
+STYLIZE_OPTIMISATION = ("size", "strength", "preserve_colour", "steps", "seed", "features")  # defaults: stylize()'s
 
 
 def _stylize(args) -> None:
@@ -124,8 +123,7 @@ def _stylize(args) -> None:
 
         if args.style is None:
             raise UserError("--style: name a style image (or --model, a fast network trained with --task style)")
-        out = stylize(args.input, args.style, args.out, **{**STYLIZE_OPTIMISATION, **given},
-                      overwrite=args.overwrite, device=args.device)
+        out = stylize(args.input, args.style, args.out, **given, overwrite=args.overwrite, device=args.device)
     print(f"saved {out}")
 
 

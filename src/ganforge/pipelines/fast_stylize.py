@@ -16,8 +16,8 @@ from ganforge import __version__
 from ganforge.device import pick_device
 from ganforge.errors import UserError
 from ganforge.nets.fast_style import build_fast_style_net
-from ganforge.pipelines.image_files import checked_output, plain_mode, read_image, save_converted
-from ganforge.pipelines.stylize import MIN_SIDE, to_tensor
+from ganforge.pipelines.image_files import checked_output, read_image, save_converted
+from ganforge.pipelines.stylize import content_image, to_tensor
 from ganforge.saved_model import build_model, load_model, resolve_model
 from ganforge.tiling import upscale_tensor
 
@@ -37,9 +37,7 @@ def load_style_model(where: str | Path):
 
 def fast_stylize_image(net, im: Image.Image, device) -> Image.Image:
     """One PIL image through the network at its own size: RGB out; an alpha channel is kept."""
-    im = plain_mode(im)
-    if min(im.size) < MIN_SIDE:
-        raise UserError(f"{im.size[0]}x{im.size[1]} is too small to stylize (at least {MIN_SIDE}x{MIN_SIDE})")
+    im = content_image(im)
     # channels_last: measured 1.5x faster on one CPU core at 512x512 (0.37 s against 0.55 s)
     x = to_tensor(im, im.size).contiguous(memory_format=torch.channels_last)
     styled = upscale_tensor(net.to(device, memory_format=torch.channels_last), x, tile=TILE)  # 8-bit pixels

@@ -137,6 +137,14 @@ def stylize_tensor(features: StyleFeatures, content: torch.Tensor, style: torch.
     return x.detach().clamp(-1, 1)
 
 
+def content_image(im: Image.Image) -> Image.Image:
+    """An image to stylize in a plain mode, refused in one line when smaller than MIN_SIDE on a side."""
+    im = plain_mode(im)
+    if min(im.size) < MIN_SIDE:
+        raise UserError(f"{im.size[0]}x{im.size[1]} is too small to stylize (at least {MIN_SIDE}x{MIN_SIDE})")
+    return im
+
+
 def style_size(size: tuple[int, int], longest: int) -> tuple[int, int]:
     """(width, height) scaled, up or down, so that the longest side is `longest`."""
     scale = longest / max(size)
@@ -147,9 +155,7 @@ def stylize_image(features: StyleFeatures, im: Image.Image, style: Image.Image, 
                   strength: float = 1.0, preserve_colour: bool = False, steps: int = DEFAULT_STEPS, seed: int = 0,
                   device: torch.device = torch.device("cpu"), progress: bool = True) -> Image.Image:
     """One PIL image in the style of another: RGB, at most `size` on its longest side; an alpha channel is kept."""
-    im = plain_mode(im)
-    if min(im.size) < MIN_SIDE:
-        raise UserError(f"{im.size[0]}x{im.size[1]} is too small to stylize (at least {MIN_SIDE}x{MIN_SIDE})")
+    im = content_image(im)
     work = fit_size(im.size, size)
     if min(work) < MIN_SIDE:
         raise UserError(f"{im.size[0]}x{im.size[1]} would be {work[0]}x{work[1]} at --size {size}, narrower than "
