@@ -30,7 +30,7 @@ import torch
 from PIL import Image
 from sklearn.svm import SVC
 
-from ganforge.classical_inpaint import available_methods, classical_fill
+from ganforge.classical_inpaint import available_methods
 from ganforge.data import load_imageset, split
 from ganforge.data.masks import random_mask
 from ganforge.data.imageset import ImageSet
@@ -39,7 +39,7 @@ from ganforge.imageio import make_grid, save_image, uint8_to_float
 from ganforge.metrics.distribution import fid, kid
 from ganforge.metrics.domain import domain_features, train_domain_features
 from ganforge.metrics.inpaint import hole_scores
-from ganforge.pipelines.inpaint_evaluation import fill_with_model
+from ganforge.pipelines.inpaint_evaluation import fill_classically, fill_with_model
 from ganforge.pipelines.inpainting import load_inpainter
 
 PHOTO_MASKS = 4  # seeded masks per held-out photo and kind
@@ -57,8 +57,7 @@ def fill_all(images: list[np.ndarray], masks: list[np.ndarray], models: dict) ->
     out = {name: [fill_with_model(generator, config, im, m) for im, m in zip(images, masks)]
            for name, (generator, config) in models.items()}
     for method in available_methods():
-        out[method] = [uint8_to_float(torch.from_numpy(np.ascontiguousarray(
-            classical_fill(method, im.transpose(1, 2, 0), m).transpose(2, 0, 1))))[None] for im, m in zip(images, masks)]
+        out[method] = [fill_classically(method, im, m) for im, m in zip(images, masks)]
     return out
 
 

@@ -14,12 +14,11 @@ import numpy as np
 import pytest
 import torch
 
-from ganforge.classical_inpaint import classical_fill
 from ganforge.data import load_imageset, split
 from ganforge.data.masks import random_mask
 from ganforge.imageio import uint8_to_float
 from ganforge.metrics.inpaint import hole_scores
-from ganforge.pipelines.inpaint_evaluation import fill_with_model
+from ganforge.pipelines.inpaint_evaluation import fill_classically, fill_with_model
 from ganforge.pipelines.inpainting import load_inpainter
 
 MARGIN_DB = 1.0
@@ -46,8 +45,7 @@ def mean_scores(fill, images: np.ndarray, masks: list[np.ndarray]) -> dict[str, 
 
 
 def biharmonic(image: np.ndarray, mask: np.ndarray) -> torch.Tensor:
-    filled = classical_fill("biharmonic", image.transpose(1, 2, 0), mask).transpose(2, 0, 1).copy()
-    return uint8_to_float(torch.from_numpy(filled))[None]
+    return fill_classically("biharmonic", image, mask)
 
 
 def test_inpaint_digits_beats_biharmonic_and_random_weights_do_not(digits):

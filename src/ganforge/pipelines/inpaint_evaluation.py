@@ -61,6 +61,12 @@ def fill_with_model(generator: torch.nn.Module, config: dict, image: np.ndarray,
     return uint8_to_float(torch.from_numpy(fill_pixels(generator, config, image, mask)))[None]
 
 
+def fill_classically(method: str, image: np.ndarray, mask: np.ndarray) -> torch.Tensor:
+    """A classical fill (`classical_inpaint`) of a uint8 (C, H, W) image, in [-1, 1], beside `fill_with_model`'s."""
+    filled = classical_fill(method, image.transpose(1, 2, 0), mask).transpose(2, 0, 1)
+    return uint8_to_float(torch.from_numpy(np.ascontiguousarray(filled)))[None]
+
+
 def evaluate_inpaint(where: str | Path, data: str | None = None, out: str | Path | None = None,
                      device: str = "auto") -> dict:
     """Hole PSNR/SSIM/L1 of the model and of each classical fill; the report is also written as JSON."""
@@ -78,9 +84,7 @@ def evaluate_inpaint(where: str | Path, data: str | None = None, out: str | Path
         start = time.perf_counter()
         filled = {"model": fill_with_model(generator, config, image, mask)}
         seconds += time.perf_counter() - start
-        for method in methods[1:]:
-            result = classical_fill(method, image.transpose(1, 2, 0), mask).transpose(2, 0, 1)
-            filled[method] = uint8_to_float(torch.from_numpy(np.ascontiguousarray(result)))[None]
+        filled.update({method: fill_classically(method, image, mask) for method in methods[1:]})
         for method, result in filled.items():
             scores[method].append(hole_scores(result, original, hole))
     megapixels = sum(image.shape[1] * image.shape[2] for image in images) / 1e6
