@@ -2,10 +2,10 @@
 
 Each connected hole gets its own window: its bounding box with `context` pixels (or half the
 hole's larger side, if more) of image around it on every side, and at least 2 x `context` on a
-side (where the image is that large; a window reaching past the border is moved inside it),
-so that the generator never sees a window smaller than
-the crops it trained on (callers pass half the training resolution). The generator sees one window at
-a time, with every hole inside it masked, and only that hole's pixels are taken from its output.
+side (where the image is that large; a window reaching past the border is moved inside it), so
+that the generator never sees a window smaller than the crops it trained on (callers pass half
+the training resolution). The generator sees one window at a time, with every hole inside it
+masked, and only that hole's pixels are taken from its output.
 Windows always read the input image, never another window's fill, so the result does not depend
 on the order of the holes, a hole's fill does not change when holes are added outside its
 window, and memory is set by the window, not by the image. Windows may overlap; they are not
