@@ -117,7 +117,7 @@ def snapshot(folder):
     ("neither style nor model", "--style: name a style image (or --model"),
     ("train without style", "--style: --task style needs a style image"),
     ("style for another task", "--style: only applies to --task style, not --task superres"),
-    ("adversarial option for style", "--loss: only applies to --task generation or inpaint or superres, not --task style"),
+    ("adversarial option for style", "--loss: only applies to --task generation or inpaint or superres or translate, not --task style"),
     ("missing style image", "--style: {tmp}/none.png does not exist"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, case, needle, style_run, style_image, photo_folder):

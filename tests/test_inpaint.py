@@ -15,7 +15,8 @@ from ganforge.cli import main
 from ganforge.classical_inpaint import available_methods, classical_fill, smooth_fill
 from ganforge.fill import fill_holes, hole_windows
 from ganforge.metrics.inpaint import hole_scores
-from ganforge.nets.inpaint import InpaintGenerator, build_inpaint_generator
+from ganforge.nets.inpaint import InpaintDiscriminator, InpaintGenerator, build_inpaint_generator
+from ganforge.tasks.inpaint import feature_matching
 
 
 def test_hole_scores_match_numpy_and_scikit_image():
@@ -281,3 +282,26 @@ def test_inpaint_folder_matches_masks_by_stem_and_reports_bad_pairs(tmp_path, in
     first = (out / "a.png").stat().st_mtime_ns
     assert main(["inpaint", str(images), "--mask", str(masks), "--model", str(inpaint_run), "--out", str(out)]) == 0
     assert (out / "a.png").stat().st_mtime_ns == first  # never overwritten without --overwrite
+
+
+def test_feature_matching_compares_the_discriminators_activations():
+    """The mean over D's LeakyReLU outputs of the L1 between filled and original; 0 when they agree."""
+    torch.manual_seed(0)
+    d = InpaintDiscriminator(3, 8).eval()
+    real, filled = torch.rand(2, 3, 32, 32) * 2 - 1, torch.rand(2, 3, 32, 32) * 2 - 1
+    mask = (torch.rand(2, 1, 32, 32) < 0.3).float()
+    x, y = torch.cat([filled, mask], 1), torch.cat([real, mask], 1)
+    layers = d.patches.main
+    with torch.no_grad():
+        first = (layers[:2](x) - layers[:2](y)).abs().mean()  # the first convolution and its LeakyReLU
+        last = (layers[:-1](x) - layers[:-1](y)).abs().mean()  # what the final convolution reads
+        maps, targets = d.features(filled, mask), d.features(real, mask)
+        assert len(maps) == 7 and torch.allclose(d(filled, mask), layers(x).flatten(1))
+        assert torch.isclose((maps[0] - targets[0]).abs().mean(), first)
+        assert torch.isclose((maps[-1] - targets[-1]).abs().mean(), last)
+        expected = torch.stack([(a - b).abs().mean() for a, b in zip(maps, targets)]).mean()
+    assert torch.isclose(feature_matching(d, filled, real, mask), expected) and expected > 0
+    assert feature_matching(d, real, real, mask) == 0
+    filled.requires_grad_(True)
+    feature_matching(d, filled, real, mask).backward()
+    assert filled.grad.abs().sum() > 0

@@ -127,6 +127,14 @@ def _stylize(args) -> None:
     print(f"saved {out}")
 
 
+def _translate(args) -> None:
+    from ganforge.pipelines.translation import translate
+
+    out = translate(args.run, args.input, args.out, direction=args.direction, overwrite=args.overwrite,
+                    device=args.device)
+    print(f"saved {out}")
+
+
 def _features_train(args) -> None:
     from ganforge.pipelines.evaluation import train_features
 
@@ -145,6 +153,8 @@ EXAMPLES = """examples:
       the photo painted in the style of painting.jpg (no model, nothing downloaded)
   ganforge stylize photo.jpg --model runs/style --out painted.png
       the same in one pass, with a network trained by `ganforge train --task style`
+  ganforge translate runs/p2m photo.jpg --direction a2b --out painted.png
+      through a CycleGAN trained by `ganforge train --task translate --data ./photos --data-b ./paintings`
 """
 # What a Ctrl-C leaves behind differs by command; each says so in its own words.
 INTERRUPTED = {
@@ -156,6 +166,7 @@ INTERRUPTED = {
     "upscale": "every output already written is complete; run the same command again to do the rest",
     "inpaint": "every output already written is complete; run the same command again to do the rest",
     "stylize": "every output already written is complete; run the same command again to do the rest",
+    "translate": "every output already written is complete; run the same command again to do the rest",
     "features": "nothing was written",
 }
 
@@ -270,6 +281,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--overwrite", action="store_true", help="replace outputs that exist already")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
     p.set_defaults(func=_stylize)
+
+    p = sub.add_parser("translate", help="translate an image, or a folder of images, between the two collections "
+                                         "of a CycleGAN (`train --task translate`)")
+    p.add_argument("run", help="a translation run directory or its model folder")
+    p.add_argument("input", help="an image file or a folder of images (searched recursively)")
+    p.add_argument("--direction", default="a2b", help="a2b (default): from --data's collection to --data-b's; b2a: back")
+    p.add_argument("--out", help="output image, or folder for a folder input (default: NAME_a2b.png / FOLDER_a2b)")
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that exist already")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    p.set_defaults(func=_translate)
 
     p = sub.add_parser("features", help="feature networks for the metrics")
     fsub = p.add_subparsers(dest="features_command", required=True)

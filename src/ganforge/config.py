@@ -21,12 +21,13 @@ from ganforge.errors import UserError
 
 # Every task, and what its generator maps from. An option's `tasks` names tasks or these kinds,
 # so adding a task is one line here (plus its setup in training/run.py).
-TASKS = {"generation": "noise", "superres": "image", "inpaint": "image", "style": "image"}
+TASKS = {"generation": "noise", "superres": "image", "inpaint": "image", "style": "image", "translate": "image"}
 # Sections of `ganforge train --help`, in order.
 GROUPS = ("data", "networks", "losses and stabilisers", "optimisation", "run and output")
 DATA, NETS, LOSSES, OPTIM, RUN = GROUPS
-NOISE, SUPERRES, INPAINT, STYLE = ("noise",), ("superres",), ("inpaint",), ("style",)
-ADVERSARIAL = ("generation", "superres", "inpaint")  # the tasks with a discriminator
+NOISE, SUPERRES, INPAINT, STYLE, TRANSLATE = ("noise",), ("superres",), ("inpaint",), ("style",), ("translate",)
+ADVERSARIAL = ("generation", "superres", "inpaint", "translate")  # the tasks with a discriminator
+DEFAULT_LOSS = {"translate": "lsgan"}  # CycleGAN's; every other adversarial task: the brief's bce
 
 
 def option(default, help: str, group: str, tasks: tuple[str, ...] | None = None, needs: str | tuple | None = None,
@@ -47,8 +48,9 @@ class TrainConfig:
     out: str = option("runs/ganforge", "run directory (config, checkpoints, samples, metrics)", group=RUN)
     max_images: int | None = option(None, "train on this many images of --data (a fixed seeded choice); the rest is held out "
                                     "for evaluation (the embedded photos always hold out the same four)", group=DATA)
-    task: str = option("generation", "what is trained: generation (noise -> image), superres (image -> x2/x4 image) or inpaint "
-                       "(image with holes -> the full image) or style (photo -> the photo in the style of --style; no discriminator)",
+    task: str = option("generation", "what is trained: generation (noise -> image), superres (image -> x2/x4 image), inpaint "
+                       "(image with holes -> the full image), style (photo -> the photo in the style of --style; no "
+                       "discriminator) or translate (CycleGAN: --data <-> --data-b, unpaired)",
                        group=NETS, choices=list(TASKS))
     arch: str = option("dcgan", "dcgan: resolution-generic DCGAN; seed: the brief's 56x56 networks",
                        group=NETS, tasks=NOISE, choices=["dcgan", "seed"])
@@ -58,7 +60,8 @@ class TrainConfig:
     width: int = option(64, "base channel width of G and D (ngf = ndf); the brief's networks (--arch seed) have fixed "
                         "widths", group=NETS, needs=("arch", "dcgan"))
     latent_dim: int = option(100, "size of the noise vector z", group=NETS, tasks=NOISE)
-    loss: str = option("bce", "adversarial loss: the brief's non-saturating bce, hinge, lsgan or wgan-gp",
+    loss: str | None = option(None, "adversarial loss: the brief's non-saturating bce, hinge, lsgan or wgan-gp "
+                              "(default: bce; lsgan for --task translate, as in CycleGAN)",
                        group=LOSSES, tasks=ADVERSARIAL, choices=["bce", "hinge", "lsgan", "wgan-gp"])
     n_critic: int = option(1, "D updates per G update (5 is usual for wgan-gp)", group=LOSSES, tasks=ADVERSARIAL)
     gp_weight: float = option(10.0, "weight of the WGAN-GP gradient penalty", group=LOSSES, needs=("loss", "wgan-gp"))
@@ -111,9 +114,10 @@ class TrainConfig:
     degradation: str = option("bicubic", "superres: how training inputs are made from crops: bicubic (the papers' protocol) "
                               "or realistic (blur, noise, JPEG, for real-world photos)",
                               group=DATA, tasks=SUPERRES, choices=["bicubic", "realistic"])
-    patch_size: int = option(96, "superres, inpaint, style: side of the training crops of photos (for superres a "
-                             "multiple of --scale)", group=DATA, tasks=SUPERRES + INPAINT + STYLE)
-    blocks: int = option(8, "superres, inpaint: residual blocks in the generator", group=NETS, tasks=SUPERRES + INPAINT)
+    patch_size: int = option(96, "superres, inpaint, style, translate: side of the training crops of photos (for "
+                             "superres a multiple of --scale)", group=DATA, tasks=SUPERRES + INPAINT + STYLE + TRANSLATE)
+    blocks: int = option(8, "superres, inpaint, translate: residual blocks in the generator(s)", group=NETS,
+                         tasks=SUPERRES + INPAINT + TRANSLATE)
     fidelity_steps: int | None = option(None, "superres: L1-only steps before adversarial fine-tuning (default: half of "
                                         "--steps); their model is kept in model-fidelity/",
                                         group=LOSSES, tasks=SUPERRES)
@@ -133,10 +137,22 @@ class TrainConfig:
     hole_weight: float = option(1.0, "inpaint: weight of L1 to the original inside the holes", group=LOSSES, tasks=INPAINT)
     valid_weight: float = option(1.0, "inpaint: weight of L1 to the original outside the holes (keeps the fill consistent "
                                  "with its surroundings)", group=LOSSES, tasks=INPAINT)
+    feature_matching_weight: float = option(0.0, "inpaint: weight of L1 between the discriminator's features of the "
+                                            "filled image and of the original (pix2pixHD, LaMa): asks for the "
+                                            "original's texture where L1 on pixels asks for its average",
+                                            group=LOSSES, tasks=INPAINT)
     style: str | None = option(None, "style: the style image (a painting, a texture) the network learns to paint in",
                                group=DATA, tasks=STYLE)
     strength: float = option(1.0, "style: weight of the style (and total variation) against the content, as in "
                              "`ganforge stylize --strength`", group=LOSSES, tasks=STYLE)
+    data_b: str | None = option(None, "translate: the second collection (domain B; --data is domain A): a folder, "
+                                "photos or an embedded set", group=DATA, tasks=TRANSLATE)
+    cycle_weight: float = option(10.0, "translate: weight of the cycle loss |G_BA(G_AB(a)) - a| + |G_AB(G_BA(b)) - b|",
+                                 group=LOSSES, tasks=TRANSLATE)
+    identity_weight: float = option(0.5, "translate: weight of the identity loss |G_AB(b) - b| + |G_BA(a) - a|, as a "
+                                    "share of --cycle-weight (0: off)", group=LOSSES, tasks=TRANSLATE)
+    pool_size: int = option(50, "translate: past fakes each discriminator may be shown instead of new ones (0: none)",
+                            group=LOSSES, tasks=TRANSLATE)
     features: str | None = option(None, "style: a local torchvision VGG19 weights file (.pth or .safetensors) for the "
                                   "style and content losses (default: the built-in random network, nothing downloaded)",
                                   group=LOSSES, tasks=STYLE)
@@ -167,6 +183,10 @@ class TrainConfig:
         if self.task == "superres" and (self.patch_size % self.scale or self.patch_size < 8 * self.scale):
             raise UserError(f"--patch-size: must be a multiple of --scale {self.scale} and at least {8 * self.scale}, "
                             f"got {self.patch_size}")
+        if self.task == "translate" and self.data_b is None:
+            raise UserError("--data-b: --task translate needs a second collection (--data ./photos --data-b ./paintings)")
+        if self.pool_size < 0:
+            raise UserError(f"--pool-size: must be at least 0, got {self.pool_size}")
         if self.task == "style" and self.style is None:
             raise UserError("--style: --task style needs a style image (--style painting.jpg)")
         if not (math.isfinite(self.strength) and self.strength >= 0):
@@ -176,7 +196,7 @@ class TrainConfig:
         if self.fidelity_steps is not None and self.fidelity_steps < 0:
             raise UserError(f"--fidelity-steps: must be at least 0, got {self.fidelity_steps}")
         for name in ("gp_weight", "r1_gamma", "eval_every", "adversarial_weight", "perceptual_weight", "ac_weight",
-                     "hole_weight", "valid_weight"):
+                     "hole_weight", "valid_weight", "feature_matching_weight", "cycle_weight", "identity_weight"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{flag(name)}: must be at least 0, got {getattr(self, name)}")
         if not 0 <= self.augment_target < 1:
@@ -196,6 +216,8 @@ class TrainConfig:
         if self.resolution is not None and self.resolution < 4:
             raise UserError(f"--resolution: must be at least 4, got {self.resolution}")
         self._refuse_options_that_do_not_apply()
+        if self.loss is None and self.task in ADVERSARIAL:
+            self.loss = DEFAULT_LOSS.get(self.task, "bce")
         return self
 
     def _refuse_options_that_do_not_apply(self) -> None:
@@ -255,7 +277,7 @@ def _check_type_and_choice(f: dataclasses.Field, value) -> None:
         expected = {int: "an integer", float: "a number", bool: "true or false", str: "text"}[kind]
         raise UserError(f"--{flag(f.name)}: expected {expected}, got {value!r}")
     choices = f.metadata.get("choices")
-    if choices and value not in choices:
+    if choices and value is not None and value not in choices:
         raise UserError(f"--{flag(f.name)}: {value!r} is not one of {', '.join(map(str, choices))}")
 
 

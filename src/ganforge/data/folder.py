@@ -11,12 +11,12 @@ from ganforge.errors import UserError
 from ganforge.imageio import GREY_MODES, IMAGE_SUFFIXES, UNREADABLE_IMAGE, open_rgb_or_l, pil_to_uint8, resize_center_crop
 
 
-def find_images(root: Path) -> list[Path]:
-    """All files under `root` with an image suffix, sorted so that runs are reproducible."""
+def find_images(root: Path, option: str = "--data") -> list[Path]:
+    """All files under `root` with an image suffix, sorted so that runs are reproducible; errors name `option`."""
     if not root.exists():
-        raise UserError(f"--data: {root} does not exist")
+        raise UserError(f"{option}: {root} does not exist")
     if not root.is_dir():
-        raise UserError(f"--data: {root} is not a folder (or a known embedded set)")
+        raise UserError(f"{option}: {root} is not a folder (or a known embedded set)")
     # Not `is_file()`: a broken link or a link loop named like an image must reach the decoder, to be counted.
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
 

@@ -52,19 +52,21 @@ def seeded_order(n: int) -> list[int]:
     return torch.randperm(n, generator=torch.Generator().manual_seed(0)).tolist()
 
 
-def load_photos(spec: str, max_images: int | None = None) -> tuple[list[np.ndarray], list[np.ndarray]]:
+def load_photos(spec: str, max_images: int | None = None,
+                option: str = "--data") -> tuple[list[np.ndarray], list[np.ndarray]]:
     """(training, held-out) photos of `spec`: the embedded set's fixed split, or a folder split by `max_images`.
 
     For the embedded set, `max_images` keeps that many training photos (a fixed seeded choice);
-    the held-out photos stay the same four, so runs of any size are scored alike.
+    the held-out photos stay the same four, so runs of any size are scored alike. Errors name
+    `option`, the flag that gave `spec`.
     """
     if spec == EMBEDDED_PHOTOS:
         pick = sorted(seeded_order(len(TRAIN_PHOTOS))[:max_images])  # all of them without max_images
         train = [TRAIN_PHOTOS[i] for i in pick]
         return [load_photo(_embedded_path(*p)) for p in train], [load_photo(_embedded_path(*p)) for p in HELDOUT_PHOTOS]
-    paths = find_images(Path(spec))
+    paths = find_images(Path(spec), option)
     if not paths:
-        raise UserError(f"--data: {spec} holds no image files")
+        raise UserError(f"{option}: {spec} holds no image files")
     photos, bad = [], []
     for p in tqdm(paths, desc=f"reading {spec}", unit="img", leave=False, disable=len(paths) < 50):
         try:
@@ -74,7 +76,7 @@ def load_photos(spec: str, max_images: int | None = None) -> tuple[list[np.ndarr
     if bad:
         warnings.warn(f"{spec}: skipped {len(bad)} unreadable file(s), e.g. {bad[0]}", stacklevel=2)
     if not photos:
-        raise UserError(f"--data: {spec} holds no readable image")
+        raise UserError(f"{option}: {spec} holds no readable image")
     if max_images is None or max_images >= len(photos):
         return photos, []
     order = seeded_order(len(photos))

@@ -172,3 +172,6 @@ class InpaintDiscriminator(nn.Module):
 
     def forward(self, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         return self.patches(torch.cat([image, mask.to(image.dtype)], dim=1))
+
+    def features(self, image: torch.Tensor, mask: torch.Tensor) -> list[torch.Tensor]:
+        return self.patches.features(torch.cat([image, mask.to(image.dtype)], dim=1))

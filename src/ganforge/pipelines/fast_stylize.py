@@ -35,8 +35,9 @@ def load_style_model(where: str | Path):
     return build_model(build_fast_style_net, config, weights, folder).eval(), config
 
 
-def fast_stylize_image(net, im: Image.Image, device) -> Image.Image:
-    """One PIL image through the network at its own size: RGB out; an alpha channel is kept."""
+def image_through_network(net, im: Image.Image, device) -> Image.Image:
+    """One PIL image through a `FastStyleNet` (a fast style network, or a translator's direction) at its own
+    size, tile by tile: RGB out; an alpha channel is kept."""
     im = content_image(im)
     # channels_last: measured 1.5x faster on one CPU core at 512x512 (0.37 s against 0.55 s)
     x = to_tensor(im, im.size).contiguous(memory_format=torch.channels_last)
@@ -63,6 +64,6 @@ def fast_stylize(source: str | Path, model: str | Path, out: str | Path | None =
             "style_sha256": str(config.get("style_sha256")), "features": str(config.get("features"))}
 
     def convert(im: Image.Image) -> Image.Image:
-        return fast_stylize_image(net, im, torch_device)
+        return image_through_network(net, im, torch_device)
 
     return save_converted(source, content, out, convert, overwrite, "stylized", text)

@@ -5,7 +5,9 @@ losses are those of Context Encoders and DeepFill v2, at CPU scale: L1 to the or
 hole (`--hole-weight`) and on the known pixels (`--valid-weight`, which keeps G's output
 consistent with the context it is pasted into), plus `--adversarial-weight` x the adversarial
 loss of an SN-PatchGAN that judges the composite (known pixels kept, hole from G) together with
-the mask, plus ESRGAN's VGG19 perceptual loss when `--perceptual-weights` names a local file.
+the mask, plus `--feature-matching-weight` x the L1 between D's features of the composite and
+of the original (pix2pixHD, LaMa: it rewards the original's texture where L1 on pixels rewards its
+blur), plus ESRGAN's VGG19 perceptual loss when `--perceptual-weights` names a local file.
 Every loss and stabiliser of `adversarial.py` applies, with D closed over the batch's masks.
 """
 
@@ -38,6 +40,19 @@ def seeded_masks(kind: str, n: int, height: int, width: int, rng: torch.Generato
     """`n` masks (n, 1, H, W) as floats, 1 on the hole, drawn from a numpy generator seeded by `rng`."""
     seed = int(torch.randint(0, 2**62, (1,), generator=rng))
     return torch.from_numpy(mask_batch(kind, n, height, width, np.random.default_rng(seed))).float()[:, None]
+
+
+def feature_matching(discriminator: nn.Module, filled: torch.Tensor, real: torch.Tensor,
+                     mask: torch.Tensor) -> torch.Tensor:
+    """Mean over D's layers of the L1 between its activations on the filled image and on the original.
+
+    The original's activations are targets (no gradient); D is frozen during G's step, so only G
+    learns from this term.
+    """
+    with torch.no_grad():
+        targets = discriminator.features(real, mask)
+    maps = discriminator.features(filled, mask)
+    return torch.stack([(m.float() - t.float()).abs().mean() for m, t in zip(maps, targets)]).mean()
 
 
 class InpaintTask(AdversarialThroughout):
@@ -85,6 +100,9 @@ class InpaintTask(AdversarialThroughout):
         adversarial = self.adversarial_objective.generator_loss(self._critic(discriminator, mask), filled)
         loss = self.cfg.hole_weight * hole + self.cfg.valid_weight * valid + self.cfg.adversarial_weight * adversarial
         stats = {"l1_hole": hole.detach(), "l1_valid": valid.detach(), "loss_g_adv": adversarial.detach()}
+        if self.cfg.feature_matching_weight:
+            matching = feature_matching(discriminator, filled, real, mask)
+            loss, stats["feature_matching"] = loss + self.cfg.feature_matching_weight * matching, matching.detach()
         if self.perceptual is not None:
             if filled.shape[1] == 1:
                 filled, real = filled.expand(-1, 3, -1, -1), real.expand(-1, 3, -1, -1)

@@ -12,7 +12,8 @@ import ganforge
 from ganforge.config import TrainConfig, flag, load_yaml, save_yaml
 from ganforge.data import load_imageset, split
 from ganforge.data.imageset import native_resolution
-from ganforge.data.photos import extract_patches, load_photo, load_photos
+from ganforge.data.folder import find_images
+from ganforge.data.photos import EMBEDDED_PHOTOS, extract_patches, load_photo, load_photos
 from ganforge.errors import UserError
 from ganforge.imageio import UNREADABLE_IMAGE, check_writable_folder
 from ganforge.nets.brief import BRIEF_RESOLUTION
@@ -24,6 +25,7 @@ from ganforge.tasks.generation import GenerationTask, check_resolution
 from ganforge.tasks.inpaint import InpaintTask
 from ganforge.tasks.style import StyleTask
 from ganforge.tasks.superres import SuperResTask
+from ganforge.tasks.translate import TranslateTask
 from ganforge.device import pick_device, pick_dtype
 from ganforge.training.distributed import init_distributed, local_rank_from_env, shutdown
 from ganforge.training.checkpoint import checkpoint_meta
@@ -108,7 +110,31 @@ def style_setup(cfg: TrainConfig, dist):
     return StyleTask(cfg, patches, style, features), patches, None, None
 
 
-SETUPS = {"generation": generation_setup, "superres": superres_setup, "inpaint": inpaint_setup, "style": style_setup}
+def translation_crops(spec: str, size: int, max_images: int | None, option: str) -> torch.Tensor:
+    """RGB uint8 crops of one collection: an embedded set's images as they are, or `size` crops of photos."""
+    if native_resolution(spec):
+        images = split(load_imageset(spec, native_resolution(spec)), max_images)[0].images
+        return images.expand(-1, 3, -1, -1).contiguous()
+    return extract_patches(load_photos(spec, max_images, option)[0], size)
+
+
+def translate_setup(cfg: TrainConfig, dist):
+    """The task, domain A crops (the trainer's data), (no) labels and (no) monitor of a CycleGAN run."""
+    for spec, option in ((cfg.data, "--data"), (cfg.data_b, "--data-b")):  # a mistyped folder is told before a long read
+        if not native_resolution(spec) and spec != EMBEDDED_PHOTOS:
+            find_images(Path(spec), option)
+    images_a = translation_crops(cfg.data, cfg.patch_size, cfg.max_images, "--data")
+    images_b = translation_crops(cfg.data_b, cfg.patch_size, cfg.max_images, "--data-b")
+    if images_a.shape[-1] != images_b.shape[-1]:
+        raise UserError(f"--data-b: {cfg.data_b} gives {images_b.shape[-1]}x{images_b.shape[-1]} images and --data "
+                        f"{cfg.data} {images_a.shape[-1]}x{images_a.shape[-1]}; both domains need one size")
+    if dist.is_main:
+        log.info("translate: A = %s (%d crops), B = %s (%d crops)", cfg.data, len(images_a), cfg.data_b, len(images_b))
+    return TranslateTask(cfg, images_a, images_b), images_a, None, None
+
+
+SETUPS = {"generation": generation_setup, "superres": superres_setup, "inpaint": inpaint_setup, "style": style_setup,
+          "translate": translate_setup}
 
 
 def init_weights(where: str, model: dict) -> dict:

@@ -1,8 +1,8 @@
 """The one trainer: D and G updated in turn, for every task.
 
 A task supplies networks (`task.nets`: a generator, and a discriminator unless it is never
-adversarial, as the fast style network is), batches (`make_batch`), the generator's forward
-(`generate`), its two losses, whether a step is adversarial (`adversarial`: super-resolution's
+adversarial, as the fast style network is; CycleGAN's pairs are one module each), batches
+(`make_batch`), the generator's forward (`generate`: an image batch, or a dict of them), its two losses, whether a step is adversarial (`adversarial`: super-resolution's
 first phase is not), the model folders a checkpoint exports (`exports`; `phase_ends` are steps
 that must be checkpointed) and its preview grid (`preview_inputs`, `preview_grid`). The trainer
 owns everything else: optimisers, mixed precision, DDP under torchrun, sample grids, metrics,
@@ -100,6 +100,11 @@ class StepUndo:
             self.augment_p.load_state(self.augment)
 
 
+def detached(fake: torch.Tensor | dict[str, torch.Tensor]):
+    """G's output cut from G's graph for D's step: one image batch, or a task's dict of them (CycleGAN's)."""
+    return {k: v.detach() for k, v in fake.items()} if isinstance(fake, dict) else fake.detach()
+
+
 @contextlib.contextmanager
 def frozen(module: torch.nn.Module | None):
     """Stop gradients into `module`'s weights (they are not needed in the other network's step)."""
@@ -192,7 +197,7 @@ class Trainer:
                 fake = self.task.generate(self.ddp_generator, batch)
                 if adversarial:
                     # (1) Update D: maximise log D(x) + log(1 - D(G(z))), i.e. minimise L_D.
-                    loss_d, d_stats = self.task.discriminator_loss(self.ddp_discriminator, batch, fake.detach(), update)
+                    loss_d, d_stats = self.task.discriminator_loss(self.ddp_discriminator, batch, detached(fake), update)
                     stats = {"loss_d": loss_d.detach(), **d_stats}
             if adversarial:
                 ok = self._update(self.opt_d, loss_d)
