@@ -135,6 +135,23 @@ def test_a_translator_trained_a_few_steps_runs_both_ways(tmp_path, translate_run
     assert sorted(p.name for p in (tmp_path / "folder").iterdir()) == ["0.png", "1.png", "2.png"]
 
 
+def test_a_translator_sees_the_whole_image_at_once(translate_run):
+    """Instance norm takes statistics over the image: inference must not tile, even past the fast networks' tile."""
+    from ganforge.pipelines.fast_stylize import TILE, image_through_network
+    from ganforge.pipelines.translation import load_translator
+    from ganforge.imageio import uint8_to_float
+
+    net, _ = load_translator(translate_run, "a2b")
+    assert not net.tileable
+    rng = np.random.default_rng(1)
+    im = Image.fromarray(rng.integers(0, 255, (24, TILE + 40, 3), dtype=np.uint8))
+    out = np.asarray(image_through_network(net, im, torch.device("cpu")))
+    x = uint8_to_float(torch.from_numpy(np.asarray(im).copy()).permute(2, 0, 1))[None].float()
+    with torch.no_grad():
+        whole = ((net(x).clamp(-1, 1)[0].permute(1, 2, 0) + 1) * 127.5).round().numpy()
+    assert np.abs(out.astype(float) - whole).max() <= 1
+
+
 def test_translate_resume_is_exact(tmp_path, domains):
     """The pools are buffers of D: a resumed run sees the same past fakes, and ends bit-identical."""
     assert main(translate_args(domains, tmp_path / "a", "--steps", "4", "--pool-size", "3")) == 0

@@ -1,11 +1,11 @@
 """CycleGAN's networks (Zhu et al. 2017): two generators, two discriminators and their pools of past fakes.
 
-CycleGAN's generator is Johnson et al.'s residual network, which `FastStyleNet` already is (with
-no normalisation, so that a photo of any size can be translated tile by tile with no seams); its
-discriminators are PatchGANs, here `PatchDiscriminator` with spectral norm, as super-resolution
-and inpainting use. The pair of generators is one module and the pair of discriminators another,
-as the reference implementation gives each pair one optimiser (`itertools.chain(G_A, G_B)`):
-the one trainer then sees one G and one D, and the checkpoint, EMA, DDP and export need nothing new.
+CycleGAN's generator is Johnson et al.'s residual network with instance norm, which is
+`FastStyleNet(norm="instance")` (see there why the norm is needed); its discriminators are
+PatchGANs, here `PatchDiscriminator` with spectral norm, as super-resolution and inpainting
+use. The pair of generators is one module and the pair of discriminators another, as the
+reference implementation gives each pair one optimiser (`itertools.chain(G_A, G_B)`): the one
+trainer then sees one G and one D, and the checkpoint, EMA, DDP and export need nothing new.
 """
 
 import torch
@@ -22,7 +22,7 @@ class CycleGenerators(nn.Module):
 
     def __init__(self, width: int = 64, blocks: int = 6):
         super().__init__()
-        self.a2b, self.b2a = FastStyleNet(width, blocks), FastStyleNet(width, blocks)
+        self.a2b, self.b2a = FastStyleNet(width, blocks, "instance"), FastStyleNet(width, blocks, "instance")
 
     def forward(self, real_a: torch.Tensor, real_b: torch.Tensor, identity: bool = True) -> dict[str, torch.Tensor]:
         """Translations (fake_b = G_AB(a), fake_a = G_BA(b)), round trips (rec_a = G_BA(fake_b), rec_b),
