@@ -13,11 +13,18 @@ from ganforge.nets.build import build_generator
 from ganforge.device import pick_device
 
 
+# What a model of each image-to-image task is for, named when it is given to a command for noise models.
+USE_INSTEAD = {"superres": "ganforge upscale IMAGE --model {where}",
+               "inpaint": "ganforge inpaint IMAGE --mask MASK --model {where}",
+               "style": "ganforge stylize IMAGE --model {where}", "translate": "ganforge translate {where} IMAGE"}
+
+
 def load_generator(where: str | Path, device: str = "auto") -> tuple[nn.Module, dict]:
     """The generator of a run directory, exported model folder or shipped model, in eval mode."""
     config, weights = load_model(resolve_model(where), "generator")
     if config.get("task", "generation") != "generation":
-        raise UserError(f"{where}: a {config['task']} model makes no samples from noise; use `ganforge upscale --model {where}`")
+        use = USE_INSTEAD.get(config["task"], "").format(where=where)
+        raise UserError(f"{where}: a {config['task']} model makes no samples from noise" + (f"; use `{use}`" if use else ""))
     generator = build_model(build_generator, config, weights, where)
     return generator.to(pick_device(device)).eval(), config
 
