@@ -157,6 +157,11 @@ class TrainConfig:
                                   "style and content losses (default: the built-in random network, nothing downloaded)",
                                   group=LOSSES, tasks=STYLE)
 
+    def __post_init__(self):
+        """The adversarial loss's default depends on the task; a task with no discriminator keeps None."""
+        if self.loss is None and self.task in ADVERSARIAL:
+            self.loss = DEFAULT_LOSS.get(self.task, "bce")
+
     def validate(self) -> "TrainConfig":
         for f in dataclasses.fields(self):
             _check_type_and_choice(f, getattr(self, f.name))
@@ -216,8 +221,6 @@ class TrainConfig:
         if self.resolution is not None and self.resolution < 4:
             raise UserError(f"--resolution: must be at least 4, got {self.resolution}")
         self._refuse_options_that_do_not_apply()
-        if self.loss is None and self.task in ADVERSARIAL:
-            self.loss = DEFAULT_LOSS.get(self.task, "bce")
         return self
 
     def _refuse_options_that_do_not_apply(self) -> None:

@@ -47,7 +47,10 @@ def barrier(info: DistInfo) -> None:
 
 
 def shutdown(info: DistInfo) -> None:
+    """Leave the process group together: a rank that destroyed it while rank 0 was still writing the last
+    checkpoint was seen to abort at exit ("terminate called without an active exception", SIGABRT)."""
     if info.enabled and dist.is_initialized():
+        dist.barrier()
         dist.destroy_process_group()
 
 
