@@ -227,7 +227,8 @@ def style_images() -> dict[str, Image.Image]:
     return {**out, "painterly": painterly()}
 
 
-def stylize(size: int, steps: int, fast_models: dict[str, str], vgg_shaped: bool, work: Path, picture: Path) -> None:
+def stylize(size: int, steps: int, fast_models: list[tuple[str, str]], vgg_shaped: bool, work: Path,
+            picture: Path) -> None:
     torch.set_num_threads(1)
     photos = {name: Image.open(_embedded_path(p, name)).convert("RGB") for p, name in HELDOUT_PHOTOS if name in CONTENT}
     styles = style_images()
@@ -248,9 +249,9 @@ def stylize(size: int, steps: int, fast_models: dict[str, str], vgg_shaped: bool
         classifier = train_patch_classifier(style_np, others)
         runners = {name: (lambda im, f=f: stylize_image(f, im, style, size=size, steps=steps, progress=False))
                    for name, f in methods.items()}
-        if style_name in fast_models:
-            net, _ = load_style_model(fast_models[style_name])
-            runners[f"fast ({fast_models[style_name]})"] = lambda im: image_through_network(
+        for run in (run for name, run in fast_models if name == style_name):
+            net, _ = load_style_model(run)
+            runners[f"fast ({run})"] = lambda im, net=net: image_through_network(
                 net, im.resize(stylize_size(im.size, size), Image.Resampling.LANCZOS), torch.device("cpu"))
         rows = {"the photo itself": ([], [], [], [])}
         for photo_name, photo in photos.items():
@@ -261,7 +262,7 @@ def stylize(size: int, steps: int, fast_models: dict[str, str], vgg_shaped: bool
             rows["the photo itself"][0].append(swd(photo_t, style_t))
             rows["the photo itself"][1].append(1.0)
             rows["the photo itself"][2].append(deception(classifier, small_np))
-            row = [photo_t[0], F.interpolate(style_t, size=photo_t.shape[-2:], mode="bilinear", antialias=True)[0]]
+            row = {"photo": photo_t[0], "style": style_t[0]}
             for name, run in runners.items():
                 t0 = time.perf_counter()
                 result = np.asarray(run(photo).convert("RGB"))
@@ -272,16 +273,29 @@ def stylize(size: int, steps: int, fast_models: dict[str, str], vgg_shaped: bool
                 scores[1].append(blurred_luma_ssim(result, small_np))
                 scores[2].append(deception(classifier, result))
                 scores[3].append(seconds)
-                if not name.startswith("optimisation, VGG"):
-                    row.append(result_t[0])
-            grid.append(torch.stack([F.interpolate(x[None], size=(160, 160), mode="bilinear", antialias=True)[0]
-                                     for x in row]))
+                Image.fromarray(result).save(work / f"{style_name}-{photo_name.split('.')[0]}-{slug(name)}.png")
+                if name == "optimisation, built-in" or (name.startswith("fast") and "fast" not in row):
+                    row["optimisation" if name.startswith("optimisation") else "fast"] = result_t[0]
+            cells = [row["photo"], row["style"], row["optimisation"], row.get("fast", torch.zeros_like(row["photo"]))]
+            grid.append(torch.stack([square(x, 192) for x in cells]))
         for name, (distance, ssim, fooled, seconds) in rows.items():
             s = f"{np.mean(seconds):.2f}" if seconds else "-"
             print(f"| {style_name} | {name} | {np.mean(distance):.1f} | {np.mean(ssim):.3f} | {np.mean(fooled):.1%} | {s} |",
                   flush=True)
-    save_image(make_grid(torch.cat(grid), nrow=grid[0].shape[0]), picture)
-    print(f"\nrows: photo | style | optimisation (built-in) | fast where given  ({picture})")
+    save_image(make_grid(torch.cat(grid), nrow=4), picture)
+    print(f"\nrows: photo | style | optimisation (built-in) | the first fast network given (grey: none)  ({picture})")
+
+
+def square(x: torch.Tensor, side: int) -> torch.Tensor:
+    """The centre square of (3, H, W), resized to `side`: grid cells that keep the image's proportions."""
+    h, w = x.shape[-2:]
+    m = min(h, w)
+    crop = x[:, (h - m) // 2 : (h - m) // 2 + m, (w - m) // 2 : (w - m) // 2 + m]
+    return F.interpolate(crop[None], size=(side, side), mode="bilinear", antialias=True, align_corners=False)[0]
+
+
+def slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "-" for c in text).strip("-")
 
 
 def stylize_size(size: tuple[int, int], longest: int) -> tuple[int, int]:
@@ -312,7 +326,7 @@ def main() -> None:
     elif args.part == "translate":
         translate(args.work, args.cyclegan_run, args.cyclegan_steps, args.picture or Path("docs/translate-digits.png"))
     else:
-        fast = dict(item.split("=", 1) for item in args.fast_model)
+        fast = [tuple(item.split("=", 1)) for item in args.fast_model]
         stylize(args.size, args.steps, fast, args.vgg_shaped, STYLE_WORK, args.picture or Path("docs/stylize.png"))
 
 

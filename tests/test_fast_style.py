@@ -11,7 +11,7 @@ from safetensors.torch import load_file
 from skimage import data as skdata
 
 from ganforge.cli import main
-from ganforge.nets.fast_style import FastStyleNet
+from ganforge.nets.fast_style import FastStyleNet, build_fast_style_net
 from ganforge.nets.style import RANDOM_NAME
 from ganforge.tasks.style import file_digest
 from ganforge.tiling import upscale_tensor
@@ -48,6 +48,21 @@ def test_the_margin_is_needed():
         whole = net(x).clamp(-1, 1)
     net.receptive_radius = 3
     assert not torch.allclose(upscale_tensor(net, x, tile=32, dtype=torch.float32), whole, atol=1e-3)
+
+
+def test_a_new_style_network_starts_as_the_identity():
+    """The photo comes through untouched at step 0, as the optimisation starts from the photo; models saved
+    before `output: residual` build as they were (a tanh head, not the identity)."""
+    x = torch.rand(2, 3, 22, 30) * 2 - 1
+    new = build_fast_style_net({"width": 8, "blocks": 1, "output": "residual"})
+    old = build_fast_style_net({"width": 8, "blocks": 1})
+    with torch.no_grad():
+        assert torch.equal(new(x), x)
+        assert not torch.allclose(old(x), x, atol=0.1)
+        for p in new.parameters():
+            p.normal_(0, 0.1)
+        moved = new(x)
+    assert not torch.allclose(moved, x, atol=1e-3) and moved.abs().max() <= 1
 
 
 @pytest.fixture(scope="module")

@@ -68,12 +68,18 @@ class FastStyleNet(nn.Module):
     saturated and their ReLUs dead; with instance norm, the same cycle and identity losses fell
     from 2.6 to 0.25 in 200 steps. Instance norm takes statistics over the whole image, so such
     a network is run untiled (`tileable` is False).
+
+    `residual=True` (fast style models saved with `output: residual`) adds the input to the last
+    convolution's output, which starts at zero: the network starts as the identity, as the
+    optimisation starts from the photo. From a random start, 400 steps on the painterly style
+    gave every photo a flat ochre ground with embossed strokes and no trace of its colours.
     """
 
     scale = 1  # for `ganforge.tiling`: output pixels per input pixel
 
-    def __init__(self, width: int = 64, blocks: int = 5, norm: str = "none"):
+    def __init__(self, width: int = 64, blocks: int = 5, norm: str = "none", residual: bool = False):
         super().__init__()
+        self.residual = residual
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
         self.norm = norm
@@ -101,6 +107,8 @@ class FastStyleNet(nn.Module):
             for block in self.body:
                 if isinstance(block, ResidualBlock):
                     nn.init.zeros_(block.body[-1].weight)
+        if residual:
+            nn.init.zeros_(self.body[-2].weight)  # starts as the identity
 
     @property
     def tileable(self) -> bool:
@@ -112,9 +120,13 @@ class FastStyleNet(nn.Module):
         pad_h, pad_w = -h % FACTOR, -w % FACTOR
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-        return self.body(x)[..., :h, :w]
+        if self.residual:
+            out = (x + self.body[:-1](x)).clamp(-1, 1)
+        else:
+            out = self.body(x)
+        return out[..., :h, :w]
 
 
 def build_fast_style_net(model: dict) -> FastStyleNet:
     """The network a saved model's config describes."""
-    return FastStyleNet(model["width"], model["blocks"])
+    return FastStyleNet(model["width"], model["blocks"], residual=model.get("output") == "residual")

@@ -48,7 +48,7 @@ class StyleTask:
     def __init__(self, cfg, patches: torch.Tensor, style: torch.Tensor, features: StyleFeatures):
         """`style`: the style image as uint8 (3, H, W); `features`: the frozen network the losses compare in."""
         self.cfg, self.features = cfg, features  # fixed, not trained, so not one of `nets`: never checkpointed
-        self.model = {"task": "style", "width": cfg.width, "blocks": BLOCKS, "style": Path(cfg.style).name,
+        self.model = {"task": "style", "width": cfg.width, "blocks": BLOCKS, "output": "residual", "style": Path(cfg.style).name,
                       "style_sha256": file_digest(cfg.style), "features": features.name, "strength": cfg.strength,
                       "style_side": STYLE_SIDE, "patch_size": cfg.patch_size, "data": cfg.data}
         self.nets = {"generator": build_fast_style_net(self.model)}
