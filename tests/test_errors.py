@@ -268,7 +268,8 @@ def test_train_help_is_grouped_and_top_level_help_has_examples(capsys):
         main(["--help"])
     text = capsys.readouterr().out
     examples = text.split("examples:\n")[1]
-    assert [line.split()[1] for line in examples.splitlines() if line.startswith("  ganforge")] == ["train", "sample", "upscale", "stylize", "stylize"]
+    commands = [line.split()[1] for line in examples.splitlines() if line.startswith("  ganforge")]
+    assert commands == ["train", "sample", "upscale", "stylize", "stylize", "translate"]
 
 
 @pytest.mark.parametrize("mode", ["I;16B", "F", "I;16"])
