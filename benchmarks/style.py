@@ -324,10 +324,10 @@ def main() -> None:
             im.save(STYLE_WORK / f"{name}.png")
             print(STYLE_WORK / f"{name}.png")
     elif args.part == "translate":
-        translate(args.work, args.cyclegan_run, args.cyclegan_steps, args.picture or Path("docs/translate-digits.png"))
+        translate(args.work, args.cyclegan_run, args.cyclegan_steps, args.picture or Path("docs/translate_digits.png"))
     else:
         fast = [tuple(item.split("=", 1)) for item in args.fast_model]
-        stylize(args.size, args.steps, fast, args.vgg_shaped, STYLE_WORK, args.picture or Path("docs/stylize.png"))
+        stylize(args.size, args.steps, fast, args.vgg_shaped, STYLE_WORK, args.picture or Path("docs/stylize_benchmark.jpg"))
 
 
 if __name__ == "__main__":
