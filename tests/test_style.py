@@ -152,6 +152,31 @@ def test_optimisation_takes_the_style_and_keeps_the_content():
     assert kept > 0.7 and kept > against_other + 0.3  # measured: 0.82 against 0.35
 
 
+def test_large_results_are_stylised_coarse_to_fine(monkeypatch):
+    """Above COARSE_SIDE, each level starts from the one below, enlarged, with content and style at its scale."""
+    from ganforge.pipelines import stylize as module
+
+    monkeypatch.setattr(module, "COARSE_SIDE", 32)
+    assert module.pyramid_sizes((100, 70)) == [(25, 18), (50, 35), (100, 70)]
+    assert module.pyramid_sizes((30, 20)) == [(30, 20)]
+    calls, optimise = [], module.optimise
+
+    def spy(objective, start, steps, desc, progress):
+        result = optimise(objective, start, steps, desc, progress)
+        calls.append((objective.targets, start, result))
+        return result
+
+    monkeypatch.setattr(module, "optimise", spy)
+    torch.manual_seed(0)
+    content, style = torch.rand(1, 3, 64, 48) * 2 - 1, torch.rand(1, 3, 40, 40) * 2 - 1
+    out = module.stylize_tensor(random_features(), content, style, steps=3, progress=False)
+    assert [tuple(start.shape[-2:]) for _, start, _ in calls] == [(32, 24), (64, 48)]
+    assert torch.equal(calls[1][1], module.resized(calls[0][2], (64, 48)))  # the fine level starts from the coarse
+    assert torch.equal(out, calls[1][2]) and out.shape == content.shape
+    coarse_targets = random_features()(module.resized(content, (32, 24)))
+    assert all(torch.allclose(calls[0][0][k], coarse_targets[k]) for k in calls[0][0])  # content at its own scale
+
+
 def test_strength_zero_gives_back_the_content():
     net = random_features()
     content = pil(skdata.chelsea(), (40, 27))

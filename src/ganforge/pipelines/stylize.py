@@ -27,6 +27,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 from tqdm import tqdm
 
@@ -41,6 +42,7 @@ from ganforge.style_losses import (TV_WEIGHT, content_loss, content_weight, gram
 
 log = logging.getLogger("ganforge")
 DEFAULT_SIZE, DEFAULT_STEPS = 512, 100
+COARSE_SIDE = 512  # larger results are stylised coarse to fine, from about this longest side
 MIN_SIDE = 16  # the smallest side, of an input and of the result, that the features still see as an image
 MAX_SIZE = 2048  # peak memory at 2048x2048, from 512 and 1024 px runs: ~6 GB built-in features, ~12 GB VGG19
 RANGE_WEIGHT = 10.0  # see `out_of_range`
@@ -114,16 +116,50 @@ def stylize_tensor(features: StyleFeatures, content: torch.Tensor, style: torch.
                    steps: int = DEFAULT_STEPS, seed: int = 0, progress: bool = True) -> torch.Tensor:
     """`content` (1, 3, H, W) in [-1, 1] in the style of `style` (1, 3, h, w): a (1, 3, H, W) image in [-1, 1].
 
-    Strength 0 returns the content as it is (the optimum of the content loss alone).
+    Coarse to fine (Gatys et al. 2017): above COARSE_SIDE the image is first stylised at half the
+    size (and so on down), and each finer level starts from the level below, enlarged, with
+    content and style at its own scale; each level takes `steps` evaluations. The features' reach
+    is fixed in pixels, so at the finest level of a large image alone the style's structures
+    would come out small; the coarse levels lay them out large. Strength 0 returns the content
+    as it is (the optimum of the content loss alone).
     """
     if strength == 0:
         return content.clone()
-    objective = StyleObjective(features, content, style, strength)
+    levels = pyramid_sizes(tuple(content.shape[-2:]))
     noise = torch.randn(content.shape, generator=torch.Generator().manual_seed(seed)).to(content.device)
-    x = (content + INIT_NOISE * noise).requires_grad_(True)
+    x = None
+    for i, size in enumerate(levels):
+        scaled_content = resized(content, size)
+        scale = size[0] / content.shape[-2]
+        scaled_style = resized(style, (max(1, round(style.shape[-2] * scale)), max(1, round(style.shape[-1] * scale))))
+        # The coarsest level starts from the photo and a little noise; every finer one from the level below, enlarged.
+        start = scaled_content + INIT_NOISE * resized(noise, size) if x is None else resized(x, size)
+        desc = "stylizing" if len(levels) == 1 else f"stylizing {size[1]}x{size[0]} ({i + 1}/{len(levels)})"
+        x = optimise(StyleObjective(features, scaled_content, scaled_style, strength), start, steps, desc, progress)
+    return x
+
+
+def pyramid_sizes(size: tuple[int, int]) -> list[tuple[int, int]]:
+    """(H, W) of each level, coarse to fine: halved until the longest side is at most COARSE_SIDE."""
+    sizes = [size]
+    while max(sizes[-1]) > COARSE_SIDE and min(sizes[-1]) >= 2 * MIN_SIDE:
+        sizes.append((round(sizes[-1][0] / 2), round(sizes[-1][1] / 2)))
+    return sizes[::-1]
+
+
+def resized(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(1, 3, H, W) resized to `size` (antialiased bicubic), or itself at its own size."""
+    if tuple(x.shape[-2:]) == size:
+        return x
+    return F.interpolate(x, size=size, mode="bicubic", antialias=True, align_corners=False)
+
+
+def optimise(objective: StyleObjective, start: torch.Tensor, steps: int, desc: str, progress: bool) -> torch.Tensor:
+    """`steps` L-BFGS loss evaluations of `objective` from `start`; the result clamped to [-1, 1]."""
+    x = start.clone().requires_grad_(True)
     optimiser = torch.optim.LBFGS([x], lr=1, max_iter=steps, max_eval=steps, history_size=20, tolerance_grad=0,
                                   tolerance_change=0, line_search_fn="strong_wolfe")
-    bar = tqdm(total=steps, desc="stylizing", unit="step", leave=False, disable=not progress)
+    bar = tqdm(total=steps, desc=desc, unit="step", leave=False, disable=not progress)
 
     def closure() -> torch.Tensor:
         optimiser.zero_grad()
