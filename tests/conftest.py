@@ -42,6 +42,16 @@ def small_args():
     return small_train_args
 
 
+def disk_state(folder):
+    """Sizes and modification times of everything under `folder`: what "nothing was written" compares."""
+    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
+
+
+@pytest.fixture
+def snapshot():
+    return disk_state
+
+
 @pytest.fixture(scope="session")
 def photo_folder(tmp_path_factory):
     """Three smooth-ish random photos of different sizes, for super-resolution and inpainting runs."""

@@ -121,10 +121,6 @@ def test_stylize_with_a_model_on_a_file_and_a_folder(tmp_path, style_run):
     assert np.asarray(Image.open(out / "cat.png")).shape == (20, 30, 3)
 
 
-def snapshot(folder):
-    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
-
-
 @pytest.mark.parametrize("case, needle", [
     ("model of another task", "is a superres model, not a fast style network"),
     ("style with model", "--style: the fast network of --model learned its style"),
@@ -135,7 +131,8 @@ def snapshot(folder):
     ("adversarial option for style", "--loss: only applies to --task generation or inpaint or superres or translate, not --task style"),
     ("missing style image", "--style: {tmp}/none.png does not exist"),
 ])
-def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, case, needle, style_run, style_image, photo_folder):
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, snapshot, capsys, case, needle, style_run, style_image,
+                                                 photo_folder):
     photo = tmp_path / "cat.png"
     Image.fromarray(skdata.chelsea()).resize((40, 30)).save(photo)
     out, run = tmp_path / "out.png", tmp_path / "run"

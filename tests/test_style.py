@@ -278,10 +278,6 @@ def test_stylize_folder(tmp_path, images, recwarn):
     assert (out / "cat.png").stat().st_mtime_ns != before
 
 
-def snapshot(folder):
-    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
-
-
 @pytest.mark.parametrize("case, needle", [
     ("missing style", "--style: {tmp}/none.png does not exist"),
     ("unreadable style", "--style: {tmp}/junk.png is not a readable image"),
@@ -300,7 +296,7 @@ def snapshot(folder):
     ("existing output", "--out: {tmp}/exists.png exists; add --overwrite"),
     ("output folder is the input", "is the input folder"),
 ])
-def test_stylize_bad_input_is_one_line_and_writes_nothing(tmp_path, images, capsys, case, needle):
+def test_stylize_bad_input_is_one_line_and_writes_nothing(tmp_path, snapshot, images, capsys, case, needle):
     (tmp_path / "junk.png").write_bytes(b"junk")
     Image.new("RGB", (8, 8)).save(tmp_path / "tiny.png")
     (tmp_path / "empty").mkdir()

@@ -172,10 +172,6 @@ def test_torchrun_trains_a_translator(tmp_path):
     assert (tmp_path / "run" / "model" / "generator.safetensors").exists()
 
 
-def snapshot(folder):
-    return {p: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.rglob("*")}
-
-
 @pytest.mark.parametrize("case, needle", [
     ("model of another task", "mnist5k: a generation model, not a translator"),
     ("unknown direction", "--direction: 'a2c' is not one of a2b, b2a"),
@@ -185,7 +181,7 @@ def snapshot(folder):
     ("data-b missing folder", "--data-b: {tmp}/none does not exist"),
     ("sizes differ", "--data-b: digits gives 8x8 images and --data mnist5k 28x28"),
 ])
-def test_bad_input_is_one_line_and_writes_nothing(tmp_path, capsys, case, needle, translate_run, domains):
+def test_bad_input_is_one_line_and_writes_nothing(tmp_path, snapshot, capsys, case, needle, translate_run, domains):
     photo = tmp_path / "photo.png"
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(photo)
     out, run = tmp_path / "out.png", tmp_path / "run"
