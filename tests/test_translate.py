@@ -180,10 +180,14 @@ def test_torchrun_trains_a_translator(tmp_path):
     ("data-b for another task", "--data-b: only applies to --task translate, not --task generation"),
     ("data-b missing folder", "--data-b: {tmp}/none does not exist"),
     ("sizes differ", "--data-b: digits gives 8x8 images and --data mnist5k 28x28"),
+    ("too large", "4100x4100 is more than a translator takes in one piece (16.8 megapixels)"),
+    ("empty folder", "holds no image files"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, snapshot, capsys, case, needle, translate_run, domains):
     photo = tmp_path / "photo.png"
     Image.fromarray(np.zeros((20, 20, 3), np.uint8)).save(photo)
+    Image.new("RGB", (4100, 4100)).save(tmp_path / "huge.png")
+    (tmp_path / "empty").mkdir()
     out, run = tmp_path / "out.png", tmp_path / "run"
     args = {
         "model of another task": ["translate", "mnist5k", str(photo), "--out", str(out)],
@@ -195,6 +199,8 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, snapshot, capsys, ca
                                   str(tmp_path / "none"), "--steps", "1", "--out", str(run)],
         "sizes differ": ["train", "--task", "translate", "--data", "mnist5k", "--data-b", "digits", "--steps", "1",
                          "--out", str(run)],
+        "too large": ["translate", str(translate_run), str(tmp_path / "huge.png"), "--out", str(out)],
+        "empty folder": ["translate", str(translate_run), str(tmp_path / "empty"), "--out", str(tmp_path / "o")],
     }[case]
     before = snapshot(tmp_path)
     assert main(args) == 2
