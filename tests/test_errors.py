@@ -245,6 +245,22 @@ def test_config_file_values_are_checked(capsys, tmp_path, yaml_text, needle):
     assert code == 2 and needle in err, err
 
 
+def test_defaults_that_depend_on_the_task(capsys):
+    """Johnson et al.'s Adam and batch for the fast style network, CycleGAN's LSGAN for translation; a value given
+    wins; an adversarial option stays None where there is no discriminator; help shows both defaults."""
+    from ganforge.config import TrainConfig
+
+    style, generation = TrainConfig(task="style", style="s.png").validate(), TrainConfig().validate()
+    assert (style.lr, style.beta1, style.batch_size, style.ema_decay, style.loss) == (1e-3, 0.9, 4, 0.99, None)
+    assert (generation.lr, generation.beta1, generation.batch_size, generation.ema_decay) == (2e-4, 0.5, 64, 0.999)
+    assert (generation.loss, TrainConfig(task="translate").loss, TrainConfig(task="translate", loss="hinge").loss) == (
+        "bce", "lsgan", "hinge")
+    assert TrainConfig(task="style", style="s.png", lr=2e-4, batch_size=64).validate().lr == 2e-4
+    with pytest.raises(SystemExit):
+        main(["train", "--help"])
+    assert "(default: 0.0002; 0.001 for --task style)" in " ".join(capsys.readouterr().out.split())
+
+
 def test_yaml_floats_without_a_dot_are_numbers(tmp_path):
     """PyYAML reads `1e-4` as a string; a config that says `lr: 1e-4` means the number."""
     from ganforge.config import TrainConfig, load_yaml

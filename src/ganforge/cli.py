@@ -16,7 +16,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     groups = {name: p.add_argument_group(name) for name in GROUPS}
     for f in dataclasses.fields(TrainConfig):
         kind, group = field_kind(f), groups[f.metadata["group"]]
-        default = "" if f.default is None else f" (default: {f.default})"
+        default = "" if f.metadata["base"] is None else f" (default: {f.metadata['base']}" + "".join(
+            f"; {value} for --task {task}" for task, value in (f.metadata["by_task"] or {}).items()) + ")"
         if kind is bool:
             group.add_argument(f"--{flag(f.name)}", dest=f.name, action=argparse.BooleanOptionalAction, default=None,
                                help=f"{f.metadata['help']}{default}")

@@ -27,18 +27,21 @@ GROUPS = ("data", "networks", "losses and stabilisers", "optimisation", "run and
 DATA, NETS, LOSSES, OPTIM, RUN = GROUPS
 NOISE, SUPERRES, INPAINT, STYLE, TRANSLATE = ("noise",), ("superres",), ("inpaint",), ("style",), ("translate",)
 ADVERSARIAL = ("generation", "superres", "inpaint", "translate")  # the tasks with a discriminator
-DEFAULT_LOSS = {"translate": "lsgan"}  # CycleGAN's; every other adversarial task: the brief's bce
 
 
 def option(default, help: str, group: str, tasks: tuple[str, ...] | None = None, needs: str | tuple | None = None,
-           **kwargs):
+           by_task: dict | None = None, **kwargs):
     """A config field with its CLI help text, its section of `train --help` and where it applies.
 
     `tasks`: the tasks (or kinds of task, see TASKS) it applies to; None: every task.
     `needs`: the option only does something when another is on: a field name (on: not False,
     0, None or "none"), or (field name, value).
+    `by_task`: defaults that differ by task ({task: value}); the field is then None until the
+    config is built, when it takes its task's default, or `default`, where the option applies.
     """
-    return field(default=default, metadata={"help": help, "group": group, "tasks": tasks, "needs": needs, **kwargs})
+    metadata = {"help": help, "group": group, "tasks": tasks, "needs": needs, "by_task": by_task, "base": default,
+                **kwargs}
+    return field(default=None if by_task else default, metadata=metadata)
 
 
 @dataclass
@@ -60,8 +63,8 @@ class TrainConfig:
     width: int = option(64, "base channel width of G and D (ngf = ndf); the brief's networks (--arch seed) have fixed "
                         "widths", group=NETS, needs=("arch", "dcgan"))
     latent_dim: int = option(100, "size of the noise vector z", group=NETS, tasks=NOISE)
-    loss: str | None = option(None, "adversarial loss: the brief's non-saturating bce, hinge, lsgan or wgan-gp "
-                              "(default: bce; lsgan for --task translate, as in CycleGAN)",
+    loss: str | None = option("bce", "adversarial loss: the brief's non-saturating bce, hinge, lsgan or wgan-gp",
+                              by_task={"translate": "lsgan"},  # CycleGAN's
                        group=LOSSES, tasks=ADVERSARIAL, choices=["bce", "hinge", "lsgan", "wgan-gp"])
     n_critic: int = option(1, "D updates per G update (5 is usual for wgan-gp)", group=LOSSES, tasks=ADVERSARIAL)
     gp_weight: float = option(10.0, "weight of the WGAN-GP gradient penalty", group=LOSSES, needs=("loss", "wgan-gp"))
@@ -71,7 +74,8 @@ class TrainConfig:
                            group=LOSSES, needs="r1_gamma")
     spectral_norm: bool = option(False, "spectral normalisation in D (replaces its batch norm)",
                                  group=NETS, tasks=NOISE)
-    ema_decay: float = option(0.999, "EMA of G's weights, used for sampling and export (0: off)", group=LOSSES)
+    ema_decay: float | None = option(0.999, "EMA of G's weights, used for sampling and export (0: off)", group=LOSSES,
+                                     by_task={"style": 0.99})  # style runs are short: 0.999 would lag them
     conditional: bool = option(False, "class-conditional GAN: labels from the embedded set, or one sub-folder per class",
                                group=NETS, tasks=NOISE)
     cond_d: str = option("projection", "how D hears the class (with --conditional): projection (Miyato & Koyama 2018) or acgan (an auxiliary classifier, Odena et al. 2017)",
@@ -86,15 +90,15 @@ class TrainConfig:
     augment_p: float = option(1.0, "with --augment: the fixed probability that an image is augmented (1: every image, as in "
                               "DiffAugment; below 1 keeps transforms such as translation from leaking into the samples)",
                               group=LOSSES, needs="augment")
-    batch_size: int = option(64, "images per step and per process", group=OPTIM)
+    batch_size: int | None = option(64, "images per step and per process", group=OPTIM, by_task={"style": 4})
     steps: int | None = option(None, "training steps (D and G updates); default 5000 unless --epochs", group=OPTIM)
     epochs: float | None = option(None, "training length in passes over the data (instead of --steps)", group=OPTIM)
     max_minutes: float | None = option(None, "stop (with a checkpoint) after this many minutes of training, whatever --steps says",
                                        group=RUN)
-    lr: float = option(2e-4, "Adam learning rate of both networks", group=OPTIM)
+    lr: float | None = option(2e-4, "Adam learning rate of both networks", group=OPTIM, by_task={"style": 1e-3})
     lr_g: float | None = option(None, "G's learning rate (two time-scale update rule; default: --lr)", group=OPTIM)
     lr_d: float | None = option(None, "D's learning rate (default: --lr)", group=OPTIM, tasks=ADVERSARIAL)
-    beta1: float = option(0.5, "Adam beta1", group=OPTIM)
+    beta1: float | None = option(0.5, "Adam beta1", group=OPTIM, by_task={"style": 0.9})
     beta2: float = option(0.999, "Adam beta2", group=OPTIM)
     init_generator: str | None = option(None, "start G (and its EMA) from a saved model of the same architecture: a run, a "
                                         "model folder or a shipped name (e.g. superres-x4 to fine-tune it)", group=NETS)
@@ -158,9 +162,13 @@ class TrainConfig:
                                   group=LOSSES, tasks=STYLE)
 
     def __post_init__(self):
-        """The adversarial loss's default depends on the task; a task with no discriminator keeps None."""
-        if self.loss is None and self.task in ADVERSARIAL:
-            self.loss = DEFAULT_LOSS.get(self.task, "bce")
+        """Options whose default depends on the task take it (Johnson et al.'s Adam for the fast style network,
+        CycleGAN's LSGAN for translation); where an option does not apply, it stays None."""
+        for f in dataclasses.fields(self):
+            by_task, tasks = f.metadata["by_task"], f.metadata["tasks"]
+            if by_task and getattr(self, f.name) is None and self.task in TASKS and (
+                    tasks is None or self.task in tasks or TASKS[self.task] in tasks):
+                setattr(self, f.name, by_task.get(self.task, f.metadata["base"]))
 
     def validate(self) -> "TrainConfig":
         for f in dataclasses.fields(self):
