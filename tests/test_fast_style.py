@@ -103,6 +103,22 @@ def test_style_resume_is_exact(tmp_path, photo_folder, style_image):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_style_network_can_start_from_one_of_another_style(tmp_path, style_run, photo_folder):
+    other = tmp_path / "brick.png"
+    Image.fromarray(skdata.brick()).resize((48, 48)).convert("RGB").save(other)
+    out = tmp_path / "brick-run"
+    assert main(style_args(photo_folder, other, out, "--steps", "1", "--strength", "2", "--seed", "1",
+                           "--init-generator", str(style_run))) == 0
+    config = json.loads((out / "model" / "config.json").read_text())
+    assert config["style"] == "brick.png" and config["strength"] == 2.0
+    start, after = (load_file(str(p / "model" / "generator.safetensors")) for p in (style_run, out))
+    # One step at lr 1e-3 from the other style's weights: close to them, unlike a fresh initialisation of seed 1.
+    assert max((start[k] - after[k]).abs().max().item() for k in start) < 0.05
+    assert main(style_args(photo_folder, other, tmp_path / "fresh", "--steps", "1", "--seed", "1")) == 0
+    fresh = load_file(str(tmp_path / "fresh" / "model" / "generator.safetensors"))
+    assert max((start[k] - fresh[k]).abs().max().item() for k in start) > 0.5
+
+
 def test_stylize_with_a_model_on_a_file_and_a_folder(tmp_path, style_run):
     photo = tmp_path / "cat.png"
     Image.fromarray(skdata.chelsea()).resize((50, 37)).save(photo)

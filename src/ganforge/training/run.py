@@ -140,8 +140,9 @@ SETUPS = {"generation": generation_setup, "superres": superres_setup, "inpaint":
 def init_weights(where: str, model: dict) -> dict:
     """The generator weights of `where`, checked to fit the architecture this run builds."""
     config, weights = load_model(resolve_model(where), "generator")
+    # What a model was trained on and with, not what it is: a style network may start from one of another style.
     ignored = {"variant", "steps", "fidelity_steps", "init_generator", "ganforge_version", "degradation", "data", "max_images",
-               "masks"}
+               "masks", "style", "style_sha256", "strength", "features", "style_side", "patch_size", "data_b"}
     differ = sorted(k for k in set(config) | set(model) if k not in ignored and config.get(k) != model.get(k))
     if differ:
         details = ", ".join(f"{k} {config.get(k)!r} vs {model.get(k)!r}" for k in differ)
