@@ -62,7 +62,7 @@ def test_a_new_style_network_starts_as_the_identity():
         for p in new.parameters():
             p.normal_(0, 0.1)
         moved = new(x)
-    assert not torch.allclose(moved, x, atol=1e-3) and moved.abs().max() <= 1
+    assert not torch.allclose(moved, x, atol=1e-3)
 
 
 @pytest.fixture(scope="module")

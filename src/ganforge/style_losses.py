@@ -55,6 +55,9 @@ def total_variation(images: torch.Tensor) -> torch.Tensor:
             + (images[..., :, 1:] - images[..., :, :-1]).abs().mean())
 
 
+RANGE_WEIGHT = 10.0  # weight of `out_of_range` beside the other terms, in `stylize` and the fast style task
+
+
 def out_of_range(images: torch.Tensor) -> torch.Tensor:
     """Mean of the squared excess of |pixel| over 1: 0 inside the image range [-1, 1].
 

@@ -37,7 +37,7 @@ from ganforge.errors import UserError
 from ganforge.imageio import UNREADABLE_IMAGE, float_to_uint8, to_8bit, uint8_to_float
 from ganforge.nets.style import StyleFeatures, load_style_features
 from ganforge.pipelines.image_files import checked_output, open_image, plain_mode, read_image, save_converted
-from ganforge.style_losses import (TV_WEIGHT, content_loss, content_weight, gram_matrix, out_of_range,
+from ganforge.style_losses import (RANGE_WEIGHT, TV_WEIGHT, content_loss, content_weight, gram_matrix, out_of_range,
                                    style_layer_weights, style_loss, total_variation)
 
 log = logging.getLogger("ganforge")
@@ -45,7 +45,6 @@ DEFAULT_SIZE, DEFAULT_STEPS = 512, 100
 COARSE_SIDE = 512  # larger results are stylised coarse to fine, from about this longest side
 MIN_SIDE = 16  # the smallest side, of an input and of the result, that the features still see as an image
 MAX_SIZE = 2048  # peak memory at 2048x2048, from 512 and 1024 px runs: ~6 GB built-in features, ~12 GB VGG19
-RANGE_WEIGHT = 10.0  # see `out_of_range`
 INIT_NOISE = 0.05  # std of the seeded noise added to the content image to start from
 # YIQ (NTSC): Y is the luminance; I and Q rows sum to 0, so the transform is the same on [-1, 1] as on [0, 1].
 RGB_TO_YIQ = torch.tensor([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]])

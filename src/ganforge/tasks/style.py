@@ -2,11 +2,12 @@
 
 No discriminator and no adversarial step: G minimises the losses of `ganforge stylize`, with the
 same balance (`style_losses.STYLE_WEIGHT`, `TV_WEIGHT`, each term divided by the mean square of
-its targets), on the feature network of `--features` (the built-in random one by default). The
-style image's Gram matrices are computed once; the content targets are the crop's own features.
-The style image is resized so that its longest side is `STYLE_SIDE`, the size `ganforge stylize`
-works at by default, so that the strokes the network learns have the size the optimisation
-gives a 512-pixel photo (inference runs at the photo's own size).
+its targets, and the same penalty on pixels outside [-1, 1]), on the feature network of
+`--features` (the built-in random one by default). The style image's Gram matrices are computed
+once; the content targets are the crop's own features. The style image is resized so that its
+longest side is `STYLE_SIDE`, the size `ganforge stylize` works at by default, so that the
+strokes the network learns have the size the optimisation gives a 512-pixel photo (inference
+runs at the photo's own size).
 """
 
 import hashlib
@@ -19,8 +20,8 @@ from torch import nn
 from ganforge.imageio import make_grid, uint8_to_float
 from ganforge.nets.fast_style import FastStyleNet, build_fast_style_net
 from ganforge.nets.style import StyleFeatures
-from ganforge.style_losses import (TV_WEIGHT, content_loss, content_weight, gram_matrix, style_layer_weights,
-                                   style_loss, total_variation)
+from ganforge.style_losses import (RANGE_WEIGHT, TV_WEIGHT, content_loss, content_weight, gram_matrix, out_of_range,
+                                   style_layer_weights, style_loss, total_variation)
 
 PREVIEW_CROPS = 6
 STYLE_SIDE = 512
@@ -86,7 +87,9 @@ class StyleTask:
         # The Gram targets are (1, C, C); every image of the batch is compared with them.
         style = style_loss(maps, {k: g.expand(len(fake), -1, -1) for k, g in grams.items()}, self.style_weights)
         tv = self.cfg.strength * TV_WEIGHT * total_variation(fake)
-        return content + style + tv, {"content": content.detach(), "style": style.detach(), "tv": tv.detach()}
+        excess = RANGE_WEIGHT * out_of_range(fake)  # a residual network's output is not bounded
+        return content + style + tv + excess, {"content": content.detach(), "style": style.detach(), "tv": tv.detach(),
+                                               "range": excess.detach()}
 
     def preview_inputs(self, n: int, seed: int) -> torch.Tensor:
         return self.preview_photos
