@@ -56,7 +56,7 @@ def tiny_task(**options) -> TranslateTask:
 
 @pytest.mark.parametrize("cycle, identity", [(10.0, 0.5), (3.0, 0.0)])
 def test_the_generator_loss_is_the_papers(cycle, identity):
-    """LSGAN's ½(D(G(x)) - 1)² for both generators + λ cycle L1 + λ_id λ identity L1, as in CycleGAN."""
+    """CycleGAN's MSE(D(G(x)), 1) for both generators + λ cycle L1 + λ_id λ identity L1."""
     task = tiny_task(cycle_weight=cycle, identity_weight=identity)
     assert task.adversarial_objective.loss == "lsgan"  # the task's default
     batch = task.make_batch(torch.rand(3, 3, 16, 16) * 2 - 1, torch.Generator().manual_seed(1))
@@ -66,8 +66,8 @@ def test_the_generator_loss_is_the_papers(cycle, identity):
     loss, stats = task.generator_loss(discriminators, batch, fake, 0)
     a, b = batch["a"], batch["b"]
     with torch.no_grad():
-        adversarial = (0.5 * (discriminators.b(fake["fake_b"]) - 1).pow(2).mean()
-                       + 0.5 * (discriminators.a(fake["fake_a"]) - 1).pow(2).mean())
+        adversarial = ((discriminators.b(fake["fake_b"]) - 1).pow(2).mean()
+                       + (discriminators.a(fake["fake_a"]) - 1).pow(2).mean())
         expected = adversarial + cycle * ((generators.b2a(generators.a2b(a)) - a).abs().mean()
                                           + (generators.a2b(generators.b2a(b)) - b).abs().mean())
         if identity:
@@ -182,6 +182,7 @@ def test_torchrun_trains_a_translator(tmp_path):
     ("sizes differ", "--data-b: digits gives 8x8 images and --data mnist5k 28x28"),
     ("too large", "4100x4100 is more than a translator takes in one piece (16.8 megapixels)"),
     ("empty folder", "holds no image files"),
+    ("adaptive augmentation", "--augment-target: not with --task translate"),
 ])
 def test_bad_input_is_one_line_and_writes_nothing(tmp_path, snapshot, capsys, case, needle, translate_run, domains):
     photo = tmp_path / "photo.png"
@@ -201,6 +202,7 @@ def test_bad_input_is_one_line_and_writes_nothing(tmp_path, snapshot, capsys, ca
                          "--out", str(run)],
         "too large": ["translate", str(translate_run), str(tmp_path / "huge.png"), "--out", str(out)],
         "empty folder": ["translate", str(translate_run), str(tmp_path / "empty"), "--out", str(tmp_path / "o")],
+        "adaptive augmentation": translate_args(domains, run, "--augment", "color", "--augment-target", "0.6"),
     }[case]
     before = snapshot(tmp_path)
     assert main(args) == 2

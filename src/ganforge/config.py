@@ -166,9 +166,13 @@ class TrainConfig:
         CycleGAN's LSGAN for translation); where an option does not apply, it stays None."""
         for f in dataclasses.fields(self):
             by_task, tasks = f.metadata["by_task"], f.metadata["tasks"]
-            if by_task and getattr(self, f.name) is None and self.task in TASKS and (
-                    tasks is None or self.task in tasks or TASKS[self.task] in tasks):
+            if not by_task or self.task not in TASKS:
+                continue
+            applies = tasks is None or self.task in tasks or TASKS[self.task] in tasks
+            if getattr(self, f.name) is None and applies:
                 setattr(self, f.name, by_task.get(self.task, f.metadata["base"]))
+            elif not applies and getattr(self, f.name) == f.metadata["base"]:
+                setattr(self, f.name, None)  # a config saved when the base was every task's default (loss: bce)
 
     def validate(self) -> "TrainConfig":
         for f in dataclasses.fields(self):
@@ -200,6 +204,9 @@ class TrainConfig:
             raise UserError("--data-b: --task translate needs a second collection (--data ./photos --data-b ./paintings)")
         if self.pool_size < 0:
             raise UserError(f"--pool-size: must be at least 0, got {self.pool_size}")
+        if self.task == "translate" and self.augment_target:
+            raise UserError("--augment-target: not with --task translate (its two discriminators would share, and "
+                            "twice update, one augmentation probability); use --augment-p")
         if self.task == "style" and self.style is None:
             raise UserError("--style: --task style needs a style image (--style painting.jpg)")
         if not (math.isfinite(self.strength) and self.strength >= 0):
@@ -283,6 +290,8 @@ def _yaml_float(value):
 def _check_type_and_choice(f: dataclasses.Field, value) -> None:
     """The command line converts and checks types and choices; a YAML config's values are checked here."""
     kind = field_kind(f)
+    if value is None and not isinstance(f.type, types.UnionType):
+        raise UserError(f"--{flag(f.name)}: needs a value, got nothing (null)")
     accepted = (int, float) if kind is float else kind
     if value is not None and (not isinstance(value, accepted) or (kind is not bool and isinstance(value, bool))):
         expected = {int: "an integer", float: "a number", bool: "true or false", str: "text"}[kind]

@@ -125,14 +125,15 @@ def stylize_tensor(features: StyleFeatures, content: torch.Tensor, style: torch.
     if strength == 0:
         return content.clone()
     levels = pyramid_sizes(tuple(content.shape[-2:]))
-    noise = torch.randn(content.shape, generator=torch.Generator().manual_seed(seed)).to(content.device)
+    # Drawn at the coarsest level's size, where it is used: a resized draw would have a smaller spread.
+    noise = torch.randn((1, 3, *levels[0]), generator=torch.Generator().manual_seed(seed)).to(content.device)
     x = None
     for i, size in enumerate(levels):
         scaled_content = resized(content, size)
         scale = size[0] / content.shape[-2]
         scaled_style = resized(style, (max(1, round(style.shape[-2] * scale)), max(1, round(style.shape[-1] * scale))))
         # The coarsest level starts from the photo and a little noise; every finer one from the level below, enlarged.
-        start = scaled_content + INIT_NOISE * resized(noise, size) if x is None else resized(x, size)
+        start = scaled_content + INIT_NOISE * noise if x is None else resized(x, size)
         desc = "stylizing" if len(levels) == 1 else f"stylizing {size[1]}x{size[0]} ({i + 1}/{len(levels)})"
         x = optimise(StyleObjective(features, scaled_content, scaled_style, strength), start, steps, desc, progress)
     return x

@@ -39,6 +39,9 @@ class TranslateTask(AdversarialThroughout):
         self.nets = {"generator": build_cycle_generators(self.model),
                      "discriminator": CycleDiscriminators(cfg.width, cfg.pool_size, resolution)}
         self.adversarial_objective = AdversarialObjective.from_config(cfg)
+        # CycleGAN's G loss is MSE(D(G(a)), 1), twice `losses.lsgan_generator_loss` (Mao et al.'s ½): doubled, the
+        # cycle and identity weights keep the paper's balance against it.
+        self.adversarial_scale = 2.0 if cfg.loss == "lsgan" else 1.0
         pick_a = torch.linspace(0, len(images_a) - 1, PREVIEW_IMAGES).round().long()
         pick_b = torch.linspace(0, len(images_b) - 1, PREVIEW_IMAGES).round().long()
         self.preview = {"a": uint8_to_float(images_a[pick_a]), "b": uint8_to_float(images_b[pick_b])}
@@ -64,8 +67,8 @@ class TranslateTask(AdversarialThroughout):
     def generator_loss(self, discriminator: nn.Module, batch: dict, fake: dict, step: int):
         a, b = batch["a"].float(), batch["b"].float()
         objective = self.adversarial_objective
-        adversarial = (objective.generator_loss(lambda x: discriminator(x, "b"), fake["fake_b"])
-                       + objective.generator_loss(lambda x: discriminator(x, "a"), fake["fake_a"]))
+        adversarial = self.adversarial_scale * (objective.generator_loss(lambda x: discriminator(x, "b"), fake["fake_b"])
+                                                + objective.generator_loss(lambda x: discriminator(x, "a"), fake["fake_a"]))
         cycle = (fake["rec_a"].float() - a).abs().mean() + (fake["rec_b"].float() - b).abs().mean()
         loss = adversarial + self.cfg.cycle_weight * cycle
         stats = {"loss_g_adv": adversarial.detach(), "cycle": cycle.detach()}
