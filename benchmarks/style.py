@@ -26,7 +26,7 @@ digits), and the same the other way (the held-out digits painted, to A and back)
     ganforge train --task translate --data WORK/a --data-b WORK/b --patch-size 28 --width 32 --blocks 4 \\
         --batch-size 16 --steps 3000 --out RUN
 
-    python benchmarks/style.py translate --work runs/translate-digits-data --cyclegan-run runs/translate-digits
+    python benchmarks/style.py translate --work runs/translate-digits-data --cyclegan-run runs/translate-digits-v2
     python benchmarks/style.py styles        # runs/style-benchmark/{gravel,brick,painterly}.png, for fast networks:
     ganforge train --task style --style runs/style-benchmark/gravel.png --data photos --out runs/style-gravel ...
     python benchmarks/style.py stylize --size 256 --fast-model gravel=runs/style-gravel
@@ -308,7 +308,7 @@ def main() -> None:
     parser.add_argument("part", choices=["translate", "stylize", "styles"],
                         help="styles: write the three style images to runs/style-benchmark/ (for training fast networks)")
     parser.add_argument("--work", type=Path, default=Path("runs/translate-digits-data"))
-    parser.add_argument("--cyclegan-run", type=Path, default=Path("runs/translate-digits"))
+    parser.add_argument("--cyclegan-run", type=Path, default=Path("runs/translate-digits-v2"))
     parser.add_argument("--cyclegan-steps", type=int, default=3000)
     parser.add_argument("--size", type=int, default=256, help="stylisation: longest side of the results")
     parser.add_argument("--steps", type=int, default=100, help="stylisation: L-BFGS evaluations")
