@@ -172,6 +172,12 @@ INTERRUPTED = {
 }
 
 
+def _add_output_options(p: argparse.ArgumentParser) -> None:
+    """What every command that writes one output per input image takes: --overwrite and --device."""
+    p.add_argument("--overwrite", action="store_true", help="replace outputs that exist already")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ganforge", description="Train GANs on images, then make pictures with them.",
                                      epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -238,8 +244,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", choices=["fidelity", "gan"],
                    help="fidelity (default): the L1 model, faithful; gan: the adversarially fine-tuned model, sharper")
     p.add_argument("--tile", type=int, default=256, help="input tile side: bounds memory; any value gives the same image")
-    p.add_argument("--overwrite", action="store_true", help="replace outputs that exist already")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    _add_output_options(p)
     p.set_defaults(func=_upscale)
 
     p = sub.add_parser("inpaint", help="fill holes in an image or a folder of images (inpainting)")
@@ -254,8 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work-size", type=int, default=512,
                    help="the largest window the model fills at full size; larger ones are filled at this size and "
                         "scaled back (bounds memory)")
-    p.add_argument("--overwrite", action="store_true", help="replace outputs that exist already")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    _add_output_options(p)
     p.set_defaults(func=_inpaint)
 
     p = sub.add_parser("stylize", help="paint an image, or a folder of images, in the style of another image "
@@ -279,8 +283,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", metavar="FILE",
                    help="a local torchvision VGG19 weights file (.pth or .safetensors) for Gatys' features "
                         "(default: the built-in random network, nothing downloaded)")
-    p.add_argument("--overwrite", action="store_true", help="replace outputs that exist already")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    _add_output_options(p)
     p.set_defaults(func=_stylize)
 
     p = sub.add_parser("translate", help="translate an image, or a folder of images, between the two collections "
@@ -289,8 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("input", help="an image file or a folder of images (searched recursively)")
     p.add_argument("--direction", default="a2b", help="a2b (default): from --data's collection to --data-b's; b2a: back")
     p.add_argument("--out", help="output image, or folder for a folder input (default: NAME_a2b.png / FOLDER_a2b)")
-    p.add_argument("--overwrite", action="store_true", help="replace outputs that exist already")
-    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    _add_output_options(p)
     p.set_defaults(func=_translate)
 
     p = sub.add_parser("features", help="feature networks for the metrics")
