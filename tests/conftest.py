@@ -48,8 +48,18 @@ def disk_state(folder):
 
 
 @pytest.fixture
-def snapshot():
-    return disk_state
+def refused(capsys):
+    """A check that the CLI refuses `args`: exit 2, one line on stderr holding `needle`, nothing under `folder` changed."""
+    from ganforge.cli import main
+
+    def check(args: list[str], needle: str, folder) -> None:
+        before = disk_state(folder)
+        assert main(args) == 2
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and needle in err, err
+        assert disk_state(folder) == before
+
+    return check
 
 
 @pytest.fixture(scope="session")
