@@ -121,8 +121,8 @@ def translation_crops(spec: str, size: int, max_images: int | None, option: str)
 def translate_setup(cfg: TrainConfig, dist):
     """The task, domain A crops (the trainer's data), (no) labels and (no) monitor of a CycleGAN run."""
     for spec, option in ((cfg.data, "--data"), (cfg.data_b, "--data-b")):  # a mistyped folder is told before a long read
-        if not native_resolution(spec) and spec != EMBEDDED_PHOTOS:
-            find_images(Path(spec), option)
+        if not native_resolution(spec) and spec != EMBEDDED_PHOTOS and not Path(spec).is_dir():
+            find_images(Path(spec), option)  # says what is wrong with it; a folder is searched once, when it is read
     images_a = translation_crops(cfg.data, cfg.patch_size, cfg.max_images, "--data")
     images_b = translation_crops(cfg.data_b, cfg.patch_size, cfg.max_images, "--data-b")
     if images_a.shape[-1] != images_b.shape[-1]:
