@@ -16,6 +16,7 @@ from ganforge.classical_inpaint import available_methods, classical_fill, smooth
 from ganforge.fill import fill_holes, hole_windows
 from ganforge.metrics.inpaint import hole_scores
 from ganforge.nets.inpaint import InpaintDiscriminator, InpaintGenerator, build_inpaint_generator
+from ganforge.style_losses import gram_matrix, masked_gram_matrix, texture_loss
 from ganforge.tasks.inpaint import feature_matching
 
 
@@ -157,7 +158,7 @@ def inpaint_args(data, out, *extra):
 def inpaint_run(tmp_path_factory, photo_folder):
     run = tmp_path_factory.mktemp("inp") / "run"
     assert main(inpaint_args(photo_folder, run, "--max-images", "2", "--steps", "4", "--eval-every", "2",
-                             "--sample-every", "2")) == 0
+                             "--sample-every", "2", "--feature-matching-weight", "1", "--texture-weight", "1")) == 0
     return run
 
 
@@ -167,7 +168,8 @@ def test_inpaint_run_trains_scores_and_exports(inpaint_run):
     records = [json.loads(line) for line in (inpaint_run / "metrics.jsonl").read_text().splitlines()]
     evals = [r for r in records if r.get("event") == "eval"]
     assert len(evals) == 2 and all(r["psnr_hole_biharmonic"] > 10 and "psnr_hole" in r for r in evals)
-    assert all("l1_hole" in r and "loss_d" in r for r in records if "event" not in r)
+    steps = [r for r in records if "event" not in r]
+    assert steps and all(r["texture"] > 0 and r["feature_matching"] > 0 and "l1_hole" in r for r in steps)
     assert Image.open(inpaint_run / "samples" / "latest.png").size[0] > 3 * 32  # input | filled | original
 
 
@@ -305,3 +307,29 @@ def test_feature_matching_compares_the_discriminators_activations():
     filled.requires_grad_(True)
     feature_matching(d, filled, real, mask).backward()
     assert filled.grad.abs().sum() > 0
+
+
+def test_the_texture_loss_compares_the_holes_gram_matrices():
+    """Per image, sum_l w_l ||G_l(fill) - G_l(original)||^2 / ||G_l(original)||^2 over the hole's positions, by hand."""
+    rng = np.random.default_rng(0)
+    fill, real = rng.normal(size=(2, 4, 8, 6)), rng.normal(size=(2, 4, 8, 6))
+    mask = np.zeros((2, 1, 16, 12))
+    mask[0, :, 2:10, 4:12] = 1
+    mask[1, :, 0:5, 0:3] = 1  # on the 8x6 maps: half of row 2 and of column 1 is hole, a quarter of their corner
+    weight = mask.reshape(2, 1, 8, 2, 6, 2).mean(axis=(3, 5))  # area resize by 2
+    assert set(np.unique(weight)) == {0, 0.25, 0.5, 1}
+
+    def gram(x):
+        flat, w = x.reshape(2, 4, -1), weight.reshape(2, 1, -1)
+        return np.einsum("ncp,ndp->ncd", flat * w, flat) / w.sum(axis=(1, 2))[:, None, None]
+
+    as_torch = {"a": torch.from_numpy(fill)}, {"a": torch.from_numpy(real)}
+    m = torch.from_numpy(mask)
+    assert np.allclose(masked_gram_matrix(as_torch[0]["a"], m).numpy(), gram(fill))
+    full = torch.ones(2, 1, 8, 6, dtype=torch.float64)  # the whole map: the plain Gram matrix
+    assert torch.allclose(masked_gram_matrix(as_torch[0]["a"], full), gram_matrix(as_torch[0]["a"]))
+    relative = ((gram(fill) - gram(real)) ** 2).mean(axis=(1, 2)) / (gram(real) ** 2).mean(axis=(1, 2))
+    assert texture_loss(*as_torch, m, {"a": 0.3}).item() == pytest.approx(0.3 * relative.mean())
+    assert texture_loss(as_torch[1], as_torch[1], m, {"a": 1.0}) == 0
+    shuffled = {"a": as_torch[1]["a"][..., torch.randperm(6)]}  # the same values elsewhere in a full-map hole: 0 too
+    assert texture_loss(shuffled, as_torch[1], full, {"a": 1.0}).item() == pytest.approx(0, abs=1e-12)

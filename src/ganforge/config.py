@@ -145,6 +145,10 @@ class TrainConfig:
                                             "filled image and of the original (pix2pixHD, LaMa): asks for the "
                                             "original's texture where L1 on pixels asks for its average",
                                             group=LOSSES, tasks=INPAINT)
+    texture_weight: float = option(0.0, "inpaint: weight of the texture loss: the relative error of the Gram matrices "
+                                   "of the hole in the --features network, fill against original (Liu et al. 2018): "
+                                   "asks for the original's texture statistics wherever the strokes fall",
+                                   group=LOSSES, tasks=INPAINT)
     style: str | None = option(None, "style: the style image (a painting, a texture) the network learns to paint in",
                                group=DATA, tasks=STYLE)
     strength: float = option(1.0, "style: weight of the style (and total variation) against the content, as in "
@@ -157,9 +161,9 @@ class TrainConfig:
                                     "share of --cycle-weight (0: off)", group=LOSSES, tasks=TRANSLATE)
     pool_size: int = option(50, "translate: past fakes each discriminator may be shown instead of new ones (0: none)",
                             group=LOSSES, tasks=TRANSLATE)
-    features: str | None = option(None, "style: a local torchvision VGG19 weights file (.pth or .safetensors) for the "
-                                  "style and content losses (default: the built-in random network, nothing downloaded)",
-                                  group=LOSSES, tasks=STYLE)
+    features: str | None = option(None, "style, inpaint: a local torchvision VGG19 weights file (.pth or .safetensors) "
+                                  "for the style and content losses, or inpaint's texture loss (default: the built-in "
+                                  "random network, nothing downloaded)", group=LOSSES, tasks=STYLE + INPAINT)
 
     def __post_init__(self):
         """Options whose default depends on the task take it (Johnson et al.'s Adam for the fast style network,
@@ -216,7 +220,7 @@ class TrainConfig:
         if self.fidelity_steps is not None and self.fidelity_steps < 0:
             raise UserError(f"--fidelity-steps: must be at least 0, got {self.fidelity_steps}")
         for name in ("gp_weight", "r1_gamma", "eval_every", "adversarial_weight", "perceptual_weight", "ac_weight",
-                     "hole_weight", "valid_weight", "feature_matching_weight", "cycle_weight", "identity_weight"):
+                     "hole_weight", "valid_weight", "feature_matching_weight", "texture_weight", "cycle_weight", "identity_weight"):
             if getattr(self, name) < 0:
                 raise UserError(f"--{flag(name)}: must be at least 0, got {getattr(self, name)}")
         if not 0 <= self.augment_target < 1:

@@ -38,6 +38,36 @@ def gram_matrix(features: torch.Tensor) -> torch.Tensor:
     return flat @ flat.transpose(1, 2) / (h * w)
 
 
+def masked_gram_matrix(features: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """(N, C, H, W), mask (N, 1, H', W') -> (N, C, C): the Gram matrix of the positions inside the mask only.
+
+    The mask is area-resized to the maps' size, so a position half inside the hole counts half;
+    the sum is divided by the (weighted) number of positions, as `gram_matrix` divides by H*W.
+    """
+    n, c, h, w = features.shape
+    weight = F.interpolate(mask.to(features.dtype), size=(h, w), mode="area")
+    flat = (features * weight.sqrt()).reshape(n, c, h * w)
+    return flat @ flat.transpose(1, 2) / weight.sum(dim=(1, 2, 3)).clamp_min(1e-6)[:, None, None]
+
+
+def texture_loss(features: dict[str, torch.Tensor], targets: dict[str, torch.Tensor], mask: torch.Tensor,
+                 weights: dict[str, float]) -> torch.Tensor:
+    """sum over layers l of weights[l] x the relative error of the hole's Gram matrix, averaged over the images.
+
+    Per image, ||G_l(fill) - G_l(original)||^2 / ||G_l(original)||^2 with the Gram matrices of the
+    hole's positions only (`masked_gram_matrix`): the texture statistics of the fill against those
+    of what the hole hid (Liu et al. 2018's style loss, restricted to the hole, where the
+    composite differs). They do not depend on where in the hole a stroke falls, so unlike L1 they
+    do not reward the blur that averages every placement.
+    """
+    total = 0
+    for layer, w in weights.items():
+        fill, target = masked_gram_matrix(features[layer], mask), masked_gram_matrix(targets[layer], mask)
+        error = (fill - target).square().mean(dim=(1, 2)) / target.square().mean(dim=(1, 2)).clamp_min(1e-12)
+        total = total + w * error.mean()
+    return total
+
+
 def style_loss(features: dict[str, torch.Tensor], target_grams: dict[str, torch.Tensor],
                weights: dict[str, float]) -> torch.Tensor:
     """sum over layers l of weights[l] * MSE(gram(features[l]), target_grams[l])."""

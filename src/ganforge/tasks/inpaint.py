@@ -7,7 +7,9 @@ consistent with the context it is pasted into), plus `--adversarial-weight` x th
 loss of an SN-PatchGAN that judges the composite (known pixels kept, hole from G) together with
 the mask, plus `--feature-matching-weight` x the L1 between D's features of the composite and
 of the original (pix2pixHD, LaMa: it rewards the original's texture where L1 on pixels rewards its
-blur), plus ESRGAN's VGG19 perceptual loss when `--perceptual-weights` names a local file.
+blur), plus `--texture-weight` x the error of the hole's Gram matrices in the `--features` network
+(built-in random features by default: texture statistics, which do not reward blur either), plus
+ESRGAN's VGG19 perceptual loss when `--perceptual-weights` names a local file.
 Every loss and stabiliser of `adversarial.py` applies, with D closed over the batch's masks.
 """
 
@@ -19,7 +21,9 @@ from ganforge.adversarial import AdversarialObjective
 from ganforge.data.masks import mask_batch
 from ganforge.imageio import make_grid, uint8_to_float
 from ganforge.nets.inpaint import InpaintDiscriminator, build_inpaint_generator
+from ganforge.nets.style import load_style_features
 from ganforge.nets.vgg import PerceptualLoss
+from ganforge.style_losses import texture_loss
 from ganforge.tasks.generation import AdversarialThroughout
 
 PREVIEW_IMAGES = 6
@@ -71,6 +75,7 @@ class InpaintTask(AdversarialThroughout):
         self.adversarial_objective = AdversarialObjective.from_config(cfg)
         # Fixed, not trained, so not one of `nets`: it is neither checkpointed nor exported.
         self.perceptual = PerceptualLoss(cfg.perceptual_weights) if cfg.perceptual_weights else None
+        self.texture_features = load_style_features(cfg.features) if cfg.texture_weight else None
         pick = torch.linspace(0, len(images) - 1, PREVIEW_IMAGES).round().long()
         self.preview_images = uint8_to_float(images[pick])
 
@@ -103,9 +108,15 @@ class InpaintTask(AdversarialThroughout):
         if self.cfg.feature_matching_weight:
             matching = feature_matching(discriminator, filled, real, mask)
             loss, stats["feature_matching"] = loss + self.cfg.feature_matching_weight * matching, matching.detach()
+        if filled.shape[1] == 1:  # the feature networks see RGB
+            filled, real = filled.expand(-1, 3, -1, -1), real.expand(-1, 3, -1, -1)
+        if self.texture_features is not None:
+            features = self.texture_features.to(fake.device)
+            with torch.no_grad():
+                targets = features(real.float())
+            texture = texture_loss(features(filled.float()), targets, mask, features.style_layers)
+            loss, stats["texture"] = loss + self.cfg.texture_weight * texture, texture.detach()
         if self.perceptual is not None:
-            if filled.shape[1] == 1:
-                filled, real = filled.expand(-1, 3, -1, -1), real.expand(-1, 3, -1, -1)
             perceptual = self.perceptual.to(fake.device)(filled, real)
             loss, stats["perceptual"] = loss + self.cfg.perceptual_weight * perceptual, perceptual.detach()
         return loss, stats
