@@ -18,9 +18,9 @@ Translation (`translate`): CycleGAN between mnist5k digits (A: 2000 of the 4000 
 and the other 2000 redrawn in a painted style (B: `paint_digits`, thick strokes of a random
 saturated colour on a textured canvas), unpaired. On the 1000 held-out digits: the share of
 G_AB(a) that a domain classifier (an RBF SVM on pixels, trained on the training A and B sets)
-calls B, the share of G_AB(a) whose digit an SVM trained on all 4000 training digits painted
-reads as the original class, the share of G_BA(G_AB(a)) whose digit an SVM trained on the 4000
-training digits as they are reads right (beside both readers' accuracy on intact held-out
+calls B, the share of G_AB(a) whose digit a reader trained on all 4000 training digits painted
+reads as the original class, the share of G_BA(G_AB(a)) whose digit a reader trained on the 4000
+training digits as they are reads right (the readers: `DigitReader`, a small CNN) (beside both readers' accuracy on intact held-out
 digits), and the same the other way (the held-out digits painted, to A and back). The run is trained first if `--cyclegan-run` does not exist:
 
     ganforge train --task translate --data WORK/a --data-b WORK/b --patch-size 28 --width 32 --blocks 4 \\
@@ -100,6 +100,48 @@ def flat(images: torch.Tensor) -> np.ndarray:
     return images.float().flatten(1).numpy()
 
 
+class DigitReader(torch.nn.Module):
+    """A small CNN that reads digits from RGB images in [-1, 1]: two 3x3 convolution pairs with pooling, then a linear layer.
+
+    An RBF SVM on pixels read 95.3% of the intact plain digits but only 90.2% of the painted
+    ones, whose random stroke colours put digits of one class far apart in pixel space; a
+    convolutional reader learns shape whatever the colour, so the round-trip shares measure the
+    translators rather than the reader.
+    """
+
+    def __init__(self):
+        super().__init__()
+        act = torch.nn.ReLU()
+        self.net = torch.nn.Sequential(
+            torch.nn.Conv2d(3, 32, 3, padding=1), act, torch.nn.Conv2d(32, 32, 3, padding=1), act, torch.nn.MaxPool2d(2),
+            torch.nn.Conv2d(32, 64, 3, padding=1), act, torch.nn.Conv2d(64, 64, 3, padding=1), act, torch.nn.MaxPool2d(2),
+            torch.nn.Flatten(), torch.nn.Dropout(0.3), torch.nn.Linear(64 * 7 * 7, 10))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor) -> np.ndarray:
+        return torch.cat([self(chunk).argmax(1) for chunk in x.split(500)]).numpy()
+
+
+def train_reader(images: torch.Tensor, labels: torch.Tensor, epochs: int = 8, seed: int = 0) -> DigitReader:
+    """A `DigitReader` trained with Adam on uint8 (N, 3, 28, 28) digits, shifted by up to 2 pixels each time."""
+    torch.manual_seed(seed)
+    x, reader = uint8_to_float(images).float(), DigitReader()
+    opt = torch.optim.Adam(reader.parameters(), 1e-3)
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x), generator=g).split(64):
+            dy, dx = torch.randint(-2, 3, (2,), generator=g).tolist()
+            batch = torch.roll(x[idx], (dy, dx), dims=(2, 3))
+            loss = F.cross_entropy(reader(batch), labels[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    return reader.eval()
+
+
 def translate(work: Path, run: Path, steps: int, picture: Path) -> None:
     train, held = split(load_imageset("mnist5k", 28), 4000)
     write_domains(work, train.images)
@@ -113,8 +155,8 @@ def translate(work: Path, run: Path, steps: int, picture: Path) -> None:
     domain = svm(np.concatenate([flat(train.images[0::2].expand(-1, 3, -1, -1)), flat(painted_train)]),
                  np.r_[np.zeros(len(painted_train)), np.ones(len(painted_train))])
     # A digit reader per domain: on the training digits as they are, and on all of them painted.
-    digit_a = svm(flat(train.images.expand(-1, 3, -1, -1)), train.labels.numpy())
-    digit_b = svm(flat(paint_digits(train.images, 3)), train.labels.numpy())
+    digit_a = train_reader(train.images.expand(-1, 3, -1, -1), train.labels)
+    digit_b = train_reader(paint_digits(train.images, 3), train.labels)
     a = uint8_to_float(held.images.expand(-1, 3, -1, -1)).float()
     b = uint8_to_float(paint_digits(held.images, 2)).float()
     labels = held.labels.numpy()
@@ -125,11 +167,14 @@ def translate(work: Path, run: Path, steps: int, picture: Path) -> None:
     def as_uint8(x: torch.Tensor) -> np.ndarray:
         return flat(((x + 1) * 127.5).round().clamp(0, 255))
 
-    def share(classifier: SVC, x: torch.Tensor, wanted) -> str:
-        return f"{(classifier.predict(as_uint8(x)) == wanted).mean():.1%}"
+    def share(classifier: SVC | DigitReader, x: torch.Tensor, wanted) -> str:
+        quantised = as_uint8(x)  # what a saved PNG holds
+        if isinstance(classifier, DigitReader):
+            return f"{(classifier.predict(torch.from_numpy(quantised).view(x.shape) / 127.5 - 1) == wanted).mean():.1%}"
+        return f"{(classifier.predict(quantised) == wanted).mean():.1%}"
 
     print(f"\nCycleGAN {run}, {len(labels)} held-out mnist5k digits. On the intact held-out digits: domain SVM "
-          f"{share(domain, a, 0)} (A) and {share(domain, b, 1)} (B); digit SVMs {share(digit_a, a, labels)} (A) and "
+          f"{share(domain, a, 0)} (A) and {share(domain, b, 1)} (B); digit readers {share(digit_a, a, labels)} (A) and "
           f"{share(digit_b, b, labels)} (B)\n")
     print("| direction | assigned to the target domain | digit read after the translation | digit read after the round trip |")
     print("| --- | ---: | ---: | ---: |")
