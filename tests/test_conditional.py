@@ -131,6 +131,11 @@ def test_train_sample_augment_round_trip(tmp_path, small_args):
     again = tmp_path / "again"
     assert main(["augment", str(run), "--per-class", "3", "--seed", "5", "--out", str(again)]) == 0
     assert (again / rows[0]["file"]).read_bytes() == (out / rows[0]["file"]).read_bytes()
+    # truncated latents: other images, and the record says so
+    truncated = tmp_path / "truncated"
+    assert main(["augment", str(run), "--per-class", "3", "--seed", "5", "--truncation", "0.5", "--out", str(truncated)]) == 0
+    assert json.loads((truncated / "augment.json").read_text())["truncation"] == 0.5 and record["truncation"] == 1.0
+    assert (truncated / rows[0]["file"]).read_bytes() != (out / rows[0]["file"]).read_bytes()
 
 
 def test_augment_filter_keeps_only_the_intended_class(tmp_path, small_args, monkeypatch):

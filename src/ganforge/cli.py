@@ -51,7 +51,8 @@ def _model_location(args) -> str:
 def _sample(args) -> None:
     from ganforge.pipelines.sampling import sample
 
-    print(sample(_model_location(args), args.out, n=args.n, seed=args.seed, device=args.device, class_name=args.class_name))
+    print(sample(_model_location(args), args.out, n=args.n, seed=args.seed, device=args.device, class_name=args.class_name,
+                 truncation=args.truncation))
 
 
 def _interpolate(args) -> None:
@@ -59,14 +60,14 @@ def _interpolate(args) -> None:
     from ganforge.seeding import parse_seeds
 
     print(interpolate(_model_location(args), parse_seeds(args.seeds), args.out, frames=args.frames, device=args.device,
-                      class_name=args.class_name))
+                      class_name=args.class_name, truncation=args.truncation))
 
 
 def _augment(args) -> None:
     from ganforge.pipelines.synthetic_data import augment
 
     out = augment(_model_location(args), args.out, per_class=args.per_class, seed=args.seed, filter=args.filter,
-                  features=args.features, device=args.device)
+                  features=args.features, device=args.device, truncation=args.truncation)
     print(f"synthetic data set in {out} (manifest: {out}/manifest.csv, provenance: {out}/augment.json)")
 
 
@@ -178,6 +179,13 @@ def _add_output_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
 
 
+def _add_truncation_option(p: argparse.ArgumentParser) -> None:
+    """--truncation of the commands that draw latents: sample, interpolate, augment."""
+    p.add_argument("--truncation", type=float, default=1.0,
+                   help="the truncation trick: z from a normal truncated to [-2, 2], times this (0-1; 1: none; "
+                        "0.7 trades variety for cleaner images)")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ganforge", description="Train GANs on images, then make pictures with them.",
                                      epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -194,6 +202,7 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("run", nargs="?", help="run directory or exported model folder")
         p.add_argument("--model", help="a shipped model's name (e.g. mnist5k) or a model folder")
         p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+        _add_truncation_option(p)
         p.add_argument("--class", dest="class_name", metavar="CLASS",
                        help="class-conditional models: the class, by name or index" +
                        (" (default: a grid with one row per class)" if name == "sample" else ""))
@@ -217,6 +226,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--features", help="the domain classifier for --filter (from `ganforge features train`; "
                    "default: trained once on the model's training data and cached)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N or mps")
+    _add_truncation_option(p)
     p.set_defaults(func=_augment)
 
     p = sub.add_parser("evaluate", help="FID, KID, precision/recall, density/coverage and a memorisation audit; "

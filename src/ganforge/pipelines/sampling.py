@@ -7,7 +7,7 @@ from torch import nn
 
 from ganforge.errors import UserError
 from ganforge.imageio import check_writable, image_format, make_grid, save_gif, save_image
-from ganforge.latent import generate, latents, slerp
+from ganforge.latent import check_truncation, generate, latents, slerp
 from ganforge.saved_model import build_model, load_model, resolve_model
 from ganforge.nets.build import build_generator
 from ganforge.device import pick_device
@@ -58,16 +58,17 @@ def resolve_class(model: dict, name: str | None, where: str | Path = "the model"
 
 
 def sample(where: str | Path, out: str | Path, n: int = 64, seed: int = 0, device: str = "auto",
-           class_name: str | None = None) -> Path:
+           class_name: str | None = None, truncation: float = 1.0) -> Path:
     """Write `n` samples as one grid (`out` ends in an image suffix) or as a folder of PNGs.
 
     Image i uses seed `seed + i`, so `--n 8 --seed 0` repeats the first eight of `--n 64 --seed 0`.
     A class-conditional model makes `n` images of `class_name` or, without one, a class-by-row grid:
     one row per class, ceil(n / classes) columns, column j with seed `seed + j` in every row
-    (a folder gets one sub-folder per class).
+    (a folder gets one sub-folder per class). `truncation` < 1: the truncation trick (`latent.seeded_latent`).
     """
     if n < 1:
         raise UserError(f"--n: must be at least 1, got {n}")
+    check_truncation(truncation)
     out = Path(out)
     check_writable(out, "--out")
     if out.suffix:
@@ -75,8 +76,8 @@ def sample(where: str | Path, out: str | Path, n: int = 64, seed: int = 0, devic
     generator, config = load_generator(where, device)
     label = resolve_class(config, class_name, where)
     if config.get("num_classes") and label is None:
-        return _class_rows(generator, config, out, n, seed)
-    z = latents(list(range(seed, seed + n)), config["latent_dim"])
+        return _class_rows(generator, config, out, n, seed, truncation)
+    z = latents(list(range(seed, seed + n)), config["latent_dim"], truncation)
     images = generate(generator, z, None if label is None else torch.full((n,), label))
     if out.suffix:
         save_image(make_grid(images, nrow=int(n**0.5 + 0.5) if n > 3 else n), out)
@@ -86,10 +87,10 @@ def sample(where: str | Path, out: str | Path, n: int = 64, seed: int = 0, devic
     return out
 
 
-def _class_rows(generator: nn.Module, config: dict, out: Path, n: int, seed: int) -> Path:
+def _class_rows(generator: nn.Module, config: dict, out: Path, n: int, seed: int, truncation: float) -> Path:
     """Every class of a conditional model: one grid row (or sub-folder) per class, the same seeds in each."""
     classes, cols = config["num_classes"], -(-n // config["num_classes"])
-    z = latents(list(range(seed, seed + cols)), config["latent_dim"]).repeat(classes, 1)
+    z = latents(list(range(seed, seed + cols)), config["latent_dim"], truncation).repeat(classes, 1)
     images = generate(generator, z, torch.arange(classes).repeat_interleave(cols))
     if out.suffix:
         save_image(make_grid(images, nrow=cols), out)
@@ -101,12 +102,13 @@ def _class_rows(generator: nn.Module, config: dict, out: Path, n: int, seed: int
 
 
 def interpolate(where: str | Path, seeds: list[int], out: str | Path, frames: int = 8, device: str = "auto",
-                class_name: str | None = None) -> Path:
+                class_name: str | None = None, truncation: float = 1.0) -> Path:
     """A slerp walk through the latents of `seeds`: a grid (one row per leg) or a looping GIF."""
     if len(seeds) < 2:
         raise UserError("--seeds: give at least two seeds to walk between")
     if frames < 2:
         raise UserError(f"--frames: must be at least 2, got {frames}")
+    check_truncation(truncation)
     out = Path(out)
     check_writable(out, "--out")
     if out.suffix.lower() not in (".png", ".gif", ".jpg", ".jpeg", ".webp"):
@@ -116,7 +118,7 @@ def interpolate(where: str | Path, seeds: list[int], out: str | Path, frames: in
     if config.get("num_classes") and label is None:
         raise UserError(f"--class: {where} is a class-conditional model; name the class to walk in "
                         f"({', '.join(config['class_names'][:20])})")
-    z = latents(seeds, config["latent_dim"])
+    z = latents(seeds, config["latent_dim"], truncation)
     legs = torch.cat([torch.stack([slerp(a, b, i / (frames - 1)) for i in range(frames)]) for a, b in zip(z, z[1:])])
     images = generate(generator, legs, None if label is None else torch.full((len(legs),), label))
     if out.suffix.lower() == ".gif":

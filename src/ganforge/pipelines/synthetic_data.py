@@ -29,7 +29,7 @@ from ganforge.metrics import load_domain_features
 from ganforge.metrics.domain import domain_features
 from ganforge.imageio import check_writable_folder, to_pil
 from ganforge.saved_model import resolve_model
-from ganforge.latent import generate, latents
+from ganforge.latent import check_truncation, generate, latents
 from ganforge.pipelines.sampling import class_folder, load_generator
 
 SEED_STRIDE = 1_000_000  # seeds of class c start at seed + SEED_STRIDE * c
@@ -76,12 +76,13 @@ def _sha256(path: Path) -> str:
 
 
 def augment(where: str | Path, out: str | Path, per_class: int, seed: int = 0, filter: bool = False,
-            features: str | None = None, device: str = "auto", batch_size: int = 256) -> Path:
+            features: str | None = None, device: str = "auto", batch_size: int = 256, truncation: float = 1.0) -> Path:
     """Write `per_class` generated images of every class into `out` (see the module's docstring)."""
     if not 1 <= per_class < SEED_STRIDE:
         raise UserError(f"--per-class: must be in 1..{SEED_STRIDE - 1}, got {per_class}")
     if features and not filter:
         raise UserError("--features: only used with --filter")
+    check_truncation(truncation)
     out = Path(out)
     _check_out(out)
     generator, model = load_generator(where, device)
@@ -105,7 +106,7 @@ def augment(where: str | Path, out: str | Path, per_class: int, seed: int = 0, f
                 # With the filter, draw a little more than is missing: most images pass.
                 n = min(batch_size, per_class - kept if extractor is None else max(16, int(1.25 * (per_class - kept))))
                 seeds = [seed + SEED_STRIDE * c + j for j in range(drawn, drawn + n)]
-                images = generate(generator, latents(seeds, model["latent_dim"]), torch.full((n,), c))
+                images = generate(generator, latents(seeds, model["latent_dim"], truncation), torch.full((n,), c))
                 drawn += n
                 keep = torch.ones(n, dtype=torch.bool)
                 if extractor is not None:
@@ -129,6 +130,7 @@ def augment(where: str | Path, out: str | Path, per_class: int, seed: int = 0, f
             "generator_sha256": _sha256(model_dir / "generator.safetensors"),
             "class_names": names, "class_folders": folders, "per_class": per_class, "images": len(rows),
             "seed": seed, "seed_rule": f"image j of class c uses seed {seed} + {SEED_STRIDE} * c + j (see manifest.csv)",
+            "truncation": truncation,
             "filter": None if extractor is None else {
                 "classifier": extractor.name, "rule": "kept when the classifier's most likely class is the intended one",
                 "per_class": stats,  # drawn: generated; passed: assigned to their class; kept: written (<= passed)
