@@ -1,6 +1,8 @@
 """Choosing the device and the numeric precision of a run."""
 
 import contextlib
+import functools
+from pathlib import Path
 
 import torch
 
@@ -30,10 +32,36 @@ def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     return device
 
 
+BF16_CPU_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})  # /proc/cpuinfo's names for native bf16 arithmetic
+
+
+def parse_cpu_flags(cpuinfo: str) -> frozenset[str]:
+    """The feature flags listed on the `flags` lines of /proc/cpuinfo's text."""
+    return frozenset(flag for line in cpuinfo.splitlines() if line.split(":", 1)[0].strip() == "flags"
+                     for flag in line.split(":", 1)[1].split())
+
+
+@functools.cache
+def cpu_flags() -> frozenset[str]:
+    """This CPU's feature flags (Linux's /proc/cpuinfo); empty where there is no such file."""
+    try:
+        return parse_cpu_flags(Path("/proc/cpuinfo").read_text())
+    except OSError:
+        return frozenset()
+
+
+def cpu_has_native_bf16() -> bool:
+    """Whether the CPU computes in bf16 natively (AVX512-BF16 or AMX): bf16 autocast was about 1.8x fp32 on such a
+    CPU, and 20x slower than fp32 on an AVX2-only one, where every bf16 operation is emulated."""
+    return bool(cpu_flags() & BF16_CPU_FLAGS)
+
+
 def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """The autocast dtype: "auto" is bf16 on a bf16-capable GPU and fp32 elsewhere."""
+    """The autocast dtype: "auto" is bf16 on a bf16-capable GPU or a CPU with native bf16, and fp32 elsewhere."""
     if precision == "auto":
         if device.type == "cuda" and torch.cuda.is_bf16_supported():
+            return torch.bfloat16
+        if device.type == "cpu" and cpu_has_native_bf16():
             return torch.bfloat16
         return torch.float32
     if precision == "fp16" and device.type != "cuda":
