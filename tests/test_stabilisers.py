@@ -96,6 +96,24 @@ def test_ema_averages_weights():
     assert torch.allclose(ema.model.weight, start + 0.5)
 
 
+def test_ema_blends_every_parameter_and_copies_buffers_with_the_warm_up_decay():
+    """avg <- avg + (1 - d)(p - avg) with d = min(decay, (1 + step) / (10 + step)), per tensor, by hand."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 3), torch.nn.BatchNorm2d(3), torch.nn.Linear(4, 2))
+    ema = EMA(model, decay=0.999)
+    before = {k: v.clone() for k, v in ema.model.state_dict().items()}
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(torch.randn_like(p))
+    model(torch.randn(5, 2, 6, 6))  # training mode: the batch-norm running statistics move
+    ema.update(model, step=20)
+    d = 21 / 30
+    for name, p in model.named_parameters():
+        assert torch.allclose(ema.model.state_dict()[name], d * before[name] + (1 - d) * p, atol=1e-6), name
+    for name, b in model.named_buffers():
+        assert torch.equal(ema.model.state_dict()[name], b), name
+
+
 @pytest.mark.parametrize(
     "extra",
     [

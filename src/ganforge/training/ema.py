@@ -19,7 +19,8 @@ class EMA:
     def update(self, model: nn.Module, step: int) -> None:
         """Blend in `model`'s weights; early on the decay is lower, so the average forgets the random start."""
         decay = min(self.decay, (1 + step) / (10 + step))
-        for avg, p in zip(self.model.parameters(), model.parameters()):
-            avg.lerp_(p.detach(), 1 - decay)
-        for avg, b in zip(self.model.buffers(), model.buffers()):
-            avg.copy_(b)  # batch-norm statistics are taken as they are
+        # One fused call over every tensor (torch._foreach_*) instead of a kernel launch per tensor.
+        torch._foreach_lerp_(list(self.model.parameters()), [p.detach() for p in model.parameters()], 1 - decay)
+        buffers = list(self.model.buffers())
+        if buffers:  # batch-norm statistics are taken as they are
+            torch._foreach_copy_(buffers, list(model.buffers()))
