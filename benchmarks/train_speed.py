@@ -7,6 +7,13 @@ same architecture (`--arch dcgan`, width 64, latent 100) at the same batch.
 
     python benchmarks/train_speed.py                 # 64x64, batch 64, on this machine's device
     python benchmarks/train_speed.py --steps 10 --warmup 2
+
+Each row also gives the achieved GFLOP/s: the floating-point operations of one step, counted by
+`torch.utils.flop_counter.FlopCounterMode` (convolutions and matrix products, forward and
+backward; a multiply-add is 2; for the default, a step without its R1 penalty, which comes every
+16th step), times steps per second, so the default's figure is a slight underestimate; and the last line gives the machine's
+convolution peak: the best GFLOP/s of large 3x3 convolutions, forward and backward, in the same
+setting. The distance between the two is what faster kernels could still win.
 """
 
 import argparse
@@ -18,6 +25,7 @@ import time
 
 import torch
 from torch import nn
+from torch.utils.flop_counter import FlopCounterMode
 
 
 # --------------------------------------------------------------------------- the reference step
@@ -104,21 +112,44 @@ def measure(spec: dict) -> dict:
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for i in range(spec["warmup"]):
         step(i)
+    with FlopCounterMode(display=False) as counter:  # one more warm-up step, counted
+        step(spec["warmup"])
     sync()
     if device.type == "cuda":
         torch.cuda.reset_peak_memory_stats()
     t0 = time.perf_counter()
     for i in range(spec["steps"]):
-        step(spec["warmup"] + i)
+        step(spec["warmup"] + 1 + i)
     sync()
     seconds = time.perf_counter() - t0
     peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"img_per_s": spec["batch"] * spec["steps"] / seconds, "peak_mb": peak / 2**20}
+    return {"img_per_s": spec["batch"] * spec["steps"] / seconds, "peak_mb": peak / 2**20,
+            "gflop_per_s": counter.get_total_flops() * spec["steps"] / seconds / 1e9}
+
+
+def convolution_peak(device: torch.device, repeats: int = 5) -> float:
+    """The best GFLOP/s of 3x3 convolutions (forward and backward) at widths 128-512, channels_last, fp32."""
+    best = 0.0
+    for width, side in ((128, 32), (256, 16), (512, 8)):
+        conv = nn.Conv2d(width, width, 3, padding=1, bias=False).to(device, memory_format=torch.channels_last)
+        x = torch.randn(64, width, side, side, device=device).contiguous(memory_format=torch.channels_last)
+        x.requires_grad_(True)
+        with FlopCounterMode(display=False) as counter:
+            conv(x).sum().backward()
+        for _ in range(repeats):
+            t0 = time.perf_counter()
+            conv(x).sum().backward()
+            if device.type == "cuda":
+                torch.cuda.synchronize()
+            best = max(best, counter.get_total_flops() / (time.perf_counter() - t0) / 1e9)
+    return best
 
 
 def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--child":
-        print(json.dumps(measure(json.loads(sys.argv[2]))))
+        spec = json.loads(sys.argv[2])
+        result = {"gflop_per_s": convolution_peak(torch.device(spec["device"]))} if spec["impl"] == "peak" else measure(spec)
+        print(json.dumps(result))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--steps", type=int, default=20)
@@ -139,18 +170,28 @@ def main() -> None:
         rows.insert(2, ("ganforge plain DCGAN --precision bf16", {"impl": "ganforge", "resolution": 64, "arch": "dcgan", "precision": "bf16", "options": plain}))
     print(f"device: {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
           f"{args.steps} timed steps after {args.warmup} warm-up")
-    print(f"| {'configuration':50} | {'images/s':>9} | {'vs reference':>12} | {'peak MB':>8} |")
-    print(f"|{'-' * 52}|{'-' * 11}|{'-' * 14}|{'-' * 10}|")
+    print(f"| {'configuration':50} | {'images/s':>9} | {'vs reference':>12} | {'peak MB':>8} | {'GFLOP/s':>8} |")
+    print(f"|{'-' * 52}|{'-' * 11}|{'-' * 14}|{'-' * 10}|{'-' * 10}|")
     reference = None
     for name, spec in rows:
-        spec = {**common, **spec}
-        out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True)
-        if out.returncode != 0:
-            print(f"| {name:50} | failed: {out.stderr.strip().splitlines()[-1]}")
+        r = child({**common, **spec})
+        if "error" in r:
+            print(f"| {name:50} | failed: {r['error']}")
             continue
-        r = json.loads(out.stdout.strip().splitlines()[-1])
         reference = reference or r["img_per_s"]
-        print(f"| {name:50} | {r['img_per_s']:9.1f} | {r['img_per_s'] / reference:11.2f}x | {r['peak_mb']:8.0f} |", flush=True)
+        print(f"| {name:50} | {r['img_per_s']:9.1f} | {r['img_per_s'] / reference:11.2f}x | {r['peak_mb']:8.0f} | "
+              f"{r['gflop_per_s']:8.1f} |", flush=True)
+    peak = child({**common, "impl": "peak"})
+    print(f"\nconvolution peak of this machine (3x3, forward + backward, fp32, channels_last): "
+          f"{peak.get('gflop_per_s', float('nan')):.1f} GFLOP/s")
+
+
+def child(spec: dict) -> dict:
+    """Run one measurement in a fresh process (its own peak memory); its result, or {"error": its last line}."""
+    out = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True)
+    if out.returncode != 0:
+        return {"error": out.stderr.strip().splitlines()[-1]}
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 if __name__ == "__main__":
