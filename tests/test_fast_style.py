@@ -11,7 +11,9 @@ from safetensors.torch import load_file
 from skimage import data as skdata
 
 from ganforge.cli import main
-from ganforge.nets.fast_style import FastStyleNet, build_fast_style_net
+from ganforge.nets.fast_style import FastStyleNet, build_fast_style_net, style_noise, with_noise
+from ganforge.pipelines import fast_stylize
+from ganforge.pipelines.fast_stylize import image_through_network
 from ganforge.nets.style import RANDOM_NAME
 from ganforge.tasks.style import file_digest
 from ganforge.tiling import upscale_tensor
@@ -19,10 +21,10 @@ from ganforge.tiling import upscale_tensor
 torch.set_num_threads(1)
 
 
-def random_net() -> FastStyleNet:
+def random_net(noise_channels: int = 0) -> FastStyleNet:
     """Random weights everywhere (the residual blocks start at zero in training), so every layer's reach counts."""
     torch.manual_seed(0)
-    net = FastStyleNet(width=16, blocks=2).eval()
+    net = FastStyleNet(width=16, blocks=2, noise_channels=noise_channels).eval()
     with torch.no_grad():
         for p in net.parameters():
             p.normal_(0, 0.1)
@@ -30,14 +32,28 @@ def random_net() -> FastStyleNet:
 
 
 @pytest.mark.parametrize("size", [(70, 101), (64, 64), (33, 130)])
-def test_tiled_output_equals_untiled(size):
-    net = random_net()
-    x = torch.rand(1, 3, *size) * 2 - 1
+@pytest.mark.parametrize("noise_channels", [0, 3])
+def test_tiled_output_equals_untiled(size, noise_channels):
+    net = random_net(noise_channels)
+    x = torch.rand(1, 3 + noise_channels, *size) * 2 - 1
     with torch.no_grad():
         whole = net(x).clamp(-1, 1)
     tiled = upscale_tensor(net, x, tile=32, dtype=torch.float32)
-    assert whole.shape == x.shape
+    assert whole.shape == (1, 3, *size)
     assert torch.allclose(tiled, whole, atol=1e-5)
+
+
+def test_the_noise_reaches_the_output_and_is_fixed_at_inference(monkeypatch):
+    """Another noise field gives another image; `stylize --model` reads one fixed field, cut into tiles with the photo."""
+    net = random_net(noise_channels=3)
+    photo = torch.rand(1, 3, 40, 52) * 2 - 1
+    with torch.no_grad():
+        a, b = (net(with_noise(photo, style_noise(photo, 3, torch.Generator().manual_seed(s)))) for s in (0, 1))
+    assert not torch.allclose(a, b, atol=1e-2)
+    im = Image.fromarray(((photo[0].permute(1, 2, 0) + 1) * 127.5).round().byte().numpy())
+    whole = np.asarray(image_through_network(net, im, "cpu"))
+    monkeypatch.setattr(fast_stylize, "TILE", 16)
+    assert np.array_equal(np.asarray(image_through_network(net, im, "cpu")), whole)
 
 
 def test_the_margin_is_needed():
@@ -54,15 +70,16 @@ def test_a_new_style_network_starts_as_the_identity():
     """The photo comes through untouched at step 0, as the optimisation starts from the photo; models saved
     before `output: residual` build as they were (a tanh head, not the identity)."""
     x = torch.rand(2, 3, 22, 30) * 2 - 1
-    new = build_fast_style_net({"width": 8, "blocks": 1, "output": "residual"})
+    new = build_fast_style_net({"width": 8, "blocks": 1, "output": "residual", "noise_channels": 3})
     old = build_fast_style_net({"width": 8, "blocks": 1})
     with torch.no_grad():
-        assert torch.equal(new(x), x)
-        assert not torch.allclose(old(x), x, atol=0.1)
+        assert torch.equal(new(with_noise(x, torch.randn(2, 3, 22, 30))), x)
+        x = with_noise(x, torch.randn(2, 3, 22, 30))  # the photo, then noise
+        assert not torch.allclose(old(x[:, :3]), x[:, :3], atol=0.1)
         for p in new.parameters():
             p.normal_(0, 0.1)
         moved = new(x)
-    assert not torch.allclose(moved, x, atol=1e-3)
+    assert not torch.allclose(moved, x[:, :3], atol=1e-3)
 
 
 @pytest.fixture(scope="module")
@@ -86,9 +103,9 @@ def style_run(tmp_path_factory, photo_folder, style_image):
 
 def test_training_exports_a_model_that_says_what_it_learned(style_run, style_image):
     config = json.loads((style_run / "model" / "config.json").read_text())
-    assert {k: config[k] for k in ("task", "style", "style_sha256", "features", "steps")} == {
+    assert {k: config[k] for k in ("task", "style", "style_sha256", "features", "steps", "noise_channels")} == {
         "task": "style", "style": "gravel.png", "style_sha256": file_digest(style_image), "features": RANDOM_NAME,
-        "steps": 3}
+        "steps": 3, "noise_channels": 3}
     checkpoint = load_file(str(style_run / "checkpoints" / "last.safetensors"))
     assert not any(k.startswith(("net.discriminator", "optim.discriminator")) for k in checkpoint)  # no D at all
     records = [json.loads(line) for line in (style_run / "metrics.jsonl").read_text().splitlines()]

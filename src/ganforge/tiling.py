@@ -14,7 +14,8 @@ from ganforge.imageio import float_to_uint8
 @torch.no_grad()
 def upscale_tensor(generator: torch.nn.Module, lr: torch.Tensor, tile: int = 256, dtype: torch.dtype = torch.uint8,
                    progress: bool = False) -> torch.Tensor:
-    """Upscale one image (1, C, h, w) in [-1, 1], tile by tile, into a CPU tensor of `dtype`.
+    """Upscale one image (1, C, h, w) in [-1, 1], tile by tile, into a CPU tensor of `dtype` (with the network's
+    output channels, which may be fewer than C: a fast style network reads noise channels beside the photo).
 
     Each `tile` x `tile` piece is run with `receptive_radius` (+1) pixels of context on every
     side that has a neighbour; the context is cut off again, so every output pixel sees exactly
@@ -24,8 +25,8 @@ def upscale_tensor(generator: torch.nn.Module, lr: torch.Tensor, tile: int = 256
     """
     scale, margin = generator.scale, generator.receptive_radius + 1
     device = next(generator.parameters()).device
-    _, c, h, w = lr.shape
-    out = torch.empty(1, c, h * scale, w * scale, dtype=dtype)
+    h, w = lr.shape[-2:]
+    out = None  # allocated at the first tile, with the network's output channels
     corners = [(y, x) for y in range(0, h, tile) for x in range(0, w, tile)]
     for y, x in tqdm(corners, desc=f"upscaling x{scale}", unit="tile", dynamic_ncols=True,
                      disable=not progress or len(corners) == 1):
@@ -34,6 +35,8 @@ def upscale_tensor(generator: torch.nn.Module, lr: torch.Tensor, tile: int = 256
         piece = generator(lr[:, :, y0:y1, x0:x1].to(device)).float().cpu().clamp_(-1, 1)
         ty, tx, oy, ox = min(tile, h - y), min(tile, w - x), (y - y0) * scale, (x - x0) * scale
         piece = piece[:, :, oy : oy + ty * scale, ox : ox + tx * scale]
+        if out is None:
+            out = torch.empty(1, piece.shape[1], h * scale, w * scale, dtype=dtype)
         out[:, :, y * scale : (y + ty) * scale, x * scale : (x + tx) * scale] = (
             float_to_uint8(piece) if dtype == torch.uint8 else piece)
     return out

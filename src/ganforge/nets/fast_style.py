@@ -60,7 +60,7 @@ class Upsample(nn.Module):
 
 
 class FastStyleNet(nn.Module):
-    """Images (N, 3, H, W) in [-1, 1] to images of the same size in [-1, 1]; widths (w/4, w/2, w), `blocks` at w.
+    """Images (N, 3 + noise_channels, H, W) in [-1, 1] to RGB images of that size; widths (w/4, w/2, w), `blocks` at w.
 
     `norm="instance"` is CycleGAN's generator (instance norm after every convolution but the
     last): a translator cannot do without it. With none, on mnist5k digits (mostly black), both
@@ -68,6 +68,13 @@ class FastStyleNet(nn.Module):
     saturated and their ReLUs dead; with instance norm, the same cycle and identity losses fell
     from 2.6 to 0.25 in 200 steps. Instance norm takes statistics over the whole image, so such
     a network is run untiled (`tileable` is False).
+
+    `noise_channels`: that many channels of white noise come in beside the photo (Ulyanov et al.
+    2016's texture networks feed noise too). Without normalisation a network maps a flat region of
+    the photo (a sky, a wall) to a flat output: it has nothing there to turn into strokes, and a
+    network trained on the painterly style gave flat skies a flat ochre while it put texture into
+    grass. The noise is an input like the photo, drawn once for the whole image at inference, so
+    tiles still equal the untiled result.
 
     `residual=True` (fast style models saved with `output: residual`) adds the input to the last
     convolution's output, which starts at zero: the network starts as the identity, as the
@@ -80,9 +87,10 @@ class FastStyleNet(nn.Module):
 
     scale = 1  # for `ganforge.tiling`: output pixels per input pixel
 
-    def __init__(self, width: int = 64, blocks: int = 5, norm: str = "none", residual: bool = False):
+    def __init__(self, width: int = 64, blocks: int = 5, norm: str = "none", residual: bool = False,
+                 noise_channels: int = 0):
         super().__init__()
-        self.residual = residual
+        self.residual, self.noise_channels = residual, noise_channels
         if norm not in NORMS:
             raise ValueError(f"norm must be one of {NORMS}, got {norm!r}")
         self.norm = norm
@@ -92,7 +100,7 @@ class FastStyleNet(nn.Module):
             return norm_layer(norm, c)
 
         self.body = nn.Sequential(
-            conv(3, w1, 9), *n(w1), nn.ReLU(), conv(w1, w2, 3, 2), *n(w2), nn.ReLU(), conv(w2, w3, 3, 2), *n(w3),
+            conv(3 + noise_channels, w1, 9), *n(w1), nn.ReLU(), conv(w1, w2, 3, 2), *n(w2), nn.ReLU(), conv(w2, w3, 3, 2), *n(w3),
             nn.ReLU(), *[ResidualBlock(w3, norm) for _ in range(blocks)],
             Upsample(w3, w2), *n(w2), nn.ReLU(), Upsample(w2, w1), *n(w1), nn.ReLU(), conv(w1, 3, 9), nn.Tanh())
         # In input pixels: stem 4, downsamplings 1 + 2, residual convolutions 4 each, upsamplings 2 + 1 (+ 4 for the
@@ -123,10 +131,22 @@ class FastStyleNet(nn.Module):
         pad_h, pad_w = -h % FACTOR, -w % FACTOR
         if pad_h or pad_w:
             x = F.pad(x, (0, pad_w, 0, pad_h), mode="replicate")
-        out = x + self.body[:-1](x) if self.residual else self.body(x)
+        out = x[:, :3] + self.body[:-1](x) if self.residual else self.body(x)
         return out[..., :h, :w]
+
+
+def style_noise(photos: torch.Tensor, channels: int, rng: torch.Generator) -> torch.Tensor:
+    """(N, channels, H, W) standard normal noise for photos (N, 3, H, W), drawn on the CPU from `rng`."""
+    n, _, h, w = photos.shape
+    return torch.randn(n, channels, h, w, generator=rng)
+
+
+def with_noise(photos: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
+    """The network's input: the photo's channels, then the noise's (none for models saved without noise)."""
+    return torch.cat([photos, noise.to(photos.device, photos.dtype)], 1).contiguous(memory_format=torch.channels_last)
 
 
 def build_fast_style_net(model: dict) -> FastStyleNet:
     """The network a saved model's config describes."""
-    return FastStyleNet(model["width"], model["blocks"], residual=model.get("output") == "residual")
+    return FastStyleNet(model["width"], model["blocks"], residual=model.get("output") == "residual",
+                        noise_channels=model.get("noise_channels", 0))

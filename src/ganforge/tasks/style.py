@@ -18,7 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ganforge.imageio import make_grid, uint8_to_float
-from ganforge.nets.fast_style import FastStyleNet, build_fast_style_net
+from ganforge.nets.fast_style import FastStyleNet, build_fast_style_net, style_noise, with_noise
 from ganforge.nets.style import StyleFeatures
 from ganforge.style_losses import (RANGE_WEIGHT, TV_WEIGHT, content_loss, content_weight, gram_matrix, out_of_range,
                                    style_layer_weights, style_loss, total_variation)
@@ -26,6 +26,8 @@ from ganforge.style_losses import (RANGE_WEIGHT, TV_WEIGHT, content_loss, conten
 PREVIEW_CROPS = 6
 STYLE_SIDE = 512
 BLOCKS = 5  # residual blocks, as in Johnson et al.; with --width 64, 512x512 in well under a second on one CPU core
+NOISE_CHANNELS = 3  # white noise beside the photo: what the network turns into strokes where the photo is flat
+PREVIEW_NOISE_SEED = 0
 
 
 def file_digest(path: Path) -> str:
@@ -49,7 +51,8 @@ class StyleTask:
     def __init__(self, cfg, patches: torch.Tensor, style: torch.Tensor, features: StyleFeatures):
         """`style`: the style image as uint8 (3, H, W); `features`: the frozen network the losses compare in."""
         self.cfg, self.features = cfg, features  # fixed, not trained, so not one of `nets`: never checkpointed
-        self.model = {"task": "style", "width": cfg.width, "blocks": BLOCKS, "output": "residual", "style": Path(cfg.style).name,
+        self.model = {"task": "style", "width": cfg.width, "blocks": BLOCKS, "output": "residual",
+                      "noise_channels": NOISE_CHANNELS, "style": Path(cfg.style).name,
                       "style_sha256": file_digest(cfg.style), "features": features.name, "strength": cfg.strength,
                       "style_side": STYLE_SIDE, "patch_size": cfg.patch_size, "data": cfg.data}
         self.nets = {"generator": build_fast_style_net(self.model)}
@@ -59,6 +62,7 @@ class StyleTask:
         self.style_weights = style_layer_weights(self.grams, features.style_layers, cfg.strength)
         pick = torch.linspace(0, len(patches) - 1, PREVIEW_CROPS).round().long()
         self.preview_photos = uint8_to_float(patches[pick])
+        self.preview_noise = style_noise(self.preview_photos, NOISE_CHANNELS, torch.Generator().manual_seed(PREVIEW_NOISE_SEED))
 
     def adversarial(self, step: int) -> bool:
         return False
@@ -69,10 +73,11 @@ class StyleTask:
     def make_batch(self, real: torch.Tensor, rng: torch.Generator) -> dict[str, torch.Tensor]:
         flip = torch.rand(real.shape[0], generator=rng) < 0.5
         real = torch.where(flip[:, None, None, None].to(real.device), real.flip(-1), real)
-        return {"real": real.contiguous(memory_format=torch.channels_last)}
+        noise = style_noise(real, self.model["noise_channels"], rng).to(real.device)
+        return {"real": real.contiguous(memory_format=torch.channels_last), "noise": noise}
 
     def generate(self, generator: nn.Module, batch: dict) -> torch.Tensor:
-        return generator(batch["real"])
+        return generator(with_noise(batch["real"], batch["noise"]))
 
     def generator_loss(self, discriminator: None, batch: dict, fake: torch.Tensor, step: int):
         """Content (relative to the crop's own features) + style (relative to the Gram targets) + total variation."""
@@ -97,5 +102,6 @@ class StyleTask:
     @torch.no_grad()
     def preview_grid(self, generator: FastStyleNet, photos: torch.Tensor) -> torch.Tensor:
         """One row per crop: photo | styled."""
-        styled = generator(photos.to(next(generator.parameters()).device)).float().cpu()
+        noise = self.preview_noise[:, : generator.noise_channels]
+        styled = generator(with_noise(photos, noise).to(next(generator.parameters()).device)).float().cpu()
         return make_grid(torch.stack([x for pair in zip(photos, styled) for x in pair]), nrow=2)
