@@ -137,6 +137,12 @@ def _translate(args) -> None:
     print(f"saved {out}")
 
 
+def _data_prepare(args) -> None:
+    from ganforge.data.cache import prepare_cache
+
+    print(prepare_cache(args.source, args.resolution, args.out, workers=args.workers, channels=args.channels).summary())
+
+
 def _features_train(args) -> None:
     from ganforge.pipelines.evaluation import train_features
 
@@ -157,6 +163,8 @@ EXAMPLES = """examples:
       the same in one pass, with a network trained by `ganforge train --task style`
   ganforge translate runs/p2m photo.jpg --direction a2b --out painted.png
       through a CycleGAN trained by `ganforge train --task translate --data ./photos --data-b ./paintings`
+  ganforge data prepare ./photos --resolution 256 --out data/photos256
+      decode a large folder once into a cache that `ganforge train --data data/photos256` streams from
 """
 # What a Ctrl-C leaves behind differs by command; each says so in its own words.
 INTERRUPTED = {
@@ -170,6 +178,7 @@ INTERRUPTED = {
     "stylize": "every output already written is complete; run the same command again to do the rest",
     "translate": "every output already written is complete; run the same command again to do the rest",
     "features": "nothing was written",
+    "data": "the images decoded so far are kept; run the same command again to finish",
 }
 
 
@@ -304,6 +313,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output image, or folder for a folder input (default: NAME_a2b.png / FOLDER_a2b)")
     _add_output_options(p)
     p.set_defaults(func=_translate)
+
+    p = sub.add_parser("data", help="prepare training data")
+    dsub = p.add_subparsers(dest="data_command", required=True)
+    p = dsub.add_parser("prepare", help="decode a folder of images once, resized and cropped, into an on-disk cache "
+                                        "that `train --data FOLDER` streams from (for sets too large for memory)")
+    p.add_argument("source", help="a folder of images (searched recursively; first-level sub-folders are classes)")
+    p.add_argument("--resolution", type=int, required=True, help="image size, as `train --resolution`")
+    p.add_argument("--out", required=True, help="the cache folder (new, empty, or a cache of the same source to update)")
+    p.add_argument("--workers", type=int, help="decoding processes (default: one per core)")
+    p.add_argument("--channels", type=int, choices=[1, 3], help="1 or 3 (default: from the data, as `train --channels`)")
+    p.set_defaults(func=_data_prepare)
 
     p = sub.add_parser("features", help="feature networks for the metrics")
     fsub = p.add_subparsers(dest="features_command", required=True)

@@ -2,6 +2,7 @@
 
 import warnings
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 from PIL import Image
@@ -30,20 +31,17 @@ def load_folder(root: Path, resolution: int, channels: int | None) -> tuple[np.n
     paths = find_images(root)
     if not paths:
         raise UserError(f"--data: {root} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
-    if channels is None:
-        channels = 1 if all(_is_grey(p) for p in paths) else 3
-    class_names = sorted({p.relative_to(root).parts[0] for p in paths if len(p.relative_to(root).parts) > 1})
+    channels = channels or folder_channels(paths)
+    class_names = folder_classes(root, paths)
     class_index = {name: i for i, name in enumerate(class_names)}
     images, labels, bad = [], [], []
     for p in tqdm(paths, desc=f"decoding {root}", unit="img", leave=False, disable=len(paths) < 500):
         try:
-            im = resize_center_crop(open_rgb_or_l(p, channels), resolution)
+            images.append(decode_image(p, resolution, channels))
         except UNREADABLE_IMAGE as e:
             bad.append(f"{p} ({e})")
             continue
-        images.append(pil_to_uint8(im))
-        parts = p.relative_to(root).parts
-        labels.append(class_index[parts[0]] if len(parts) > 1 else -1)
+        labels.append(label_of(root, p, class_index))
     if bad:
         warnings.warn(f"{root}: skipped {len(bad)} unreadable file(s), e.g. {bad[0]}", stacklevel=2)
     if not images:
@@ -51,7 +49,28 @@ def load_folder(root: Path, resolution: int, channels: int | None) -> tuple[np.n
     return np.stack(images), np.asarray(labels, dtype=np.int64), class_names
 
 
-def _is_grey(path: Path) -> bool:
+def decode_image(file: Path | BinaryIO, resolution: int, channels: int) -> np.ndarray:
+    """One image file as uint8 (C, H, W), resized and centre-cropped: what every training set of a folder holds."""
+    return pil_to_uint8(resize_center_crop(open_rgb_or_l(file, channels), resolution))
+
+
+def folder_channels(paths: list[Path]) -> int:
+    """1 if every image is greyscale, else 3: the channels a folder gets when none are asked for."""
+    return 1 if all(is_grey(p) for p in paths) else 3
+
+
+def folder_classes(root: Path, paths: list[Path]) -> list[str]:
+    """The class names of a folder: its first-level sub-folders that hold images, sorted."""
+    return sorted({p.relative_to(root).parts[0] for p in paths if len(p.relative_to(root).parts) > 1})
+
+
+def label_of(root: Path, path: Path, class_index: dict[str, int]) -> int:
+    """The class of an image: its first-level sub-folder's index (`class_index`: name -> index), or -1 outside one."""
+    parts = path.relative_to(root).parts
+    return class_index[parts[0]] if len(parts) > 1 else -1
+
+
+def is_grey(path: Path) -> bool:
     try:
         with Image.open(path) as im:
             return im.mode in GREY_MODES

@@ -7,6 +7,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ganforge.data.cache import ImageCache, is_cache
 from ganforge.data.embedded import EMBEDDED, load_embedded
 from ganforge.data.folder import load_folder
 from ganforge.errors import UserError
@@ -32,6 +33,10 @@ class ImageSet:
     def resolution(self) -> int:
         return self.images.shape[-1]
 
+    def subset(self, indices: torch.Tensor) -> "ImageSet":
+        """The images at `indices`, in that order."""
+        return ImageSet(self.images[indices], self.labels[indices], self.class_names, self.source)
+
 
 def native_resolution(spec: str) -> int | None:
     """The natural size of an embedded set, or None for a folder (which must be told)."""
@@ -46,6 +51,9 @@ def load_imageset(spec: str, resolution: int, channels: int | None = None) -> Im
         raise UserError(f"--resolution: {resolution} is too small (at least 4)")
     if channels not in (None, 1, 3):
         raise UserError(f"--channels: {channels} is not 1 (greyscale) or 3 (RGB)")
+    if is_cache(spec):
+        raise UserError(f"--data: {spec} is a prepared image cache, which only `ganforge train` (generation) reads "
+                        "so far; give the folder it was prepared from")
     if spec in EMBEDDED:
         images, labels, names = load_embedded(spec)
         images = _resize_uint8(images, resolution)
@@ -56,17 +64,17 @@ def load_imageset(spec: str, resolution: int, channels: int | None = None) -> Im
     return ImageSet(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels), names, spec)
 
 
-def split(data: ImageSet, max_images: int | None) -> tuple[ImageSet, ImageSet]:
-    """(training, held-out): `max_images` images chosen by a fixed seeded shuffle, and the rest.
+def split(data: ImageSet | ImageCache, max_images: int | None) -> tuple:
+    """(training, held-out): `max_images` images chosen by a fixed seeded shuffle, and the rest, of the same kind
+    as `data` (an in-memory ImageSet, or an ImageCache streamed from disk).
 
     The shuffle's seed is fixed (not the run's seed) so that runs with different seeds train on
     the same images and are evaluated against the same held-out ones.
     """
     if max_images is None or max_images >= len(data):
-        return data, ImageSet(data.images[:0], data.labels[:0], data.class_names, data.source)
+        return data, data.subset(torch.arange(0))
     perm = torch.randperm(len(data), generator=torch.Generator().manual_seed(0))
-    take = lambda idx: ImageSet(data.images[idx], data.labels[idx], data.class_names, data.source)  # noqa: E731
-    return take(perm[:max_images]), take(perm[max_images:])
+    return data.subset(perm[:max_images]), data.subset(perm[max_images:])
 
 
 def _resize_uint8(images: np.ndarray, resolution: int) -> np.ndarray:

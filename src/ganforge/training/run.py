@@ -10,8 +10,10 @@ import torch
 
 import ganforge
 from ganforge.config import TrainConfig, flag, load_yaml, save_yaml
-from ganforge.data import load_imageset, split
+from ganforge.data import ImageSet, load_imageset, split
+from ganforge.data.cache import is_cache, prepared_resolution
 from ganforge.data.imageset import native_resolution
+from ganforge.data.training_set import open_training_set
 from ganforge.data.folder import find_images
 from ganforge.data.photos import EMBEDDED_PHOTOS, extract_patches, load_photo, load_photos
 from ganforge.errors import UserError
@@ -43,14 +45,23 @@ def resolve_resolution(cfg: TrainConfig) -> int:
         return cfg.resolution
     if cfg.arch == "seed":
         return BRIEF_RESOLUTION
-    return native_resolution(cfg.data) or 64
+    return native_resolution(cfg.data) or prepared_resolution(cfg.data) or 64
+
+
+def check_cache_use(cfg: TrainConfig) -> None:
+    """Only generation streams from a prepared cache so far; the other tasks read whole photos from a folder."""
+    for spec, option in ((cfg.data, "--data"), (cfg.data_b, "--data-b")):
+        if cfg.task != "generation" and spec is not None and is_cache(spec):
+            raise UserError(f"{option}: {spec} is a prepared image cache, which --task {cfg.task} cannot read (caches "
+                            "serve --task generation only, for now); give the folder of photos it was prepared from")
 
 
 def generation_setup(cfg: TrainConfig, dist):
-    """The task, training images, labels (for a conditional run) and monitor of a generation run."""
+    """The task, training images (in memory, or a cache streamed from), labels (for a conditional run) and monitor
+    of a generation run."""
     cfg.resolution = resolve_resolution(cfg)
     check_resolution(cfg.arch, cfg.resolution)
-    data, _ = split(load_imageset(cfg.data, cfg.resolution, cfg.channels), cfg.max_images)
+    data, _ = split(open_training_set(cfg.data, cfg.resolution, cfg.channels, dist.enabled), cfg.max_images)
     cfg.channels = data.channels
     if cfg.conditional:
         check_labels(data.labels, data.class_names, cfg.data)
@@ -60,7 +71,8 @@ def generation_setup(cfg: TrainConfig, dist):
     monitor = None
     if cfg.eval_every and dist.is_main:
         monitor = TrainingMonitor(data, cfg.eval_samples, cfg.seed, cfg.latent_dim, task.model.get("num_classes", 0))
-    return task, data.images, data.labels if cfg.conditional else None, monitor
+    images = data.images if isinstance(data, ImageSet) else data
+    return task, images, data.labels if cfg.conditional else None, monitor
 
 
 def superres_setup(cfg: TrainConfig, dist):
@@ -204,6 +216,7 @@ def train(cfg: TrainConfig, resume: bool = False, given: dict | None = None) -> 
         cfg.validate()
         if (out / "config.yaml").exists():
             raise UserError(f"--out: {out} already holds a run; add --resume to continue it, or choose another --out")
+    check_cache_use(cfg)
     device = pick_device(cfg.device, local_rank_from_env())
     dist = init_distributed(device.type)
     try:

@@ -26,6 +26,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
+from ganforge.data.cache import ImageCache
 from ganforge.imageio import save_image, uint8_to_float
 from ganforge.saved_model import save_model
 from ganforge.training.checkpoint import load_checkpoint, save_checkpoint
@@ -34,6 +35,7 @@ from ganforge.atomic import atomic_path, fsync, remove_leftovers
 from ganforge.errors import UserError
 from ganforge.training.distributed import DistInfo
 from ganforge.training.ema import EMA
+from ganforge.training.prefetch import Prefetcher
 from ganforge.viz import plot_losses
 
 log = logging.getLogger("ganforge")
@@ -43,6 +45,14 @@ ROLLBACK_SEED_STRIDE = 1_000_000  # steps retried after rollback k draw from see
 
 def step_seed(seed: int, step: int, rank: int) -> int:
     return (seed * 1_000_003 + step) * 1_009 + rank
+
+
+def epoch_share(seed: int, epoch: int, num_images: int, rank: int, world_size: int, count: int) -> torch.Tensor:
+    """The data indices rank `rank` reads in epoch `epoch`, in order: every world_size-th index of the epoch's
+    seeded permutation, from the rank-th on, cut to `count`. The ranks' shares are disjoint, and together
+    hold every image once when `count` x world_size is the whole set."""
+    perm = torch.randperm(num_images, generator=torch.Generator().manual_seed(seed * 7_919 + epoch))
+    return perm[rank::world_size][:count]
 
 
 def updates_per_epoch(batch_size: int, num_images: int, world_size: int) -> int:
@@ -121,7 +131,7 @@ def frozen(module: torch.nn.Module | None):
 
 
 class Trainer:
-    def __init__(self, cfg, task, images: torch.Tensor, run_dir: Path, device: torch.device,
+    def __init__(self, cfg, task, images: torch.Tensor | ImageCache, run_dir: Path, device: torch.device,
                  dtype: torch.dtype, dist: DistInfo, monitor=None, labels: torch.Tensor | None = None):
         self.cfg, self.task, self.run_dir, self.device, self.dtype, self.dist = cfg, task, Path(run_dir), device, dtype, dist
         self.monitor = monitor  # called with the sampling generator every eval_every steps, on rank 0
@@ -146,8 +156,12 @@ class Trainer:
         self.nonfinite_in_a_row, self.rollbacks = 0, 0
         self.undo = StepUndo(self.generator, self.discriminator, self.opt_d, self.augment_p)
         self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
-        self.images = images.to(device) if images.nbytes < DEVICE_DATA_LIMIT else images
-        self.labels = None if labels is None else labels.to(self.images.device)  # for tasks that need classes
+        # The data: a uint8 tensor indexed in place (on the accelerator when small), or a cache on disk, whose
+        # batches a background thread reads one update ahead.
+        in_memory = isinstance(images, torch.Tensor)
+        self.images = images.to(device) if in_memory and images.nbytes < DEVICE_DATA_LIMIT else images
+        self.index_device = self.images.device if in_memory else torch.device("cpu")
+        self.labels = None if labels is None else labels.to(self.index_device)  # for tasks that need classes
         per_rank = len(images) // dist.world_size
         self.batch_size = min(cfg.batch_size, per_rank)
         if self.batch_size < cfg.batch_size and dist.is_main:
@@ -155,6 +169,7 @@ class Trainer:
         self.steps_per_epoch = updates_per_epoch(cfg.batch_size, len(images), dist.world_size)
         self.total_steps = total_steps(cfg, len(images), dist.world_size)
         self._perm_epoch, self._perm = -1, None
+        self.prefetch = None if in_memory else Prefetcher(images.read, self.batch_indices, self.total_steps * cfg.n_critic)
         preview = task.preview_inputs(cfg.grid_size, cfg.seed)  # noise, crops, or a batch dict (noise and classes)
         self.preview_inputs = {k: v.to(device) for k, v in preview.items()} if isinstance(preview, dict) else preview.to(device)
         self.history: list[dict] = []
@@ -165,14 +180,15 @@ class Trainer:
         """The data indices of D update `update`: a slice of this rank's shard of epoch e's permutation."""
         epoch, i = divmod(update, self.steps_per_epoch)
         if epoch != self._perm_epoch:
-            perm = torch.randperm(len(self.images), generator=torch.Generator().manual_seed(self.cfg.seed * 7_919 + epoch))
-            shard = perm[self.dist.rank :: self.dist.world_size][: self.steps_per_epoch * self.batch_size]
-            self._perm_epoch, self._perm = epoch, shard.to(self.images.device)
+            share = epoch_share(self.cfg.seed, epoch, len(self.images), self.dist.rank, self.dist.world_size,
+                                self.steps_per_epoch * self.batch_size)
+            self._perm_epoch, self._perm = epoch, share.to(self.index_device)
         return self._perm[i * self.batch_size : (i + 1) * self.batch_size]
 
     def real_batch(self, update: int) -> torch.Tensor:
         """The real images of D update `update`."""
-        real = uint8_to_float(self.images[self.batch_indices(update)].to(self.device, non_blocking=True))
+        pixels = self.images[self.batch_indices(update)] if self.prefetch is None else self.prefetch.batch(update)
+        real = uint8_to_float(pixels.to(self.device, non_blocking=True))
         return real.contiguous(memory_format=torch.channels_last)
 
     def batch_labels(self, update: int) -> torch.Tensor:
@@ -305,6 +321,8 @@ class Trainer:
                         checkpoint_due = False
         finally:
             bar.close()
+            if self.prefetch is not None:
+                self.prefetch.close()
 
     def _checkpoint_unless_in_streak(self) -> None:
         if self.nonfinite_in_a_row:
