@@ -96,7 +96,7 @@ def ganforge_step_fn(arch: str, precision: str, batch: int, resolution: int, dev
 
     channels = 3
     cfg = TrainConfig(arch=arch, resolution=resolution, channels=channels, batch_size=batch, precision=precision, grid_size=4,
-                      steps=1, **options)
+                      steps=1, **{"width": 64, **options})
     task = GenerationTask(cfg, channels, resolution)
     images = torch.randint(0, 256, (batch * 4, channels, resolution, resolution), dtype=torch.uint8)
     trainer = Trainer(cfg, task, images, "/nonexistent", device, pick_dtype(precision, device), DistInfo())

@@ -139,3 +139,18 @@ def test_split_is_disjoint_and_fixed():
     assert torch.equal(train_a.images, train_b.images)
     rows = {bytes(x.numpy()) for x in train_a.images}
     assert sum(bytes(x.numpy()) in rows for x in held_a.images) < 5  # digits has a few duplicate images
+
+
+def test_small_images_default_to_a_smaller_longer_run():
+    """At 32 px or less, width 32 and 7000 steps unless given (the quickstart's measured recipe); 64 and 5000 above."""
+    from ganforge.config import TrainConfig
+    from ganforge.training.run import generation_defaults
+
+    cases = [({"data": "mnist5k"}, (28, 32, 7000)), ({"data": "mnist5k", "resolution": 64}, (64, 64, None)),
+             ({"data": "mnist5k", "width": 48}, (28, 48, 7000)), ({"data": "mnist5k", "epochs": 3.0}, (28, 32, None)),
+             ({"data": "mnist5k", "steps": 10}, (28, 32, 10))]
+    for options, expected in cases:
+        cfg = TrainConfig(**options)
+        generation_defaults(cfg)
+        assert (cfg.resolution, cfg.width, cfg.steps) == expected, options
+    assert TrainConfig(task="superres").width == 64  # other tasks keep their width

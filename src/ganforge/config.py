@@ -60,8 +60,9 @@ class TrainConfig:
     resolution: int | None = option(None, "image size (default: the embedded set's own, 64 for folders, 56 for --arch seed)",
                                     group=DATA, tasks=NOISE)
     channels: int | None = option(None, "1 or 3 (default: from the data)", group=DATA, tasks=NOISE)
-    width: int = option(64, "base channel width of G and D (ngf = ndf); the brief's networks (--arch seed) have fixed "
-                        "widths", group=NETS, needs=("arch", "dcgan"))
+    width: int | None = option(64, "base channel width of G and D (ngf = ndf); for generation 32 at 32 px or less and 64 "
+                               "above; the brief's networks (--arch seed) have fixed widths", group=NETS,
+                               needs=("arch", "dcgan"), by_task={"generation": None})  # resolved with the resolution
     latent_dim: int = option(100, "size of the noise vector z", group=NETS, tasks=NOISE)
     loss: str | None = option("bce", "adversarial loss: the brief's non-saturating bce, hinge, lsgan or wgan-gp",
                               by_task={"translate": "lsgan"},  # CycleGAN's
@@ -91,7 +92,8 @@ class TrainConfig:
                               "DiffAugment; below 1 keeps transforms such as translation from leaking into the samples)",
                               group=LOSSES, needs="augment")
     batch_size: int | None = option(64, "images per step and per process", group=OPTIM, by_task={"style": 4})
-    steps: int | None = option(None, "training steps (D and G updates); default 5000 unless --epochs", group=OPTIM)
+    steps: int | None = option(None, "training steps (D and G updates); default 5000 unless --epochs (7000 for "
+                                     "generation at 32 px or less)", group=OPTIM)
     epochs: float | None = option(None, "training length in passes over the data (instead of --steps)", group=OPTIM)
     max_minutes: float | None = option(None, "stop (with a checkpoint) after this many minutes of training, whatever --steps says",
                                        group=RUN)
@@ -185,8 +187,8 @@ class TrainConfig:
             self.data = "mnist5k" if self.task == "generation" else "photos"
         positive = ["width", "latent_dim", "batch_size", "sample_every", "checkpoint_every", "log_every", "grid_size",
                     "n_critic", "r1_every", "nan_patience", "eval_samples", "blocks"]
-        for name in positive:
-            if getattr(self, name) < 1:
+        for name in positive:  # None: resolved later (the width of generation, by resolution)
+            if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UserError(f"--{flag(name)}: must be at least 1, got {getattr(self, name)}")
         if self.steps is not None and self.steps < 1:
             raise UserError(f"--steps: must be at least 1, got {self.steps}")
