@@ -20,6 +20,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -57,12 +58,14 @@ def make_images(folder: Path, n: int, side: int) -> None:
 
 def run_child(args: list[str]) -> tuple[float, float]:
     """Run `python -m ganforge ARGS`; its wall seconds and peak resident MB."""
-    start = time.perf_counter()
-    proc = subprocess.Popen([sys.executable, "-m", "ganforge", *args], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.perf_counter() - start
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit(f"ganforge {' '.join(args)} failed: {proc.stderr.read().decode()[-2000:]}")
+    with tempfile.TemporaryFile() as log:  # a file, not a pipe: a pipe nobody reads fills and stops the child
+        start = time.perf_counter()
+        proc = subprocess.Popen([sys.executable, "-m", "ganforge", *args], stdout=subprocess.DEVNULL, stderr=log)
+        _, status, usage = os.wait4(proc.pid, 0)
+        seconds = time.perf_counter() - start
+        if os.waitstatus_to_exitcode(status) != 0:
+            log.seek(0)
+            raise SystemExit(f"ganforge {' '.join(args)} failed: {log.read().decode()[-2000:]}")
     return seconds, usage.ru_maxrss / 1024
 
 

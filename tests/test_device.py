@@ -37,3 +37,13 @@ def test_a_bf16_run_on_the_cpu_trains_and_records_its_precision(tmp_path, small_
     records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
     assert all(torch.isfinite(torch.tensor(r["loss_g"])) for r in records if "loss_g" in r)
     assert "dtype: bfloat16" in (tmp_path / "run" / "config.yaml").read_text()
+
+
+def test_a_resumed_run_keeps_the_precision_auto_chose(tmp_path, small_args, monkeypatch):
+    """Started where auto meant bf16, resumed where it would mean fp32: it stays bf16 (and the other way round)."""
+    run = tmp_path / "run"
+    monkeypatch.setattr(device_module, "cpu_flags", lambda: frozenset({"avx512_bf16"}))
+    assert main(small_args(run, "--steps", "1", "--eval-every", "0")) == 0
+    monkeypatch.setattr(device_module, "cpu_flags", lambda: frozenset())
+    assert main(["train", "--out", str(run), "--steps", "2", "--resume", "--precision", "auto"]) == 0
+    assert "dtype: bfloat16" in (run / "config.yaml").read_text()

@@ -333,3 +333,11 @@ def test_the_texture_loss_compares_the_holes_gram_matrices():
     assert texture_loss(as_torch[1], as_torch[1], m, {"a": 1.0}) == 0
     shuffled = {"a": as_torch[1]["a"][..., torch.randperm(6)]}  # the same values elsewhere in a full-map hole: 0 too
     assert texture_loss(shuffled, as_torch[1], full, {"a": 1.0}).item() == pytest.approx(0, abs=1e-12)
+    moving = as_torch[0]["a"].clone().requires_grad_(True)  # G learns from it: the gradient reaches the fill
+    texture_loss({"a": moving}, as_torch[1], m, {"a": 1.0}).backward()
+    assert moving.grad.abs().sum() > 0
+
+
+def test_inpaint_features_without_the_texture_loss_are_refused(tmp_path, refused, photo_folder):
+    refused(inpaint_args(photo_folder, tmp_path / "run", "--features", str(tmp_path / "vgg19.pth"), "--steps", "1"),
+            "--features: for --task inpaint it is the network of the texture loss", tmp_path)

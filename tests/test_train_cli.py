@@ -87,6 +87,20 @@ def test_seed_architecture_trains(tmp_path):
     assert yaml.safe_load((run / "config.yaml").read_text())["resolution"] == 56
     assert main(["sample", str(run), "--n", "4", "--out", str(tmp_path / "s.png")]) == 0
     assert Image.open(tmp_path / "s.png").size == (2 + 2 * 58, 2 + 2 * 58)
+    assert main([*args[:-4], "--steps", "3", "--out", str(run), "--resume"]) == 0  # its saved config resumes
+    config = run / "config.yaml"  # as saved before widths depended on the resolution: width 64, the old default
+    config.write_text(config.read_text().replace("width: null", "width: 64"))
+    assert main([*args[:-4], "--steps", "4", "--out", str(run), "--resume"]) == 0
+
+
+def test_a_checkpoint_of_another_network_is_one_line(tmp_path, refused, small_args, capsys):
+    """A checkpoint that does not fit the network the run's config builds (another version wrote it) is refused."""
+    run = tmp_path / "run"
+    assert main(small_args(run, "--steps", "1", "--eval-every", "0")) == 0
+    config = run / "config.yaml"
+    config.write_text(config.read_text().replace("width: 8", "width: 16"))
+    capsys.readouterr()
+    refused(["train", "--out", str(run), "--steps", "2", "--resume"], "is not the network this version builds", run)
 
 
 def test_interrupted_run_checkpoints_and_resumes(tmp_path):

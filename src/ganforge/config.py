@@ -213,6 +213,8 @@ class TrainConfig:
         if self.task == "translate" and self.augment_target:
             raise UserError("--augment-target: not with --task translate (its two discriminators would share, and "
                             "twice update, one augmentation probability); use --augment-p")
+        if self.task == "inpaint" and self.features is not None and not self.texture_weight:
+            raise UserError("--features: for --task inpaint it is the network of the texture loss; set --texture-weight")
         if self.task == "style" and self.style is None:
             raise UserError("--style: --task style needs a style image (--style painting.jpg)")
         if not (math.isfinite(self.strength) and self.strength >= 0):
@@ -249,7 +251,7 @@ class TrainConfig:
         kind = TASKS[self.task]
         for f in dataclasses.fields(self):
             value, tasks, needs = getattr(self, f.name), f.metadata["tasks"], f.metadata["needs"]
-            if value == f.default:
+            if value in (f.default, f.metadata["base"]):  # base: the default where by_task has none (width: 64)
                 continue
             if tasks is not None and self.task not in tasks and kind not in tasks:
                 applies = sorted(t for t, k in TASKS.items() if t in tasks or k in tasks)

@@ -375,12 +375,12 @@ class ImageCache:
     """
 
     def __init__(self, folder: Path, shape: tuple[int, int, int], rows: np.ndarray, labels: torch.Tensor,
-                 class_names: list[str], source: str, file=None):
+                 class_names: list[str], source: str, file=None, lock=None):
         self.folder, self.rows, self.labels, self.class_names, self.source = folder, rows, labels, class_names, source
         self.record_shape = shape
         self.record = int(np.prod(shape))
         self.file = file or open(folder / PIXELS, "rb", buffering=0)
-        self.lock = threading.Lock()  # for systems without os.preadv, where a read is a seek then a read
+        self.lock = lock or threading.Lock()  # for systems without os.preadv, where a read is a seek then a read
 
     @classmethod
     def open(cls, folder: str | Path, source: str | None = None, option: str = "--data") -> "ImageCache":
@@ -425,7 +425,7 @@ class ImageCache:
     def subset(self, indices: torch.Tensor) -> "ImageCache":
         """The images at `indices`, in that order (sharing this cache's open file)."""
         return ImageCache(self.folder, self.record_shape, self.rows[indices.numpy()], self.labels[indices],
-                          self.class_names, self.source, self.file)
+                          self.class_names, self.source, self.file, self.lock)  # one file, one lock
 
     def read(self, indices: torch.Tensor) -> torch.Tensor:
         """The images at `indices` as uint8 (N, C, H, W): one positioned read per image, straight into the batch."""

@@ -33,7 +33,7 @@ def open_training_set(spec: str, resolution: int, channels: int | None,
         return _open_prepared(spec, resolution, channels)
     if spec not in EMBEDDED:
         paths = find_images(Path(spec))
-        decoded = len(paths) * (channels or 3) * resolution**2  # greyscale counts as RGB until known: the safe side
+        decoded = len(paths) * 3 * resolution**2  # as RGB whatever the channels: one answer for a run and its resume
         if decoded > AUTO_CACHE_BYTES:
             channels = channels or folder_channels(paths)
             size = f"{len(paths)} images, {decoded / 2**30:.1f} GiB decoded"

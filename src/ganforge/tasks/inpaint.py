@@ -112,9 +112,10 @@ class InpaintTask(AdversarialThroughout):
             filled, real = filled.expand(-1, 3, -1, -1), real.expand(-1, 3, -1, -1)
         if self.texture_features is not None:
             features = self.texture_features.to(fake.device)
-            with torch.no_grad():
-                targets = features(real.float())
-            texture = texture_loss(features(filled.float()), targets, mask, features.style_layers)
+            with torch.autocast(fake.device.type, enabled=False):  # Gram sums over every position overflow fp16
+                with torch.no_grad():
+                    targets = features(real.float())
+                texture = texture_loss(features(filled.float()), targets, mask, features.style_layers)
             loss, stats["texture"] = loss + self.cfg.texture_weight * texture, texture.detach()
         if self.perceptual is not None:
             perceptual = self.perceptual.to(fake.device)(filled, real)

@@ -65,7 +65,13 @@ def load_checkpoint(path: Path, nets: dict, optimizers: dict) -> dict:
     """Restore nets and optimizers in place from `path`; returns the saved `meta` dict."""
     tensors, metadata = read_checkpoint(path)
     for name, net in nets.items():
-        net.load_state_dict(net_state(tensors, name))
+        try:
+            net.load_state_dict(net_state(tensors, name))
+        except RuntimeError as e:  # missing, unexpected or differently shaped weights
+            first = str(e).strip().splitlines()[-1].strip()
+            raise UserError(f"{path}: its {name} is not the network this version builds for the run's config ({first}); "
+                            "it was written by another version: start a new run, or continue from its model with "
+                            "--init-generator") from None
     for name, opt in optimizers.items():
         saved = json.loads(metadata[f"optim.{name}"])
         state: dict[int, dict] = {}

@@ -44,7 +44,7 @@ class TrainingMonitor:
         self.extractor = None  # built at the first check, so short runs never pay for it
 
     def _prepare(self) -> None:
-        train = in_memory(self.train, MONITOR_IMAGES)
+        train = in_memory(self.train, max(MONITOR_IMAGES, self.num_samples))
         with torch.enable_grad():  # called from the no-grad __call__, but training the network needs gradients
             self.extractor = domain_features(train)
         pick = torch.randperm(len(train), generator=torch.Generator().manual_seed(self.seed))[: self.num_samples]

@@ -40,6 +40,7 @@ DEFAULT_STEPS = 5000
 # for 7000 steps beat width 64 for 4000 (the old shipped model) on confidence, class entropy and domain FID, at 2.5x
 # the speed (benchmarks/digits_quality.py; README, "Quickstart").
 SMALL_IMAGE_SIDE, SMALL_IMAGE_WIDTH, SMALL_IMAGE_STEPS, DEFAULT_WIDTH = 32, 32, 7000, 64
+SAVED_DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}  # config.yaml's environment.dtype
 RESUMABLE_CHANGES = {"steps", "epochs", "max_minutes", "device", "sample_every", "checkpoint_every", "log_every",
                      "eval_every", "eval_samples"}
 
@@ -56,7 +57,7 @@ def generation_defaults(cfg: TrainConfig) -> None:
     """The resolution, and the width and length that depend on it where not given: small images, a smaller net."""
     cfg.resolution = resolve_resolution(cfg)
     small = cfg.resolution <= SMALL_IMAGE_SIDE
-    if cfg.width is None:
+    if cfg.width is None and cfg.arch == "dcgan":  # the brief's networks (--arch seed) have fixed widths
         cfg.width = SMALL_IMAGE_WIDTH if small else DEFAULT_WIDTH
     if cfg.steps is None and cfg.epochs is None and small:
         cfg.steps = SMALL_IMAGE_STEPS
@@ -188,14 +189,18 @@ def resumed_config(out: Path, given: dict) -> TrainConfig:
     """The run's saved config, with the options given now applied where a resumed run allows it."""
     saved_path = out / "config.yaml"
     saved = load_yaml(saved_path)
-    saved.pop("environment", None)
+    environment = saved.pop("environment", None) or {}
+    if saved.get("precision") == "auto" and environment.get("dtype") in SAVED_DTYPES:
+        # What auto chose when the run started, not what it would choose on this machine: a resumed run keeps its
+        # arithmetic, so that it ends as the run never interrupted would.
+        saved["precision"] = SAVED_DTYPES[environment["dtype"]]
     cfg = TrainConfig.from_dict(saved, str(saved_path))
     try:
         cfg.validate()
     except UserError as e:  # its message names a flag the user may never have typed: say where the value is
         raise UserError(f"{saved_path}: {e}") from None
     for name, value in given.items():
-        if name in ("out",) or value == getattr(cfg, name):
+        if name in ("out",) or value == getattr(cfg, name) or (name == "precision" and value == "auto"):
             continue
         if name == "fidelity_steps":
             check_fidelity_extension(cfg.fidelity_steps, value, out)
