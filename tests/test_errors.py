@@ -246,24 +246,24 @@ def test_config_file_values_are_checked(capsys, tmp_path, yaml_text, needle):
 
 
 def test_defaults_that_depend_on_the_task(capsys):
-    """Johnson et al.'s Adam and batch for the fast style network, CycleGAN's LSGAN for translation; a value given
+    """Johnson et al.'s Adam betas and batch for the fast style network, CycleGAN's LSGAN for translation; a value given
     wins; an adversarial option stays None where there is no discriminator; help shows both defaults."""
     from ganforge.config import TrainConfig
     from ganforge.errors import UserError
 
     style, generation = TrainConfig(task="style", style="s.png").validate(), TrainConfig().validate()
-    assert (style.lr, style.beta1, style.batch_size, style.ema_decay, style.loss) == (1e-3, 0.9, 4, 0.99, None)
+    assert (style.lr, style.beta1, style.batch_size, style.ema_decay, style.loss) == (2e-4, 0.9, 4, 0.99, None)
     assert (generation.lr, generation.beta1, generation.batch_size, generation.ema_decay) == (2e-4, 0.5, 64, 0.999)
     assert (generation.loss, TrainConfig(task="translate").loss, TrainConfig(task="translate", loss="hinge").loss) == (
         "bce", "lsgan", "hinge")
-    assert TrainConfig(task="style", style="s.png", lr=2e-4, batch_size=64).validate().lr == 2e-4
+    assert TrainConfig(task="style", style="s.png", beta1=0.5, batch_size=64).validate().beta1 == 0.5
     # A style run saved when bce was every task's default still loads (and resumes); a null is refused in one line.
     assert TrainConfig.from_dict({"task": "style", "style": "s.png", "loss": "bce"}).validate().loss is None
     with pytest.raises(UserError, match="--pool-size: needs a value, got nothing"):
         TrainConfig.from_dict({"pool_size": None}).validate()
     with pytest.raises(SystemExit):
         main(["train", "--help"])
-    assert "(default: 0.0002; 0.001 for --task style)" in " ".join(capsys.readouterr().out.split())
+    assert "(default: 0.5; 0.9 for --task style)" in " ".join(capsys.readouterr().out.split())
 
 
 def test_yaml_floats_without_a_dot_are_numbers(tmp_path):

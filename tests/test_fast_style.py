@@ -129,7 +129,7 @@ def test_a_style_network_can_start_from_one_of_another_style(tmp_path, style_run
     config = json.loads((out / "model" / "config.json").read_text())
     assert config["style"] == "brick.png" and config["strength"] == 2.0
     start, after = (load_file(str(p / "model" / "generator.safetensors")) for p in (style_run, out))
-    # One step at lr 1e-3 from the other style's weights: close to them, unlike a fresh initialisation of seed 1.
+    # One step at the default lr from the other style's weights: close to them, unlike a fresh initialisation of seed 1.
     assert max((start[k] - after[k]).abs().max().item() for k in start) < 0.05
     assert main(style_args(photo_folder, other, tmp_path / "fresh", "--steps", "1", "--seed", "1")) == 0
     fresh = load_file(str(tmp_path / "fresh" / "model" / "generator.safetensors"))

@@ -97,7 +97,7 @@ class TrainConfig:
     epochs: float | None = option(None, "training length in passes over the data (instead of --steps)", group=OPTIM)
     max_minutes: float | None = option(None, "stop (with a checkpoint) after this many minutes of training, whatever --steps says",
                                        group=RUN)
-    lr: float | None = option(2e-4, "Adam learning rate of both networks", group=OPTIM, by_task={"style": 1e-3})
+    lr: float = option(2e-4, "Adam learning rate of both networks", group=OPTIM)
     lr_g: float | None = option(None, "G's learning rate (two time-scale update rule; default: --lr)", group=OPTIM)
     lr_d: float | None = option(None, "D's learning rate (default: --lr)", group=OPTIM, tasks=ADVERSARIAL)
     beta1: float | None = option(0.5, "Adam beta1", group=OPTIM, by_task={"style": 0.9})
