@@ -21,7 +21,7 @@ from ganforge.errors import UserError
 from ganforge.fill import fill_holes
 from ganforge.imageio import HIGH_DEPTH_MODES, UNREADABLE_IMAGE, float_to_uint8, to_8bit, uint8_to_float
 from ganforge.pipelines.image_files import checked_output, map_folder, plain_mode, read_image, save_image_file
-from ganforge.saved_model import load_model, resolve_model, shipped_models
+from ganforge.saved_model import load_model, resolve_model
 from ganforge.nets.inpaint import build_inpaint_generator
 
 log = logging.getLogger("ganforge")
@@ -37,14 +37,6 @@ def load_inpainter(where: str | Path, device: str = "auto") -> tuple[torch.nn.Mo
     generator = build_inpaint_generator(config)
     generator.load_state_dict(weights)
     return generator.to(pick_device(device)).eval(), config
-
-
-def default_model() -> str:
-    """The shipped model for colour photos, or a one-line error while none is shipped."""
-    if DEFAULT_MODEL not in shipped_models():
-        raise UserError(f"--model: no {DEFAULT_MODEL} model is shipped yet; name one: inpaint-digits (MNIST-like "
-                        "digits), or a run of `ganforge train --task inpaint`")
-    return DEFAULT_MODEL
 
 
 def parse_box(text: str) -> tuple[int, int, int, int]:
@@ -158,12 +150,12 @@ def inpaint(source: str | Path, out: str | Path | None = None, mask: str | Path 
     if source.is_file():
         if mask is not None and mask.is_dir():
             raise UserError(f"--mask: {mask} is a folder; a single image takes a mask file")
-        generator, config = load_inpainter(model or default_model(), device)
+        generator, config = load_inpainter(model or DEFAULT_MODEL, device)
         save_image_file(_fill_file(generator, config, source, mask, parsed_boxes, work_size), out)
         return out
     if mask is not None and not mask.is_dir():
         raise UserError(f"--mask: {mask} is a file; a folder of images takes a folder of masks (matched by file stem)")
-    generator, config = load_inpainter(model or default_model(), device)
+    generator, config = load_inpainter(model or DEFAULT_MODEL, device)
     masks = _masks_by_stem(mask) if mask is not None else {}
 
     def fill(path: Path) -> Image.Image:
