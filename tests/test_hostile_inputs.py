@@ -262,7 +262,7 @@ def write_hostile_model(folder: Path, name: str) -> None:
     elif name == "pickle named .safetensors":
         torch.save({"w": torch.zeros(3)}, folder / "generator.safetensors")
     elif name == "weights of another shape":
-        (folder / "config.json").write_text(json.dumps({**config, "width": 32}))
+        (folder / "config.json").write_text(json.dumps({**config, "width": 2 * config["width"]}))
     else:
         raise ValueError(name)
 
