@@ -1,5 +1,6 @@
 """On-disk image caches (`ganforge data prepare`) and training that streams from them."""
 
+import errno
 import json
 import os
 import shutil
@@ -200,6 +201,34 @@ def test_an_interrupted_prepare_resumes_to_the_same_cache(labelled, tmp_path, mo
     assert (resumed / "images.u8").read_bytes() == (straight / "images.u8").read_bytes()
     assert json.loads((resumed / "image-cache.json").read_text()) == json.loads((straight / "image-cache.json").read_text())
     assert sorted(p.name for p in resumed.iterdir()) == ["image-cache.json", "images.u8"]
+
+
+def test_a_full_disk_stops_prepare_in_one_line_and_it_resumes(labelled, tmp_path, monkeypatch, capsys):
+    """ENOSPC while writing: exit 2, one line naming --out; the half-written cache is refused for training, and the
+    same command run again (space freed) finishes it, byte for byte as a prepare never stopped."""
+    monkeypatch.setattr(cache_module, "BATCH_FILES", 4)
+    straight, full = tmp_path / "straight", tmp_path / "full"
+    prepare_cache(labelled, 8, straight, workers=1, progress=False)
+    real_commit, calls = cache_module._commit, []
+
+    def commit_on_a_full_disk(journal, lines):
+        calls.append(1)
+        if len(calls) == 3:
+            raise OSError(errno.ENOSPC, "No space left on device")
+        real_commit(journal, lines)
+
+    monkeypatch.setattr(cache_module, "_commit", commit_on_a_full_disk)
+    args = ["data", "prepare", str(labelled), "--resolution", "8", "--out", str(full), "--workers", "1"]
+    capsys.readouterr()
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    errors = [line for line in err.replace("\r", "\n").splitlines() if "error" in line]  # after the progress bar
+    assert len(errors) == 1 and "--out: the disk holding" in errors[0] and "is full" in errors[0], err
+    assert "Traceback" not in err
+    assert not (full / "image-cache.json").exists()
+    monkeypatch.setattr(cache_module, "_commit", real_commit)
+    assert main(args) == 0
+    assert (full / "images.u8").read_bytes() == (straight / "images.u8").read_bytes()
 
 
 # ---------------------------------------------------------------------------- training from a cache

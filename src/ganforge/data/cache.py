@@ -18,6 +18,7 @@ batch it returns, not a memory map whose touched pages would stay resident as an
 """
 
 import contextlib
+import errno
 import hashlib
 import json
 import logging
@@ -205,6 +206,19 @@ def prepare_cache(source: str | Path, resolution: int, out: str | Path, workers:
         (out / MANIFEST).unlink()
     out.mkdir(parents=True, exist_ok=True)
     class_names = folder_classes(Path(source), paths)
+    try:
+        return _prepare(out, root, source, files, paths, class_names, resolution, channels, changes, workers, progress)
+    except OSError as e:
+        if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise UserError(f"--out: the disk holding {out} is full ({e.strerror}); free some space and run the same "
+                        "command again: it continues where it stopped, and the folder is not a usable cache "
+                        "until then") from None
+
+
+def _prepare(out: Path, root: Path, source, files: list[dict], paths: list[Path], class_names: list[str],
+             resolution: int, channels: int | None, changes: str, workers: int, progress: bool) -> PrepareReport:
+    """The decoding and the commit of `prepare_cache`, once its checks have passed."""
     with _Workers(workers) as pool:
         if channels is None:
             channels = 1 if all(pool.map(_grey_batch, _batches([str(p) for p in paths]))) else 3
