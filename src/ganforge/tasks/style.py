@@ -102,6 +102,5 @@ class StyleTask:
     @torch.no_grad()
     def preview_grid(self, generator: FastStyleNet, photos: torch.Tensor) -> torch.Tensor:
         """One row per crop: photo | styled."""
-        noise = self.preview_noise[:, : generator.noise_channels]
-        styled = generator(with_noise(photos, noise).to(next(generator.parameters()).device)).float().cpu()
+        styled = generator(with_noise(photos, self.preview_noise).to(next(generator.parameters()).device)).float().cpu()
         return make_grid(torch.stack([x for pair in zip(photos, styled) for x in pair]), nrow=2)
