@@ -27,6 +27,7 @@ GROUPS = ("data", "networks", "losses and stabilisers", "optimisation", "run and
 DATA, NETS, LOSSES, OPTIM, RUN = GROUPS
 NOISE, SUPERRES, INPAINT, STYLE, TRANSLATE = ("noise",), ("superres",), ("inpaint",), ("style",), ("translate",)
 ADVERSARIAL = ("generation", "superres", "inpaint", "translate")  # the tasks with a discriminator
+DEFAULT_WIDTH = 64  # --width, except generation at 32 px or less (training/run.py's SMALL_IMAGE_WIDTH)
 
 
 def option(default, help: str, group: str, tasks: tuple[str, ...] | None = None, needs: str | tuple | None = None,
@@ -60,7 +61,7 @@ class TrainConfig:
     resolution: int | None = option(None, "image size (default: the embedded set's own, 64 for folders, 56 for --arch seed)",
                                     group=DATA, tasks=NOISE)
     channels: int | None = option(None, "1 or 3 (default: from the data)", group=DATA, tasks=NOISE)
-    width: int | None = option(64, "base channel width of G and D (ngf = ndf); for generation 32 at 32 px or less and 64 "
+    width: int | None = option(DEFAULT_WIDTH, "base channel width of G and D (ngf = ndf); for generation 32 at 32 px or less and 64 "
                                "above; the brief's networks (--arch seed) have fixed widths", group=NETS,
                                needs=("arch", "dcgan"), by_task={"generation": None})  # resolved with the resolution
     latent_dim: int = option(100, "size of the noise vector z", group=NETS, tasks=NOISE)

@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 import ganforge
-from ganforge.config import TrainConfig, flag, load_yaml, save_yaml
+from ganforge.config import DEFAULT_WIDTH, TrainConfig, flag, load_yaml, save_yaml
 from ganforge.data import ImageSet, load_imageset, split
 from ganforge.data.cache import is_cache, prepared_resolution
 from ganforge.data.imageset import native_resolution
@@ -39,7 +39,7 @@ DEFAULT_STEPS = 5000
 # Generation at 32 px or less (the quickstart's 28 px digits): half the width, 40% more steps. On mnist5k, width 32
 # for 7000 steps beat width 64 for 4000 (the old shipped model) on confidence, class entropy and domain FID, at 2.5x
 # the speed (benchmarks/digits_quality.py; README, "Quickstart").
-SMALL_IMAGE_SIDE, SMALL_IMAGE_WIDTH, SMALL_IMAGE_STEPS, DEFAULT_WIDTH = 32, 32, 7000, 64
+SMALL_IMAGE_SIDE, SMALL_IMAGE_WIDTH, SMALL_IMAGE_STEPS = 32, 32, 7000
 SAVED_DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}  # config.yaml's environment.dtype
 RESUMABLE_CHANGES = {"steps", "epochs", "max_minutes", "device", "sample_every", "checkpoint_every", "log_every",
                      "eval_every", "eval_samples"}
