@@ -38,7 +38,7 @@ from tqdm import tqdm
 
 from ganforge import __version__
 from ganforge.atomic import atomic_path, fsync
-from ganforge.data.folder import decode_image, find_images, folder_classes, is_grey, label_of
+from ganforge.data.folder import check_image_shape, decode_image, find_images, folder_classes, is_grey, label_of
 from ganforge.errors import UserError
 from ganforge.imageio import IMAGE_SUFFIXES, UNREADABLE_IMAGE, check_writable_folder
 
@@ -184,10 +184,7 @@ def prepare_cache(source: str | Path, resolution: int, out: str | Path, workers:
     `channels` None keeps an existing cache's channels, or takes them from the data (1 if every image is grey).
     """
     out = Path(out)
-    if resolution < 4:
-        raise UserError(f"--resolution: {resolution} is too small (at least 4)")
-    if channels not in (None, 1, 3):
-        raise UserError(f"--channels: {channels} is not 1 (greyscale) or 3 (RGB)")
+    check_image_shape(resolution, channels)
     workers = workers if workers is not None else available_cores()
     if workers < 1:
         raise UserError(f"--workers: must be at least 1, got {workers}")

@@ -22,13 +22,23 @@ def find_images(root: Path, option: str = "--data") -> list[Path]:
     return sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES and not p.is_dir())
 
 
-def load_folder(root: Path, resolution: int, channels: int | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+def check_image_shape(resolution: int, channels: int | None) -> None:
+    """The --resolution and --channels every loader of training images accepts (channels None: from the data)."""
+    if resolution < 4:
+        raise UserError(f"--resolution: {resolution} is too small (at least 4)")
+    if channels not in (None, 1, 3):
+        raise UserError(f"--channels: {channels} is not 1 (greyscale) or 3 (RGB)")
+
+
+def load_folder(root: Path, resolution: int, channels: int | None,
+                paths: list[Path] | None = None) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Decode every usable image under `root` once, resized and centre-cropped to `resolution`.
 
     Unreadable files are skipped and counted in one warning. Channels come from `channels`
-    or, when None, from the data: greyscale only if every image is greyscale.
+    or, when None, from the data: greyscale only if every image is greyscale. `paths`: the folder's
+    images when the caller has already searched it (`find_images`).
     """
-    paths = find_images(root)
+    paths = find_images(root) if paths is None else paths
     if not paths:
         raise UserError(f"--data: {root} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
     channels = channels or folder_channels(paths)

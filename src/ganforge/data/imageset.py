@@ -9,7 +9,7 @@ from PIL import Image
 
 from ganforge.data.cache import ImageCache, is_cache
 from ganforge.data.embedded import EMBEDDED, load_embedded
-from ganforge.data.folder import load_folder
+from ganforge.data.folder import check_image_shape, load_folder
 from ganforge.errors import UserError
 
 
@@ -45,12 +45,11 @@ def native_resolution(spec: str) -> int | None:
     return None
 
 
-def load_imageset(spec: str, resolution: int, channels: int | None = None) -> ImageSet:
-    """Load `spec` (an embedded set name or a folder path) at `resolution` x `resolution`."""
-    if resolution < 4:
-        raise UserError(f"--resolution: {resolution} is too small (at least 4)")
-    if channels not in (None, 1, 3):
-        raise UserError(f"--channels: {channels} is not 1 (greyscale) or 3 (RGB)")
+def load_imageset(spec: str, resolution: int, channels: int | None = None,
+                  paths: list[Path] | None = None) -> ImageSet:
+    """Load `spec` (an embedded set name or a folder path) at `resolution` x `resolution` (`paths`: a folder's
+    images, when the caller has already searched it)."""
+    check_image_shape(resolution, channels)
     if is_cache(spec):
         raise UserError(f"--data: {spec} is a prepared image cache, which only `ganforge train` (generation) reads "
                         "so far; give the folder it was prepared from")
@@ -60,7 +59,7 @@ def load_imageset(spec: str, resolution: int, channels: int | None = None) -> Im
         if channels == 3 and images.shape[1] == 1:
             images = np.repeat(images, 3, axis=1)
     else:
-        images, labels, names = load_folder(Path(spec), resolution, channels)
+        images, labels, names = load_folder(Path(spec), resolution, channels, paths)
     return ImageSet(torch.from_numpy(np.ascontiguousarray(images)), torch.from_numpy(labels), names, spec)
 
 

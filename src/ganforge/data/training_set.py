@@ -31,6 +31,7 @@ def open_training_set(spec: str, resolution: int, channels: int | None,
     """
     if is_cache(spec):
         return _open_prepared(spec, resolution, channels)
+    paths = None
     if spec not in EMBEDDED:
         paths = find_images(Path(spec))
         decoded = len(paths) * 3 * resolution**2  # as RGB whatever the channels: one answer for a run and its resume
@@ -38,7 +39,7 @@ def open_training_set(spec: str, resolution: int, channels: int | None,
             channels = channels or folder_channels(paths)
             size = f"{len(paths)} images, {decoded / 2**30:.1f} GiB decoded"
             return _open_auto_cache(spec, resolution, channels, size, distributed)
-    return load_imageset(spec, resolution, channels)
+    return load_imageset(spec, resolution, channels, paths)  # the folder searched once
 
 
 def _open_prepared(spec: str, resolution: int, channels: int | None) -> ImageCache:
