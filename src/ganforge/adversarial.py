@@ -9,7 +9,7 @@ from typing import Callable
 import torch
 
 from ganforge.diffaugment import AdaptiveProbability, diff_augment, parse_policy
-from ganforge.losses import ADVERSARIAL_LOSSES, gradient_penalty, r1_penalty
+from ganforge.losses import ADVERSARIAL_LOSSES, DISCRIMINATOR_TERMS, gradient_penalty, r1_penalty
 
 Critic = Callable[[torch.Tensor], torch.Tensor]
 
@@ -19,6 +19,7 @@ class AdversarialObjective:
                  r1_every: int = 16, gp_weight: float = 10.0, augment_target: float = 0.0, augment_p: float = 1.0):
         self.loss = loss
         self.d_loss_fn, self.g_loss_fn = ADVERSARIAL_LOSSES[loss]
+        self.real_term, self.fake_term = DISCRIMINATOR_TERMS[loss]
         self.augment = augment or []
         self.augment_p = AdaptiveProbability(augment_target if self.augment else 0.0, fixed_p=augment_p)
         self.r1_gamma, self.r1_every, self.gp_weight = r1_gamma, r1_every, gp_weight
@@ -52,6 +53,19 @@ class AdversarialObjective:
             loss = loss + 0.5 * self.r1_gamma * self.r1_every * penalty
             stats["r1"] = penalty.detach()
         return loss, stats
+
+    def real_losses(self, critic: Critic, real: torch.Tensor) -> torch.Tensor:
+        """D's loss on each real image (augmented as in `discriminator_loss`), one per image, not averaged.
+
+        For differentially private training, which clips each image's gradient alone; the penalties
+        and ADA, which need more than one image's loss, are refused in that mode (config.py).
+        """
+        return self.real_term(critic(diff_augment(real, self.augment, self.augment_p.p)).float())
+
+    def fake_loss(self, critic: Critic, fake: torch.Tensor) -> tuple[torch.Tensor, dict]:
+        """D's loss on generated images, averaged, and D(G(z)) for the log: the half of L_D that reads no data."""
+        fake_logits = critic(diff_augment(fake, self.augment, self.augment_p.p)).float()
+        return self.fake_term(fake_logits).mean(), {"d_fake": torch.sigmoid(fake_logits.detach()).mean()}
 
     def generator_loss(self, critic: Critic, fake: torch.Tensor) -> torch.Tensor:
         return self.g_loss_fn(critic(diff_augment(fake, self.augment, self.augment_p.p)).float())

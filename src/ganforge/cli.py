@@ -17,7 +17,8 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
     for f in dataclasses.fields(TrainConfig):
         kind, group = field_kind(f), groups[f.metadata["group"]]
         default = "" if f.metadata["base"] is None else f" (default: {f.metadata['base']}" + "".join(
-            f"; {value} for --task {task}" for task, value in (f.metadata["by_task"] or {}).items()) + ")"
+            f"; {value} for --task {task}" for task, value in (f.metadata["by_task"] or {}).items()) + (
+            "" if f.metadata["private"] is None else f"; {f.metadata['private']} with --dp-epsilon") + ")"
         if kind is bool:
             group.add_argument(f"--{flag(f.name)}", dest=f.name, action=argparse.BooleanOptionalAction, default=None,
                                help=f"{f.metadata['help']}{default}")

@@ -23,15 +23,15 @@ from ganforge.errors import UserError
 # so adding a task is one line here (plus its setup in training/run.py).
 TASKS = {"generation": "noise", "superres": "image", "inpaint": "image", "style": "image", "translate": "image"}
 # Sections of `ganforge train --help`, in order.
-GROUPS = ("data", "networks", "losses and stabilisers", "optimisation", "run and output")
-DATA, NETS, LOSSES, OPTIM, RUN = GROUPS
+GROUPS = ("data", "networks", "losses and stabilisers", "optimisation", "privacy", "run and output")
+DATA, NETS, LOSSES, OPTIM, PRIVACY, RUN = GROUPS
 NOISE, SUPERRES, INPAINT, STYLE, TRANSLATE = ("noise",), ("superres",), ("inpaint",), ("style",), ("translate",)
 ADVERSARIAL = ("generation", "superres", "inpaint", "translate")  # the tasks with a discriminator
 DEFAULT_WIDTH = 64  # --width, except generation at 32 px or less (training/run.py's SMALL_IMAGE_WIDTH)
 
 
 def option(default, help: str, group: str, tasks: tuple[str, ...] | None = None, needs: str | tuple | None = None,
-           by_task: dict | None = None, **kwargs):
+           by_task: dict | None = None, private=None, **kwargs):
     """A config field with its CLI help text, its section of `train --help` and where it applies.
 
     `tasks`: the tasks (or kinds of task, see TASKS) it applies to; None: every task.
@@ -39,10 +39,12 @@ def option(default, help: str, group: str, tasks: tuple[str, ...] | None = None,
     0, None or "none"), or (field name, value).
     `by_task`: defaults that differ by task ({task: value}); the field is then None until the
     config is built, when it takes its task's default, or `default`, where the option applies.
+    `private`: the default in differentially private training (--dp-epsilon), for an option on by default that
+    would read real images outside the privacy accounting; set explicitly to anything else there, it is refused.
     """
     metadata = {"help": help, "group": group, "tasks": tasks, "needs": needs, "by_task": by_task, "base": default,
-                **kwargs}
-    return field(default=None if by_task else default, metadata=metadata)
+                "private": private, **kwargs}
+    return field(default=None if by_task or private is not None else default, metadata=metadata)
 
 
 @dataclass
@@ -70,8 +72,8 @@ class TrainConfig:
                        group=LOSSES, tasks=ADVERSARIAL, choices=["bce", "hinge", "lsgan", "wgan-gp"])
     n_critic: int = option(1, "D updates per G update (5 is usual for wgan-gp)", group=LOSSES, tasks=ADVERSARIAL)
     gp_weight: float = option(10.0, "weight of the WGAN-GP gradient penalty", group=LOSSES, needs=("loss", "wgan-gp"))
-    r1_gamma: float = option(0.2, "R1 penalty weight on real images (0: off); part of the default that won benchmarks/stability.py",
-                             group=LOSSES, tasks=ADVERSARIAL)
+    r1_gamma: float | None = option(0.2, "R1 penalty weight on real images (0: off); part of the default that won "
+                                    "benchmarks/stability.py", group=LOSSES, tasks=ADVERSARIAL, private=0.0)
     r1_every: int = option(16, "apply R1 every N steps, scaled by N (lazy regularisation; 1: every step)",
                            group=LOSSES, needs="r1_gamma")
     spectral_norm: bool = option(False, "spectral normalisation in D (replaces its batch norm)",
@@ -112,7 +114,8 @@ class TrainConfig:
     sample_every: int = option(500, "steps between sample grids", group=RUN)
     checkpoint_every: int = option(1000, "steps between checkpoints", group=RUN)
     log_every: int = option(10, "steps between lines of metrics.jsonl", group=RUN)
-    eval_every: int = option(1000, "steps between domain-feature FID/KID and mode-collapse checks (0: off)", group=RUN)
+    eval_every: int | None = option(1000, "steps between domain-feature FID/KID and mode-collapse checks (0: off)", group=RUN,
+                                    private=0)
     eval_samples: int = option(1000, "generated images per check during training", group=RUN, tasks=NOISE)
     grid_size: int = option(64, "images in each sample grid", group=RUN, tasks=NOISE)
     nan_patience: int = option(10, "non-finite losses in a row before rolling back to the last checkpoint",
@@ -167,11 +170,22 @@ class TrainConfig:
     features: str | None = option(None, "style, inpaint: a local torchvision VGG19 weights file (.pth or .safetensors) "
                                   "for the style and content losses, or inpaint's texture loss (default: the built-in "
                                   "random network, nothing downloaded)", group=LOSSES, tasks=STYLE + INPAINT)
+    dp_epsilon: float | None = option(None, "differentially private training (DP-SGD on D, Opacus's accountant): the "
+                                      "privacy budget epsilon; the noise is set so that the planned steps spend at most "
+                                      "this, and the run stops before it spends more; inf: clipping without noise (no "
+                                      "guarantee). Needs the privacy extra (pip install 'ganforge[privacy]')",
+                                      group=PRIVACY, tasks=NOISE)
+    dp_delta: float = option(1e-5, "the delta of the (epsilon, delta) guarantee; must be below 1/(training images)",
+                             group=PRIVACY, needs="dp_epsilon")
+    dp_max_grad_norm: float = option(1.0, "the clipping bound of each real image's gradient of D's loss (DP-SGD's C)",
+                                     group=PRIVACY, needs="dp_epsilon")
 
     def __post_init__(self):
         """Options whose default depends on the task take it (Johnson et al.'s Adam for the fast style network,
         CycleGAN's LSGAN for translation); where an option does not apply, it stays None."""
         for f in dataclasses.fields(self):
+            if f.metadata["private"] is not None and getattr(self, f.name) is None:
+                setattr(self, f.name, f.metadata["private"] if self.dp_epsilon is not None else f.metadata["base"])
             by_task, tasks = f.metadata["by_task"], f.metadata["tasks"]
             if not by_task or self.task not in TASKS:
                 continue
@@ -245,7 +259,43 @@ class TrainConfig:
         if self.resolution is not None and self.resolution < 4:
             raise UserError(f"--resolution: must be at least 4, got {self.resolution}")
         self._refuse_options_that_do_not_apply()
+        self._check_privacy()
         return self
+
+    @property
+    def discriminator_batch_norm(self) -> bool:
+        """Batch norm mixes the images of a batch, which a per-image gradient penalty (WGAN-GP) and per-image
+        gradient clipping (DP-SGD) cannot have: D has none there."""
+        return self.loss != "wgan-gp" and self.dp_epsilon is None
+
+    def _check_privacy(self) -> None:
+        """DP-SGD's options, and the side doors through which real images would reach D's updates, the log or
+        the run's files outside the privacy accounting: each is refused with its reason."""
+        if self.dp_epsilon is None:
+            return
+        if math.isnan(self.dp_epsilon) or self.dp_epsilon <= 0:
+            raise UserError(f"--dp-epsilon: must be positive (inf: clipping without noise), got {self.dp_epsilon}")
+        if not 0 < self.dp_delta < 1:
+            raise UserError(f"--dp-delta: must be in (0, 1), got {self.dp_delta}")
+        if not (math.isfinite(self.dp_max_grad_norm) and self.dp_max_grad_norm > 0):
+            raise UserError(f"--dp-max-grad-norm: must be positive, got {self.dp_max_grad_norm}")
+        side_doors = [
+            ("r1_gamma", self.r1_gamma > 0, "R1 penalises D's gradient at each real image, which DP-SGD cannot clip; "
+                                            "use 0"),
+            ("loss", self.loss == "wgan-gp", "WGAN-GP's penalty takes D's gradient at mixes of real and fake images, "
+                                             "which DP-SGD cannot clip; use bce, hinge or lsgan"),
+            ("augment_target", self.augment_target > 0, "ADA sets its probability from D's scores of real images, "
+                                                        "outside the accounting; use a fixed --augment-p"),
+            ("eval_every", self.eval_every > 0, "the in-training checks compare samples with the training images and "
+                                                "log the result, outside the accounting; use 0 and `ganforge evaluate`"),
+            ("spectral_norm", self.spectral_norm, "Opacus computes per-image gradients of plain weights, not of "
+                                                  "spectral norm's parametrisation"),
+            ("precision", self.precision == "fp16", "fp16's loss scaler skips steps on overflows of the real "
+                                                    "images' gradients, outside the accounting; use bf16 or fp32"),
+        ]
+        for name, refused, reason in side_doors:
+            if refused:
+                raise UserError(f"--{flag(name)}: {getattr(self, name)!r} is refused with --dp-epsilon: {reason}")
 
     def _refuse_options_that_do_not_apply(self) -> None:
         """An option left at its default is fine anywhere; one set where it does nothing is a mistake to report."""

@@ -1,7 +1,9 @@
 """Adversarial losses and penalties as plain functions of discriminator logits.
 
 Each entry of ADVERSARIAL_LOSSES is a pair (discriminator_loss, generator_loss); adding a loss
-means adding a pair here, and the trainer does not change.
+means adding a pair here, and the trainer does not change. Every discriminator loss is a mean of
+one term per real image plus a mean of one term per fake: DISCRIMINATOR_TERMS holds them per
+image, which differentially private training needs (each real image's gradient is clipped alone).
 """
 
 from typing import Callable
@@ -12,13 +14,19 @@ import torch.nn.functional as F
 LossPair = tuple[Callable[[torch.Tensor, torch.Tensor], torch.Tensor], Callable[[torch.Tensor], torch.Tensor]]
 
 
-def bce_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
-    """L_D = -[log D(x) + log(1 - D(G(z)))], averaged over the batch.
+def bce_real_term(real_logits: torch.Tensor) -> torch.Tensor:
+    """-log D(x) per image: softplus(-l_real), which never takes the log of a rounded-to-zero probability."""
+    return F.softplus(-real_logits)
 
-    With D = sigmoid(logit): -log D(x) = softplus(-l_real) and -log(1 - D(G(z))) = softplus(l_fake),
-    which never takes the log of a rounded-to-zero probability.
-    """
-    return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
+
+def bce_fake_term(fake_logits: torch.Tensor) -> torch.Tensor:
+    """-log(1 - D(G(z))) per image: softplus(l_fake)."""
+    return F.softplus(fake_logits)
+
+
+def bce_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
+    """L_D = -[log D(x) + log(1 - D(G(z)))], averaged over the batch (D = sigmoid(logit))."""
+    return bce_real_term(real_logits).mean() + bce_fake_term(fake_logits).mean()
 
 
 def bce_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
@@ -26,9 +34,17 @@ def bce_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     return F.softplus(-fake_logits).mean()
 
 
+def hinge_real_term(real_logits: torch.Tensor) -> torch.Tensor:
+    return F.relu(1 - real_logits)
+
+
+def hinge_fake_term(fake_logits: torch.Tensor) -> torch.Tensor:
+    return F.relu(1 + fake_logits)
+
+
 def hinge_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """Geometric GAN / SAGAN: E[max(0, 1 - D(x))] + E[max(0, 1 + D(G(z)))]."""
-    return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
+    return hinge_real_term(real_logits).mean() + hinge_fake_term(fake_logits).mean()
 
 
 def linear_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
@@ -36,18 +52,34 @@ def linear_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     return -fake_logits.mean()
 
 
+def lsgan_real_term(real_logits: torch.Tensor) -> torch.Tensor:
+    return 0.5 * (real_logits - 1).pow(2)
+
+
+def lsgan_fake_term(fake_logits: torch.Tensor) -> torch.Tensor:
+    return 0.5 * fake_logits.pow(2)
+
+
 def lsgan_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """Least squares GAN (Mao et al. 2017, a=0, b=c=1): ½E[(D(x)-1)²] + ½E[D(G(z))²]."""
-    return 0.5 * (real_logits - 1).pow(2).mean() + 0.5 * fake_logits.pow(2).mean()
+    return lsgan_real_term(real_logits).mean() + lsgan_fake_term(fake_logits).mean()
 
 
 def lsgan_generator_loss(fake_logits: torch.Tensor) -> torch.Tensor:
     return 0.5 * (fake_logits - 1).pow(2).mean()
 
 
+def wasserstein_real_term(real_logits: torch.Tensor) -> torch.Tensor:
+    return -real_logits
+
+
+def wasserstein_fake_term(fake_logits: torch.Tensor) -> torch.Tensor:
+    return fake_logits
+
+
 def wasserstein_discriminator_loss(real_logits: torch.Tensor, fake_logits: torch.Tensor) -> torch.Tensor:
     """The critic's E[D(G(z))] - E[D(x)]; needs a Lipschitz constraint (gradient penalty)."""
-    return fake_logits.mean() - real_logits.mean()
+    return wasserstein_real_term(real_logits).mean() + wasserstein_fake_term(fake_logits).mean()
 
 
 ADVERSARIAL_LOSSES: dict[str, LossPair] = {
@@ -55,6 +87,14 @@ ADVERSARIAL_LOSSES: dict[str, LossPair] = {
     "hinge": (hinge_discriminator_loss, linear_generator_loss),
     "lsgan": (lsgan_discriminator_loss, lsgan_generator_loss),
     "wgan-gp": (wasserstein_discriminator_loss, linear_generator_loss),
+}
+
+# (term per real image, term per fake image) of each discriminator loss above: L_D = mean(real) + mean(fake).
+DISCRIMINATOR_TERMS = {
+    "bce": (bce_real_term, bce_fake_term),
+    "hinge": (hinge_real_term, hinge_fake_term),
+    "lsgan": (lsgan_real_term, lsgan_fake_term),
+    "wgan-gp": (wasserstein_real_term, wasserstein_fake_term),
 }
 
 

@@ -3,7 +3,7 @@
 from torch import nn
 
 from ganforge.nets.brief import BriefDiscriminator, BriefGenerator
-from ganforge.nets.conditional import ConditionalDCGANGenerator
+from ganforge.nets.conditional import ConditionalDCGANGenerator, ProjectionDiscriminator
 from ganforge.nets.dcgan import DCGANDiscriminator, DCGANGenerator
 
 
@@ -17,7 +17,13 @@ def build_generator(model: dict) -> nn.Module:
     return DCGANGenerator(model["resolution"], model["channels"], model["latent_dim"], model["width"])
 
 
-def build_discriminator(model: dict, spectral_norm: bool = False, batch_norm: bool = True) -> nn.Module:
+def build_discriminator(model: dict, spectral_norm: bool = False, batch_norm: bool = True,
+                        cond_d: str = "projection") -> nn.Module:
+    """The discriminator of a generator's config (training builds it; `evaluate`'s membership attack rebuilds it)."""
+    if model.get("num_classes"):
+        return ProjectionDiscriminator(model["resolution"], model["channels"], model["width"], model["num_classes"],
+                                       spectral_norm, batch_norm, projection=cond_d == "projection",
+                                       aux_classifier=cond_d == "acgan")
     if model["arch"] == "seed":
         return BriefDiscriminator(model["channels"], spectral_norm)  # the brief's D has no batch norm
     return DCGANDiscriminator(model["resolution"], model["channels"], model["width"], spectral_norm, batch_norm)

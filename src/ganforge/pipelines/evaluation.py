@@ -4,6 +4,8 @@ Every report names its feature extractor: numbers from different extractors are 
 The reference set is the run's held-out split where it has one (`--max-images`), so that FID,
 precision/recall and the memorisation audit compare against real images the GAN never saw.
 Generated images are rounded to 8 bits, as real ones are, before their features are taken.
+The membership attack (LOGAN) reads the run's discriminator from its last checkpoint and scores
+the same split: the `--max-images` training images are the members, the held-out rest are not.
 """
 
 import hashlib
@@ -15,7 +17,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from ganforge.atomic import atomic_path
-from ganforge.config import load_yaml
+from ganforge.config import TrainConfig, load_yaml
 from ganforge.data import ImageSet, load_imageset, split
 from ganforge.data.embedded import cache_dir
 from ganforge.data.imageset import native_resolution
@@ -36,12 +38,18 @@ from ganforge.metrics import (
     train_domain_features,
 )
 from ganforge.metrics.domain import domain_features
+from ganforge.metrics.membership import discriminator_scores, logan_attack
+from ganforge.nets.build import build_discriminator
+from ganforge.saved_model import build_model
+from ganforge.weights_file import read_state_dict
 from ganforge.device import pick_device
 from ganforge.latent import balanced_labels, generate, latents
 from ganforge.pipelines.sampling import load_generator
 
 log = logging.getLogger("ganforge")
-METRICS = ("fid", "kid", "pr", "dc", "memorization")
+METRICS = ("fid", "kid", "pr", "dc", "memorization", "membership")
+CHECKPOINT = Path("checkpoints") / "last.safetensors"  # where a run keeps its discriminator
+MEMBERSHIP_MAX = 5000  # images of each side the attack scores at most
 ALIASES = {"coverage": "dc", "precision": "pr", "recall": "pr", "memorisation": "memorization", "density": "dc"}
 
 
@@ -53,7 +61,8 @@ def parse_metrics(text: str | None) -> list[str] | None:
     for name in (t.strip().lower() for t in text.split(",") if t.strip()):
         name = ALIASES.get(name, name)
         if name not in METRICS:
-            raise UserError(f"--metrics: unknown metric {name!r}; choose from fid, kid, pr, dc (coverage), memorization")
+            raise UserError(f"--metrics: unknown metric {name!r}; choose from fid, kid, pr, dc (coverage), memorization, "
+                            "membership")
         if name not in names:
             names.append(name)
     if not names:
@@ -94,11 +103,16 @@ def real_features(extractor, images: torch.Tensor, folder: Path) -> torch.Tensor
 
 
 # ---------------------------------------------------------------------------- evaluate
+def run_config(where: str | Path) -> dict:
+    """The options of a run directory's config.yaml; {} for a model folder."""
+    path = Path(where) / "config.yaml"
+    return {k: v for k, v in load_yaml(path).items() if k != "environment"} if path.exists() else {}
+
+
 def run_data(where: str | Path, model: dict, data: str | None) -> tuple[ImageSet, ImageSet]:
     """(training, held-out) images of a run, at the resolution of its generator's config `model`; `data` overrides
     the run's."""
-    run_config_path = Path(where) / "config.yaml"
-    run_cfg = load_yaml(run_config_path) if run_config_path.exists() else {}
+    run_cfg = run_config(where)
     spec = data or run_cfg.get("data")
     if spec is None:
         raise UserError(f"--data: {where} is a model folder without its run's config; name the real images to compare with")
@@ -106,21 +120,55 @@ def run_data(where: str | Path, model: dict, data: str | None) -> tuple[ImageSet
     return split(load_imageset(spec, model["resolution"], model["channels"]), max_images)
 
 
-def chosen_metrics(asked: list[str] | None, heldout: ImageSet) -> list[str]:
+def chosen_metrics(asked: list[str] | None, heldout: ImageSet, where: str | Path) -> list[str]:
     """The metrics to compute: those asked for, else all that the data allows.
 
-    Memorisation needs held-out images, which a run trained without `--max-images` lacks: asked
-    for, that is an error; as a default it is left out with a note, so that plain runs evaluate.
+    Memorisation and membership need held-out images, which a run trained without `--max-images`
+    lacks, and membership the run's checkpoint (its discriminator), which a model folder lacks:
+    asked for, that is an error; as a default each is left out with a note, so that plain runs evaluate.
     """
+    missing = {}
+    if not len(heldout):
+        for name in ("memorization", "membership"):
+            missing[name] = ("needs held-out real images; train with --max-images (the rest of --data is held out) "
+                             f"or leave {name} out")
+    if "membership" not in missing and not (Path(where) / CHECKPOINT).exists():
+        missing["membership"] = (f"needs the run's discriminator ({Path(where) / CHECKPOINT}); evaluate a run "
+                                 "directory, not a model folder")
     if asked is None:
-        if len(heldout):
-            return list(METRICS)
-        log.info("memorization skipped: it needs held-out real images (train with --max-images to hold some out)")
-        return [m for m in METRICS if m != "memorization"]
-    if "memorization" in asked and len(heldout) == 0:
-        raise UserError("--metrics memorization: needs held-out real images; train with --max-images "
-                        "(the rest of --data is held out) or leave memorization out")
+        for name, why in missing.items():
+            log.info("%s skipped: it %s", name, why)
+        return [m for m in METRICS if m not in missing]
+    for name in asked:
+        if name in missing:
+            raise UserError(f"--metrics {name}: {missing[name]}")
     return asked
+
+
+def load_discriminator(where: str | Path, model: dict, device: torch.device) -> torch.nn.Module:
+    """A run's discriminator as its last checkpoint holds it, built from the run's options, in eval mode."""
+    run_cfg = TrainConfig.from_dict(run_config(where), str(Path(where) / "config.yaml"))
+    path = Path(where) / CHECKPOINT
+    prefix = "net.discriminator."
+    weights = {k[len(prefix):]: v for k, v in read_state_dict(path, "checkpoint").items() if k.startswith(prefix)}
+
+    def build(config: dict) -> torch.nn.Module:
+        return build_discriminator(config, run_cfg.spectral_norm, run_cfg.discriminator_batch_norm, run_cfg.cond_d)
+
+    return build_model(build, model, weights, path).to(device).eval()
+
+
+def membership(where: str | Path, model: dict, train: ImageSet, heldout: ImageSet, device: torch.device) -> dict:
+    """LOGAN's white-box attack with the run's D: members are training images, non-members held-out ones (at most
+    MEMBERSHIP_MAX of each, the first of each split, which is itself a fixed seeded shuffle)."""
+    discriminator = load_discriminator(where, model, device)
+    conditional = bool(model.get("num_classes"))
+
+    def scores(images: ImageSet) -> torch.Tensor:
+        images = images.subset(torch.arange(min(len(images), MEMBERSHIP_MAX)))
+        return discriminator_scores(discriminator, images.images, images.labels if conditional else None)
+
+    return {**logan_attack(scores(train), scores(heldout)), "attack": "LOGAN white-box: D's score"}
 
 
 def evaluate(where: str | Path, data: str | None = None, metrics: list[str] | None = None, n: int | None = None,
@@ -132,7 +180,7 @@ def evaluate(where: str | Path, data: str | None = None, metrics: list[str] | No
     """
     generator, model = load_generator(where, device)  # first: a broken model is reported before any data is read
     train, heldout = run_data(where, model, data)
-    metrics = chosen_metrics(metrics, heldout)
+    metrics = chosen_metrics(metrics, heldout, where)
     reference = heldout if len(heldout) else train
     n = n or min(len(reference), 5000)
     if n < 10:
@@ -168,6 +216,10 @@ def evaluate(where: str | Path, data: str | None = None, metrics: list[str] | No
         pairs_png = out.with_name(out.stem + "_closest_pairs.png")
         save_closest_pairs(fake_images, train.images, audit["closest_pairs"], pairs_png)
         report["memorization"] = {**audit, "closest_pairs_png": str(pairs_png)}
+    if "membership" in metrics:
+        report["membership"] = membership(where, model, train, heldout, next(generator.parameters()).device)
+    if "privacy" in model:  # what the accountant said the run spent, from the model's config.json
+        report["privacy"] = {k: model["privacy"][k] for k in ("epsilon", "delta")}
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps(report, indent=2))
     return report
@@ -186,6 +238,12 @@ def format_report(report: dict) -> str:
     lines += [f"  {k:<{width}}  {v}" for k, v in rows]
     if "memorization" in report:
         lines.append(f"  closest pairs: {report['memorization']['closest_pairs_png']}")
+    if "membership" in report:
+        m = report["membership"]
+        lines.append(f"  membership (LOGAN, {m['members']} training vs {m['nonmembers']} held-out images): AUC "
+                     f"{m['auc']:.4f} (0.5: no leak), top-half accuracy {m['logan_accuracy']:.4f}")
+    if "privacy" in report:
+        lines.append(f"  privacy: trained with epsilon {report['privacy']['epsilon']:.4g} at delta {report['privacy']['delta']:g}")
     return "\n".join(lines)
 
 

@@ -20,9 +20,8 @@ from torch import nn
 
 from ganforge.adversarial import AdversarialObjective
 from ganforge.errors import UserError
-from ganforge.nets.conditional import ProjectionDiscriminator
 from ganforge.imageio import make_grid
-from ganforge.nets.build import build_generator
+from ganforge.nets.build import build_discriminator, build_generator
 from ganforge.tasks.generation import AdversarialThroughout, check_resolution
 
 
@@ -53,19 +52,25 @@ class ConditionalGenerationTask(AdversarialThroughout):
             "data": source, "max_images": cfg.max_images,
         }  # fmt: skip
         self.nets = {"generator": build_generator(self.model),
-                     "discriminator": ProjectionDiscriminator(
-                         resolution, channels, cfg.width, len(class_names), cfg.spectral_norm,
-                         batch_norm=cfg.loss != "wgan-gp", projection=cfg.cond_d == "projection",
-                         aux_classifier=cfg.cond_d == "acgan")}
+                     "discriminator": build_discriminator(self.model, cfg.spectral_norm, cfg.discriminator_batch_norm,
+                                                          cfg.cond_d)}
         self.ac_weight = cfg.ac_weight if cfg.cond_d == "acgan" else 0.0
         self.adversarial_objective = AdversarialObjective.from_config(cfg)
         self.grid_columns = max(1, math.ceil(cfg.grid_size / len(class_names)))
 
-    def make_batch(self, real: torch.Tensor, rng: torch.Generator, labels: torch.Tensor | None = None) -> dict:
+    def make_batch(self, real: torch.Tensor, rng: torch.Generator, labels: torch.Tensor | None = None,
+                   public_fakes: int | None = None) -> dict:
+        """Real images and their classes (`real_labels`), and G's noise and classes (`labels`): the real images'
+        classes, or with `public_fakes` that many classes drawn uniformly (differentially private training)."""
         if labels is None:
             raise ValueError("a conditional task needs the labels of its real images")
-        z = torch.randn(real.shape[0], self.model["latent_dim"], generator=rng).to(real.device)
-        return {"real": real, "labels": labels.to(real.device), "z": z}
+        labels = labels.to(real.device)
+        if public_fakes is None:
+            z = torch.randn(real.shape[0], self.model["latent_dim"], generator=rng).to(real.device)
+            return {"real": real, "real_labels": labels, "labels": labels, "z": z}
+        z = torch.randn(public_fakes, self.model["latent_dim"], generator=rng).to(real.device)
+        asked = torch.randint(self.model["num_classes"], (public_fakes,), generator=rng).to(real.device)
+        return {"real": real, "real_labels": labels, "labels": asked, "z": z}
 
     def generate(self, generator: nn.Module, batch: dict) -> torch.Tensor:
         return generator(batch["z"], batch["labels"])
@@ -83,6 +88,7 @@ class ConditionalGenerationTask(AdversarialThroughout):
         return critic
 
     def discriminator_loss(self, discriminator: nn.Module, batch: dict, fake: torch.Tensor, step: int):
+        """L_D of a batch whose fakes were asked for the real images' classes (one critic serves both)."""
         class_logits: list[torch.Tensor] = []
         critic = self._critic(discriminator, batch["labels"], class_logits)
         loss, stats = self.adversarial_objective.discriminator_loss(critic, batch["real"], fake, step)
@@ -92,6 +98,19 @@ class ConditionalGenerationTask(AdversarialThroughout):
             loss = loss + self.ac_weight * ac_real
             stats = {**stats, "ac_real": ac_real.detach()}
         return loss, stats
+
+    def discriminator_real_losses(self, discriminator: nn.Module, batch: dict) -> torch.Tensor:
+        """D's loss on each real image and its class (DP-SGD clips the gradient of each (x, y) record)."""
+        class_logits: list[torch.Tensor] = []
+        labels = batch["real_labels"]
+        losses = self.adversarial_objective.real_losses(self._critic(discriminator, labels, class_logits), batch["real"])
+        if self.ac_weight:
+            losses = losses + self.ac_weight * F.cross_entropy(class_logits[0].float(), labels, reduction="none")
+        return losses
+
+    def discriminator_fake_loss(self, discriminator: nn.Module, batch: dict, fake: torch.Tensor):
+        """D's loss on the fakes, of the classes G was asked for (AC-GAN's class loss is on real images only)."""
+        return self.adversarial_objective.fake_loss(lambda x: discriminator(x, batch["labels"]), fake)
 
     def generator_loss(self, discriminator: nn.Module, batch: dict, fake: torch.Tensor, step: int):
         class_logits: list[torch.Tensor] = []

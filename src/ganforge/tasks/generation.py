@@ -46,11 +46,13 @@ class GenerationTask(AdversarialThroughout):
             "width": cfg.width,
         }
         self.nets = {"generator": build_generator(self.model),
-                     "discriminator": build_discriminator(self.model, cfg.spectral_norm, batch_norm=cfg.loss != "wgan-gp")}
+                     "discriminator": build_discriminator(self.model, cfg.spectral_norm, cfg.discriminator_batch_norm)}
         self.adversarial_objective = AdversarialObjective.from_config(cfg)
 
-    def make_batch(self, real: torch.Tensor, rng: torch.Generator) -> dict[str, torch.Tensor]:
-        z = torch.randn(real.shape[0], self.model["latent_dim"], generator=rng).to(real.device)
+    def make_batch(self, real: torch.Tensor, rng: torch.Generator, public_fakes: int | None = None) -> dict:
+        """Real images and G's noise: one z per real image, or `public_fakes` of them (differentially private
+        training, where the number of real images drawn is itself private)."""
+        z = torch.randn(public_fakes or real.shape[0], self.model["latent_dim"], generator=rng).to(real.device)
         return {"real": real, "z": z}
 
     def generate(self, generator: nn.Module, batch: dict) -> torch.Tensor:
@@ -59,6 +61,14 @@ class GenerationTask(AdversarialThroughout):
     def discriminator_loss(self, discriminator: nn.Module, batch: dict, fake: torch.Tensor, step: int):
         """L_D on real images and detached fakes; also returns D(x) and D(G(z)) for the log."""
         return self.adversarial_objective.discriminator_loss(discriminator, batch["real"], fake, step)
+
+    def discriminator_real_losses(self, discriminator: nn.Module, batch: dict) -> torch.Tensor:
+        """D's loss on each real image (DP-SGD clips each one's gradient)."""
+        return self.adversarial_objective.real_losses(discriminator, batch["real"])
+
+    def discriminator_fake_loss(self, discriminator: nn.Module, batch: dict, fake: torch.Tensor):
+        """D's loss on the fakes, which read no data; and D(G(z)) for the log."""
+        return self.adversarial_objective.fake_loss(discriminator, fake)
 
     def generator_loss(self, discriminator: nn.Module, batch: dict, fake: torch.Tensor, step: int):
         return self.adversarial_objective.generator_loss(discriminator, fake), {}

@@ -77,6 +77,9 @@ def generation_setup(cfg: TrainConfig, dist):
     check_resolution(cfg.arch, cfg.resolution)
     data, _ = split(open_training_set(cfg.data, cfg.resolution, cfg.channels, dist.enabled), cfg.max_images)
     cfg.channels = data.channels
+    if cfg.dp_epsilon is not None and dist.is_main:
+        log.info("differentially private training: D has no batch norm (it mixes the images of a batch, which per-image "
+                 "gradient clipping cannot have); batches are Poisson samples; R1 and the in-training checks are off")
     if cfg.conditional:
         check_labels(data.labels, data.class_names, cfg.data)
         task = ConditionalGenerationTask(cfg, data.channels, data.resolution, data.class_names, cfg.data)
@@ -168,7 +171,8 @@ def init_weights(where: str, model: dict) -> dict:
     config, weights = load_model(resolve_model(where), "generator")
     # What a model was trained on and with, not what it is: a style network may start from one of another style.
     ignored = {"variant", "steps", "fidelity_steps", "init_generator", "ganforge_version", "degradation", "data", "max_images",
-               "masks", "style", "style_sha256", "strength", "features", "style_side", "patch_size", "data_b"}
+               "masks", "style", "style_sha256", "strength", "features", "style_side", "patch_size", "data_b",
+               "privacy"}
     differ = sorted(k for k in set(config) | set(model) if k not in ignored and config.get(k) != model.get(k))
     if differ:
         details = ", ".join(f"{k} {config.get(k)!r} vs {model.get(k)!r}" for k in differ)
@@ -255,6 +259,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, device: torch.device, dist
     task, images, labels, monitor = SETUPS[cfg.task](cfg, dist)
     trainer = Trainer(cfg, task, images, out, device, dtype, dist, monitor=monitor, labels=labels)
     resumed = resume and trainer.resume()  # False for a run killed before its first checkpoint: it starts afresh
+    trainer.check_privacy_budget()  # before anything is written: a run whose budget is spent does not start
     if not resumed and cfg.init_generator:
         trainer.init_generator(init_weights(cfg.init_generator, task.model))
     if dist.is_main:
@@ -263,10 +268,20 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, device: torch.device, dist
             "device": str(device), "dtype": str(dtype).removeprefix("torch."), "world_size": dist.world_size,
             "images": len(images), "command": " ".join(sys.argv),
         }
+        if trainer.private is not None:
+            environment["privacy"] = privacy_summary(trainer)
         save_yaml({**dataclasses.asdict(cfg), "environment": environment}, out / "config.yaml")
         log.info("%s: %d %s %dx%dx%d, %s on %s (%s), %d steps of %d x %d",
                  cfg.data, len(images), "images" if cfg.task == "generation" else "crops", *images.shape[1:],
                  cfg.arch if cfg.task == "generation" else cfg.task, device,
                  environment["dtype"], trainer.total_steps, trainer.batch_size, dist.world_size)
     trainer.fit()
+    if trainer.private is not None and dist.is_main:  # the epsilon spent, where the run's options are
+        environment["privacy"] = privacy_summary(trainer)
+        save_yaml({**dataclasses.asdict(cfg), "environment": environment}, out / "config.yaml")
     return out
+
+
+def privacy_summary(trainer: Trainer) -> dict:
+    """config.yaml's record of the privacy spent so far (the accountant's history is in the checkpoint)."""
+    return {k: v for k, v in trainer.privacy_report().items() if k != "history"}

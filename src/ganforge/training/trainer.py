@@ -6,7 +6,8 @@ adversarial, as the fast style network is; CycleGAN's pairs are one module each)
 first phase is not), the model folders a checkpoint exports (`exports`; `phase_ends` are steps
 that must be checkpointed) and its preview grid (`preview_inputs`, `preview_grid`). The trainer
 owns everything else: optimisers, mixed precision, DDP under torchrun, sample grids, metrics,
-checkpoints and exact resume.
+checkpoints and exact resume. With `--dp-epsilon` D's updates are DP-SGD (training/privacy.py):
+Poisson-sampled batches, per-image clipping, noise, and a privacy budget the run stops at.
 
 Reproducibility: every random draw of step `s` on rank `r` comes from a seed derived from
 (seed, s, r), and the data order of epoch `e` from (seed, e). A resumed run therefore needs only
@@ -35,6 +36,8 @@ from ganforge.atomic import atomic_path, fsync, remove_leftovers
 from ganforge.errors import UserError
 from ganforge.training.distributed import DistInfo
 from ganforge.training.ema import EMA
+from ganforge.training.privacy import (PoissonSampler, PrivateDiscriminatorGradient, noise_multiplier_for,
+                                       require_opacus, updates_within_budget)
 from ganforge.training.prefetch import Prefetcher
 from ganforge.viz import plot_losses
 
@@ -135,11 +138,18 @@ class Trainer:
                  dtype: torch.dtype, dist: DistInfo, monitor=None, labels: torch.Tensor | None = None):
         self.cfg, self.task, self.run_dir, self.device, self.dtype, self.dist = cfg, task, Path(run_dir), device, dtype, dist
         self.monitor = monitor  # called with the sampling generator every eval_every steps, on rank 0
-        for net in task.nets.values():
-            # channels_last: measured 1.5x faster transposed convolutions on the CPU, and what GPUs' tensor cores want.
-            net.to(device, memory_format=torch.channels_last)
+        private = cfg.dp_epsilon is not None
+        for name, net in task.nets.items():
+            # channels_last: measured 1.5x faster transposed convolutions on the CPU, and what GPUs' tensor cores want;
+            # but Opacus's per-image gradients of channels_last convolution weights are wrong (training/privacy.py).
+            private_d = private and name == "discriminator"
+            net.to(device, memory_format=torch.contiguous_format if private_d else torch.channels_last)
         self.generator, self.discriminator = task.nets["generator"], task.nets.get("discriminator")
-        if dist.enabled:
+        if private:  # D's gradients are summed over processes by the private update itself, not by DDP
+            self.ddp_generator = DDP(self.generator, device_ids=[device.index] if device.type == "cuda" else None) \
+                if dist.enabled else self.generator
+            self.ddp_discriminator = self.discriminator
+        elif dist.enabled:
             ids = [device.index] if device.type == "cuda" else None
             self.ddp_generator = DDP(self.generator, device_ids=ids)
             self.ddp_discriminator = None if self.discriminator is None else DDP(self.discriminator, device_ids=ids)
@@ -169,15 +179,58 @@ class Trainer:
         self.steps_per_epoch = updates_per_epoch(cfg.batch_size, len(images), dist.world_size)
         self.total_steps = total_steps(cfg, len(images), dist.world_size)
         self._perm_epoch, self._perm = -1, None
+        self.sampler, self.private = (self._private_setup(len(images)) if private else (None, None))
         self.prefetch = None if in_memory else Prefetcher(images.read, self.batch_indices, self.total_steps * cfg.n_critic)
         preview = task.preview_inputs(cfg.grid_size, cfg.seed)  # noise, crops, or a batch dict (noise and classes)
         self.preview_inputs = {k: v.to(device) for k, v in preview.items()} if isinstance(preview, dict) else preview.to(device)
         self.history: list[dict] = []
         self.step = 0
 
+    def _private_setup(self, num_images: int) -> tuple[PoissonSampler, PrivateDiscriminatorGradient]:
+        """Poisson sampling and D's private gradient, with the noise that spends `--dp-epsilon` over the planned
+        updates (a resumed run takes the noise it started with from its checkpoint)."""
+        require_opacus()
+        cfg = self.cfg
+        if cfg.dp_delta * num_images >= 1:
+            raise UserError(f"--dp-delta: {cfg.dp_delta:g} is not below 1/{num_images} (one over the training images): "
+                            "such a delta allows leaking a whole image; choose a smaller one")
+        sampler = PoissonSampler(num_images, self.batch_size, cfg.seed, self.dist.rank, self.dist.world_size)
+        planned = self.total_steps * cfg.n_critic
+        sigma = noise_multiplier_for(cfg.dp_epsilon, cfg.dp_delta, sampler.sample_rate, planned)
+        private = PrivateDiscriminatorGradient(self.discriminator, sigma, cfg.dp_max_grad_norm, self.batch_size,
+                                               sampler.sample_rate, cfg.seed, self.dist.rank, self.dist.world_size)
+        return sampler, private
+
+    def privacy_report(self) -> dict:
+        """What the accountant says the run has spent so far, for the model's config.json and the checkpoint."""
+        return {"epsilon": self.private.epsilon(self.cfg.dp_delta), "delta": self.cfg.dp_delta,
+                "target_epsilon": self.cfg.dp_epsilon, "accountant": "opacus rdp", "sampling": "poisson",
+                "noise_multiplier": self.private.noise_multiplier, "sample_rate": self.private.sample_rate,
+                "max_grad_norm": self.cfg.dp_max_grad_norm, "discriminator_updates": self.private.updates,
+                "history": self.private.history}
+
+    def privacy_end_step(self) -> int:
+        """The last step whose D updates fit in the budget (or `total_steps`): a run planned to spend at most
+        --dp-epsilon ends at total_steps; one resumed for more steps stops here."""
+        if self.private is None:
+            return self.total_steps
+        more = updates_within_budget(self.private.history, self.private.noise_multiplier, self.private.sample_rate,
+                                     self.cfg.dp_delta, self.cfg.dp_epsilon)
+        return min(self.total_steps, self.step + more // self.cfg.n_critic)
+
+    def check_privacy_budget(self) -> None:
+        """Refuse to resume a run whose budget is spent before its next step."""
+        if self.private is not None and self.step < self.total_steps and self.privacy_end_step() <= self.step:
+            raise UserError(f"--steps: the privacy budget --dp-epsilon {self.cfg.dp_epsilon:g} is spent at step "
+                            f"{self.step} (epsilon {self.private.epsilon(self.cfg.dp_delta):.3f} at delta "
+                            f"{self.cfg.dp_delta:g}); another step would exceed it. Start a new run for more training")
+
     # ------------------------------------------------------------------ data
     def batch_indices(self, update: int) -> torch.Tensor:
-        """The data indices of D update `update`: a slice of this rank's shard of epoch e's permutation."""
+        """The data indices of D update `update`: a slice of this rank's shard of epoch e's permutation, or in
+        differentially private training a Poisson sample of this rank's shard."""
+        if self.sampler is not None:
+            return self.sampler.indices(update).to(self.index_device)
         epoch, i = divmod(update, self.steps_per_epoch)
         if epoch != self._perm_epoch:
             share = epoch_share(self.cfg.seed, epoch, len(self.images), self.dist.rank, self.dist.world_size,
@@ -205,10 +258,17 @@ class Trainer:
             seed = step_seed(self.cfg.seed + self.seed_offset, update, self.dist.rank)
             torch.manual_seed(seed)  # dropout, augmentation and other draws inside the step
             rng = torch.Generator().manual_seed(seed)
-            if self.labels is None:
-                batch = self.task.make_batch(self.real_batch(update), rng)
-            else:
-                batch = self.task.make_batch(self.real_batch(update), rng, labels=self.batch_labels(update))
+            extra = {} if self.labels is None else {"labels": self.batch_labels(update)}
+            if self.private is not None:
+                extra["public_fakes"] = self.batch_size  # G's inputs must not depend on the private batch
+            batch = self.task.make_batch(self.real_batch(update), rng, **extra)
+            if self.private is not None:
+                with autocast(self.device, self.dtype):
+                    fake = self.task.generate(self.ddp_generator, batch)
+                ok, stats = self._private_d_update(batch, detached(fake), update)
+                if not ok:
+                    break
+                continue
             with autocast(self.device, self.dtype):
                 fake = self.task.generate(self.ddp_generator, batch)
                 if adversarial:
@@ -230,13 +290,36 @@ class Trainer:
             self.ema.update(self.generator, step)
         return {**stats, "loss_g": loss_g.detach(), **g_stats, "skipped": torch.tensor(float(not ok))}
 
-    def _update(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> bool:
-        """One optimiser step, skipped (and reported False) if the loss is not finite on any rank."""
-        optimizer.zero_grad(set_to_none=True)
+    def _private_d_update(self, batch: dict, fake: torch.Tensor, update: int) -> tuple[bool, dict]:
+        """(1) Update D by DP-SGD: the private gradient of its loss on real images (clipped per image, noised)
+        plus the ordinary gradient of its loss on fakes. Only figures of the fakes are logged: D's loss on real
+        images would leak them. Skipped (False) only if the fakes' loss is not finite, before any real image is read.
+        """
+        self.opt_d.zero_grad(set_to_none=True)
+        with autocast(self.device, self.dtype):
+            loss_fake, stats = self.task.discriminator_fake_loss(self.discriminator, batch, fake)
+        if not self._all_finite(loss_fake):
+            return False, {}
+        real = self.private.real_gradient(lambda: self.task.discriminator_real_losses(self.discriminator, batch),
+                                          len(batch["real"]), update)  # in fp32: clipping needs exact norms
+        loss_fake.backward()
+        for p, share in zip(self.private.params, real):
+            p.grad = share if p.grad is None else p.grad / self.dist.world_size + share
+            if self.dist.enabled:
+                torch.distributed.all_reduce(p.grad)
+        self.opt_d.step()
+        return True, {"loss_d_fake": loss_fake.detach(), **stats}
+
+    def _all_finite(self, loss: torch.Tensor) -> bool:
         finite = torch.isfinite(loss.detach()).float()
         if self.dist.enabled:
             torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
-        if not finite.item():
+        return bool(finite.item())
+
+    def _update(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> bool:
+        """One optimiser step, skipped (and reported False) if the loss is not finite on any rank."""
+        optimizer.zero_grad(set_to_none=True)
+        if not self._all_finite(loss):
             return False
         self.scaler.scale(loss).backward()
         self.scaler.step(optimizer)
@@ -257,7 +340,7 @@ class Trainer:
             raise UserError(f"training diverged: non-finite losses for {self.nonfinite_in_a_row} steps in a row at step "
                             f"{self.step} ({where}); try a lower --lr, --spectral-norm or --r1-gamma")
         failed_at, rollbacks = self.step, self.rollbacks + 1
-        self.resume()
+        self.resume(rollback=True)
         self.nonfinite_in_a_row, self.rollbacks = 0, rollbacks  # the run's count, not the checkpoint's
         log.warning("non-finite losses for %d steps in a row at step %d: rolled back to the checkpoint of step %d (rollback %d of 3)",
                     self.cfg.nan_patience, failed_at, self.step, self.rollbacks)
@@ -283,12 +366,20 @@ class Trainer:
         bar = tqdm(total=self.total_steps, initial=self.step, unit="step", disable=not is_main, dynamic_ncols=True)
         t0, images_seen, checkpoint_due = time.perf_counter(), 0, False
         deadline = time.monotonic() + 60 * self.cfg.max_minutes if self.cfg.max_minutes else None
+        privacy_end = self.privacy_end_step()
         try:
             with self._stop_requests() as stop:
                 while self.step < self.total_steps:
                     if self._any_rank_says(bool(stop)):
                         self._checkpoint_unless_in_streak()
                         raise KeyboardInterrupt
+                    if self.step >= privacy_end:
+                        log.warning("privacy budget: another step would spend more than --dp-epsilon %g; stopped at "
+                                    "step %d of %d with a checkpoint", self.cfg.dp_epsilon, self.step, self.total_steps)
+                        self._log({"step": self.step, "event": "privacy_budget_spent"})
+                        self.save_samples()
+                        self.save_checkpoint()
+                        break
                     if deadline is not None and self._any_rank_says(time.monotonic() > deadline):
                         log.info("--max-minutes %.3g reached at step %d", self.cfg.max_minutes, self.step)
                         self.save_samples()
@@ -302,11 +393,14 @@ class Trainer:
                         self.nonfinite_in_a_row = 0
                     elif self._guard_nonfinite():
                         bar.n, checkpoint_due = self.step, False
+                        privacy_end = self.privacy_end_step()  # the undone updates were spent all the same
                         continue
                     if self.step % self.cfg.log_every == 0 or self.step == self.total_steps:
                         elapsed = time.perf_counter() - t0
                         record = {"step": self.step, **{k: round(float(v), 5) for k, v in figures.items()},
                                   "img_per_s": round(images_seen / max(elapsed, 1e-9), 1)}
+                        if self.private is not None:
+                            record.update(dp_epsilon=self.private.epsilon(self.cfg.dp_delta), dp_delta=self.cfg.dp_delta)
                         t0, images_seen = time.perf_counter(), 0
                         self._log(record)
                         bar.set_postfix({k: f"{v:.3f}" for k, v in record.items() if k not in ("step", "img_per_s")})
@@ -323,6 +417,12 @@ class Trainer:
             bar.close()
             if self.prefetch is not None:
                 self.prefetch.close()
+        if self.private is not None and is_main:
+            report = self.privacy_report()
+            log.info("privacy spent: epsilon %.4g at delta %g (Opacus RDP accountant; %d D updates, noise multiplier "
+                     "%.4g, Poisson sampling rate %.4g, clipping %g)", report["epsilon"], report["delta"],
+                     report["discriminator_updates"], report["noise_multiplier"], report["sample_rate"],
+                     report["max_grad_norm"])
 
     def _checkpoint_unless_in_streak(self) -> None:
         if self.nonfinite_in_a_row:
@@ -409,13 +509,15 @@ class Trainer:
             return
         if (self.run_dir / "metrics.jsonl").exists():
             fsync(self.run_dir / "metrics.jsonl")
+        privacy = {} if self.private is None else {"privacy": self.privacy_report()}
         for folder, config in self.task.exports(self.step).items():
-            save_model(self.run_dir / folder, config, {"generator": self.sampling_generator.state_dict()})
+            save_model(self.run_dir / folder, {**config, **privacy}, {"generator": self.sampling_generator.state_dict()})
         scaler = {"scaler": self.scaler.state_dict()} if self.scaler.is_enabled() else {}  # only CUDA fp16 has one
         save_checkpoint(self.run_dir / "checkpoints" / "last.safetensors", self.checkpointed_nets,
                         self.optimizers,
                         {"step": self.step, "rollbacks": self.rollbacks,
-                         **({"augment": self.augment_p.state()} if self.augment_p is not None else {}), **scaler})
+                         **({"augment": self.augment_p.state()} if self.augment_p is not None else {}), **scaler,
+                         **privacy})
 
     def init_generator(self, weights: dict[str, torch.Tensor]) -> None:
         """Start G, and its EMA, from given weights (fine-tuning) instead of a random initialisation."""
@@ -423,12 +525,13 @@ class Trainer:
         if self.ema is not None:
             self.ema.model.load_state_dict(weights)
 
-    def resume(self) -> bool:
+    def resume(self, rollback: bool = False) -> bool:
         """Restore weights, optimisers, step and rollback count from the run's last checkpoint; trim later metrics.
 
         A run killed before its first checkpoint starts again from step 0 (this seed's initial
         weights, just built): False is returned. What a kill mid-write left behind is cleaned up:
-        temporary files and folders, and a last metrics line cut short.
+        temporary files and folders, and a last metrics line cut short. The privacy accountant's
+        history and noise are restored too, except in a `rollback`: the updates rolled back were spent.
         """
         last = self.run_dir / "checkpoints" / "last.safetensors"
         if last.exists():
@@ -438,6 +541,10 @@ class Trainer:
                 self.augment_p.load_state(meta["augment"])
             if "scaler" in meta and self.scaler.is_enabled():
                 self.scaler.load_state_dict(meta["scaler"])
+            if self.private is not None and not rollback:
+                saved = meta["privacy"]
+                self.private.history = [list(h) for h in saved["history"]]
+                self.private.noise_multiplier = saved["noise_multiplier"]
         elif self.dist.is_main:
             log.info("%s: no checkpoint yet (the run stopped before its first); starting again from step 0", self.run_dir)
         metrics = self.run_dir / "metrics.jsonl"
