@@ -43,6 +43,12 @@ from torch import nn
 from ganforge.errors import UserError
 
 ACCOUNTANT = "rdp"  # Opacus's Renyi-DP accountant, which assumes Poisson sampling
+# Opacus's note when the best Renyi order is its largest: the bound holds, it is only not the tightest. Its default
+# orders are kept so that every epsilon here is the one Opacus itself computes.
+LARGEST_ALPHA = "Optimal order is the largest alpha"
+# Opacus's hooks on D fire in every backward pass through it (fakes, G's loss), where no input needs a gradient,
+# which is as it should be; PyTorch warns about that case at every step.
+warnings.filterwarnings("ignore", message="Full backward hook is firing")
 NOISE_SEED_STRIDE = 7_777_777  # noise draws apart from the step's other draws
 
 
@@ -60,8 +66,10 @@ def noise_multiplier_for(epsilon: float, delta: float, sample_rate: float, updat
     from opacus.accountants.utils import get_noise_multiplier
 
     try:
-        return float(get_noise_multiplier(target_epsilon=epsilon, target_delta=delta, sample_rate=sample_rate,
-                                          steps=updates, accountant=ACCOUNTANT))
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=LARGEST_ALPHA)
+            return float(get_noise_multiplier(target_epsilon=epsilon, target_delta=delta, sample_rate=sample_rate,
+                                              steps=updates, accountant=ACCOUNTANT))
     except ValueError as e:  # Opacus: "The privacy budget is too low."
         raise UserError(f"--dp-epsilon: {epsilon:g} is too small for {updates} updates at sampling rate {sample_rate:.4g} "
                         f"and delta {delta:g} ({e}); train fewer steps or on more images") from None
@@ -77,7 +85,9 @@ def epsilon_spent(history: list, delta: float) -> float:
 
     accountant = RDPAccountant()
     accountant.history = [tuple(h) for h in history]
-    return float(accountant.get_epsilon(delta))
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=LARGEST_ALPHA)
+        return float(accountant.get_epsilon(delta))
 
 
 def updates_within_budget(history: list, sigma: float, sample_rate: float, delta: float, epsilon: float) -> int:
@@ -136,6 +146,8 @@ class PrivateDiscriminatorGradient:
 
         without_inplace_activations(discriminator)
         self.params = [p for p in discriminator.parameters() if p.requires_grad]
+        if any(p.dim() == 4 and not p.is_contiguous() for p in self.params):
+            raise ValueError("DP-SGD needs D's weights in the contiguous memory format, not channels_last")
         self.grad_sample = GradSampleModule(discriminator, loss_reduction="sum")
         self.grad_sample.disable_hooks()  # on only for the real images' pass: fakes and G's loss need no per-image grads
         self.noise_multiplier, self.max_grad_norm = noise_multiplier, max_grad_norm
@@ -164,9 +176,7 @@ class PrivateDiscriminatorGradient:
         if num_real:
             self.grad_sample.enable_hooks()
             try:
-                with warnings.catch_warnings():  # no input needs a gradient, which is as it should be
-                    warnings.filterwarnings("ignore", message="Full backward hook is firing")
-                    real_losses().sum().backward()
+                real_losses().sum().backward()
             finally:
                 self.grad_sample.disable_hooks()
             per_image = [p.grad_sample.float() for p in self.params]
