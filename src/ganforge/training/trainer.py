@@ -153,6 +153,13 @@ class Trainer:
         # ADA's probability belongs to the adversarial objective, which a task with no discriminator does not have.
         self.augment_p = None if self.discriminator is None else task.adversarial_objective.augment_p
         self.ema = EMA(self.generator, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        if cfg.compile and not hasattr(torch.compiler, "set_stance"):
+            raise UserError(f"--compile needs torch 2.6 or later (this is {torch.__version__})")
+        if cfg.compile:
+            # In place, after the EMA's copy (a copy of a compiled module would call the original's weights), so
+            # that state dicts, checkpoints and exported models keep their names; sampling copies stay eager.
+            for net in task.nets.values():
+                net.compile()
         self.nonfinite_in_a_row, self.rollbacks = 0, 0
         self.undo = StepUndo(self.generator, self.discriminator, self.opt_d, self.augment_p)
         self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
