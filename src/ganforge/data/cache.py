@@ -15,6 +15,8 @@ A cache is a folder of three files:
 
 Readers hold labels in memory and no pixels: `ImageCache.read` uses positioned reads into the
 batch it returns, not a memory map whose touched pages would stay resident as an epoch goes on.
+Crops (`ImageCache.crops`, for super-resolution and inpainting) are read the same way, each as the
+rows it spans and nothing else: the pages a memory map's slice would touch.
 """
 
 import contextlib
@@ -39,6 +41,7 @@ from tqdm import tqdm
 from ganforge import __version__
 from ganforge.atomic import atomic_path, fsync
 from ganforge.data.folder import check_image_shape, decode_image, find_images, folder_classes, is_grey, label_of
+from ganforge.data.photos import MAX_PATCHES, crop_corners, crops_per_photo
 from ganforge.errors import UserError
 from ganforge.imageio import IMAGE_SUFFIXES, UNREADABLE_IMAGE, check_writable_folder
 
@@ -448,9 +451,53 @@ class ImageCache:
                 raise UserError(f"--data: {self.folder / PIXELS} ended early (truncated while training?)")
         return torch.from_numpy(batch)
 
+    def crops(self, size: int, max_patches: int = MAX_PATCHES) -> "CachedCrops":
+        """`extract_patches`' `size` x `size` crops of these images, in this order, read from disk crop by crop."""
+        if size > self.resolution:
+            raise UserError(f"--patch-size: {self.folder} holds {self.resolution}x{self.resolution} images, smaller than "
+                            f"the {size}x{size} crops; use a smaller --patch-size, or prepare the cache with "
+                            f"--resolution {size} or more")
+        limit = crops_per_photo(len(self), max_patches)
+        corners = [[(i, y, x) for y, x in crop_corners(self.resolution, self.resolution, size, limit, seed=i)]
+                   for i in range(len(self))]
+        return CachedCrops(self, size, np.array([c for image in corners for c in image], dtype=np.int64).reshape(-1, 3))
+
     def _read_at(self, buffer: memoryview, offset: int) -> int:
         if hasattr(os, "preadv"):
             return os.preadv(self.file.fileno(), [buffer], offset)
         with self.lock:
             self.file.seek(offset)
             return self.file.readinto(buffer)
+
+
+class CachedCrops:
+    """Square crops of a cache's images, each read from disk alone: what `extract_patches` makes in memory.
+
+    A crop at (y, x) of side `size` is read as rows y..y+size of each channel of its image (one positioned
+    read per channel, `size` x resolution bytes), never the whole image. It has what the trainer asks of a
+    training set (`len`, `shape`, `read`).
+    """
+
+    def __init__(self, cache: ImageCache, size: int, items: np.ndarray):
+        self.cache, self.size, self.items = cache, size, items  # items: (image index in `cache`, y, x) per crop
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return len(self), self.cache.channels, self.size, self.size
+
+    def read(self, indices: torch.Tensor) -> torch.Tensor:
+        """The crops at `indices` as uint8 (N, C, size, size)."""
+        cache, size = self.cache, self.size
+        side, channels = cache.resolution, cache.channels
+        batch = np.empty((len(indices), channels, size, size), dtype=np.uint8)
+        rows = np.empty((channels, size, side), dtype=np.uint8)  # the rows a crop spans, in each channel
+        for out, (image, y, x) in zip(batch, self.items[np.asarray(indices, dtype=np.int64)]):
+            start = int(cache.rows[image]) * cache.record + int(y) * side
+            for c in range(channels):
+                if cache._read_at(memoryview(rows[c]).cast("B"), start + c * side * side) != size * side:
+                    raise UserError(f"--data: {cache.folder / PIXELS} ended early (truncated while training?)")
+            out[:] = rows[:, :, x : x + size]
+        return torch.from_numpy(batch)

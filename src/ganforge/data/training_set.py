@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ganforge.data.cache import ImageCache, is_cache, prepare_cache
+from ganforge.data.cache import CachedCrops, ImageCache, is_cache, prepare_cache
 from ganforge.data.embedded import EMBEDDED, cache_dir
 from ganforge.data.folder import find_images, folder_channels
 from ganforge.data.imageset import ImageSet, load_imageset
@@ -77,6 +77,11 @@ def _open_auto_cache(spec: str, resolution: int, channels: int, size: str, distr
              spec, size, AUTO_CACHE_BYTES / 2**30, folder)
     log.info(prepare_cache(spec, resolution, folder, channels=channels).summary())
     return ImageCache.open(folder, source=spec)
+
+
+def read_images(data: torch.Tensor | ImageCache | CachedCrops, indices: torch.Tensor) -> torch.Tensor:
+    """The uint8 images (or crops) at `indices` of a training set, held in memory as a tensor or read from a cache."""
+    return data[indices] if isinstance(data, torch.Tensor) else data.read(indices)
 
 
 def in_memory(data: ImageSet | ImageCache, limit: int) -> ImageSet:
