@@ -253,6 +253,19 @@ def test_a_large_folder_is_cached_automatically(labelled, tmp_path, monkeypatch,
         open_training_set(str(labelled), 16, None, distributed=True)  # no cache at 16 px yet: not made by every rank
 
 
+def test_opening_a_large_folder_searches_it_once_and_reads_the_manifest_once(labelled, tmp_path, monkeypatch):
+    monkeypatch.setattr(training_set, "AUTO_CACHE_BYTES", 1000)
+    searches, manifests = [], []
+    real_find, real_manifest = cache_module.find_images, cache_module.read_manifest
+    monkeypatch.setattr(training_set, "find_images", lambda *a: searches.append(a) or real_find(*a))
+    monkeypatch.setattr(cache_module, "find_images", lambda *a: searches.append(a) or real_find(*a))
+    monkeypatch.setattr(cache_module, "read_manifest", lambda *a, **k: manifests.append(a) or real_manifest(*a, **k))
+    for distributed in (False, False, True):  # prepared, then up to date (and what every rank of torchrun does)
+        searches.clear(), manifests.clear()
+        data = open_training_set(str(labelled), 8, None, distributed=distributed)
+        assert len(searches) == 1 and len(manifests) <= 1 and len(data) == 24
+
+
 def test_resume_from_a_cache_is_exact(labelled, tmp_path):
     prepare_cache(labelled, 8, tmp_path / "cache", workers=1, progress=False)
     straight, split = tmp_path / "straight", tmp_path / "split"
