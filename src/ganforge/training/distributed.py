@@ -41,10 +41,11 @@ def init_distributed(device_type: str) -> DistInfo:
 def data_parallel(module: torch.nn.Module, device: torch.device) -> DistributedDataParallel:
     """`module` (already on `device`, in its final memory format) wrapped in DDP, its gradients laid out as its weights.
 
-    DDP's buckets are views with each weight's exact strides, and it warns ("grad strides do not match bucket view
-    strides") and copies element by element when a gradient's strides differ. With channels_last weights they do
-    for every weight with one input or one output channel ([8, 1, 4, 4] is both contiguous and channels_last, and
-    the convolution's backward returns the other spelling): the strides differ only along a dimension of size 1,
+    DDP's buckets are views with each weight's exact strides, and it warns on every run ("grad strides do not match
+    bucket view strides") when a gradient's strides differ. With channels_last weights they do for every weight
+    whose second dimension is 1 (a convolution's from one channel, a transposed convolution's to one): such a
+    weight, [8, 1, 4, 4], is both contiguous and channels_last, its strides can be spelled either way, and the
+    backward returns the other spelling than the weight's. The strides then differ only along a dimension of size 1,
     which addresses no memory, so autograd's layout contract accepts the gradient as it is. A hook on each weight
     hands DDP the same gradient, as a view with the weight's strides: no copy, same memory.
     """
