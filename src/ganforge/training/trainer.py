@@ -23,17 +23,16 @@ import time
 from pathlib import Path
 
 import torch
-from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from ganforge.data.cache import ImageCache
+from ganforge.data.cache import CachedCrops, ImageCache
 from ganforge.imageio import save_image, uint8_to_float
 from ganforge.saved_model import save_model
 from ganforge.training.checkpoint import load_checkpoint, save_checkpoint
 from ganforge.device import autocast
 from ganforge.atomic import atomic_path, fsync, remove_leftovers
 from ganforge.errors import UserError
-from ganforge.training.distributed import DistInfo
+from ganforge.training.distributed import DistInfo, data_parallel
 from ganforge.training.ema import EMA
 from ganforge.training.prefetch import Prefetcher
 from ganforge.viz import plot_losses
@@ -131,7 +130,7 @@ def frozen(module: torch.nn.Module | None):
 
 
 class Trainer:
-    def __init__(self, cfg, task, images: torch.Tensor | ImageCache, run_dir: Path, device: torch.device,
+    def __init__(self, cfg, task, images: torch.Tensor | ImageCache | CachedCrops, run_dir: Path, device: torch.device,
                  dtype: torch.dtype, dist: DistInfo, monitor=None, labels: torch.Tensor | None = None):
         self.cfg, self.task, self.run_dir, self.device, self.dtype, self.dist = cfg, task, Path(run_dir), device, dtype, dist
         self.monitor = monitor  # called with the sampling generator every eval_every steps, on rank 0
@@ -140,9 +139,8 @@ class Trainer:
             net.to(device, memory_format=torch.channels_last)
         self.generator, self.discriminator = task.nets["generator"], task.nets.get("discriminator")
         if dist.enabled:
-            ids = [device.index] if device.type == "cuda" else None
-            self.ddp_generator = DDP(self.generator, device_ids=ids)
-            self.ddp_discriminator = None if self.discriminator is None else DDP(self.discriminator, device_ids=ids)
+            self.ddp_generator = data_parallel(self.generator, device)
+            self.ddp_discriminator = None if self.discriminator is None else data_parallel(self.discriminator, device)
         else:
             self.ddp_generator, self.ddp_discriminator = self.generator, self.discriminator
         betas = (cfg.beta1, cfg.beta2)
