@@ -1,5 +1,7 @@
-"""Run under torchrun by test_distributed.py: train, then save this rank's final weights."""
+"""Run under torchrun by test_distributed.py: train (argv: out, dump folder, optional JSON of options), then save
+this rank's final weights."""
 
+import json
 import sys
 
 from safetensors.torch import save_file
@@ -8,6 +10,7 @@ from ganforge.config import TrainConfig
 from ganforge.training import run
 
 out, dump = sys.argv[1], sys.argv[2]
+overrides = json.loads(sys.argv[3]) if len(sys.argv) > 3 else {}  # options that differ from the run below
 trainers = []
 original_fit = run.Trainer.fit
 
@@ -18,7 +21,7 @@ def fit_and_keep(self):
 
 
 run.Trainer.fit = fit_and_keep
-cfg = TrainConfig(data="digits", resolution=8, width=8, batch_size=16, steps=5, out=out, log_every=1)
+cfg = TrainConfig(**{**dict(data="digits", resolution=8, width=8, batch_size=16, steps=5, out=out, log_every=1), **overrides})
 run.train(cfg)
 rank = int(__import__("os").environ["RANK"])
 state = {f"{name}.{k}": v.contiguous() for name, net in trainers[0].task.nets.items() for k, v in net.state_dict().items()}

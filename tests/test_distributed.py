@@ -1,3 +1,4 @@
+import json
 import os
 import shutil
 import subprocess
@@ -8,6 +9,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+STRIDE_WARNING = "Grad strides do not match bucket view strides"  # DDP's, for a gradient laid out unlike its weight
+
 
 def test_two_process_torchrun_ends_with_identical_weights(tmp_path):
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
@@ -16,6 +19,7 @@ def test_two_process_torchrun_ends_with_identical_weights(tmp_path):
            str(tmp_path / "run"), str(tmp_path)]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert STRIDE_WARNING not in proc.stderr  # the gradients of 1-channel weights reach DDP in the weights' layout
     a, b = load_file(str(tmp_path / "rank0.safetensors")), load_file(str(tmp_path / "rank1.safetensors"))
     assert a.keys() == b.keys()
     for key in a:
@@ -33,4 +37,24 @@ def test_torchrun_runs_the_cli_module(tmp_path, extra):
            "--resolution", "8", "--width", "8", "--batch-size", "8", "--steps", "3", "--out", str(tmp_path / "run"), *extra]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert STRIDE_WARNING not in proc.stderr  # the gradients of 1-channel weights reach DDP in the weights' layout
     assert (tmp_path / "run" / "model" / "generator.safetensors").exists()
+
+
+def test_private_torchrun_sums_clipped_gradients_over_ranks_and_accounts_each_shard(tmp_path):
+    """DP-SGD under torchrun: D is not wrapped in DDP (its private update sums the ranks' clipped gradients, rank
+    0 adds the noise), the ranks end with identical weights, and the accountant counts each update at the rate
+    at which every image joins it: the batch over its rank's shard (16 of 100)."""
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    options = json.dumps({"dp_epsilon": 8.0, "max_images": 200, "width": 4})
+    cmd = [torchrun, "--standalone", "--nproc_per_node=2", str(Path(__file__).with_name("ddp_worker.py")),
+           str(tmp_path / "run"), str(tmp_path), options]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert STRIDE_WARNING not in proc.stderr
+    a, b = load_file(str(tmp_path / "rank0.safetensors")), load_file(str(tmp_path / "rank1.safetensors"))
+    assert a.keys() == b.keys() and all(torch.equal(a[key], b[key]) for key in a)
+    privacy = json.loads((tmp_path / "run" / "model" / "config.json").read_text())["privacy"]
+    sigma = privacy["noise_multiplier"]
+    assert privacy["history"] == [[sigma, 16 / 100, 5]] and 7.9 < privacy["epsilon"] <= 8.0

@@ -111,6 +111,9 @@ class TrainConfig:
     device: str = option("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps", group=RUN)
     precision: str = option("auto", "auto (bf16 where fast, else fp32), fp32, bf16 or fp16 (CUDA)",
                             group=RUN, choices=["auto", "fp32", "bf16", "fp16"])
+    compile: bool = option(False, "compile the networks with torch.compile (inductor): faster steps after a one-off "
+                           "compile at the start of the run (about a minute on the CPU; needs a C++ compiler there)",
+                           group=RUN)
     sample_every: int = option(500, "steps between sample grids", group=RUN)
     checkpoint_every: int = option(1000, "steps between checkpoints", group=RUN)
     log_every: int = option(10, "steps between lines of metrics.jsonl", group=RUN)
@@ -292,6 +295,8 @@ class TrainConfig:
                                                   "spectral norm's parametrisation"),
             ("precision", self.precision == "fp16", "fp16's loss scaler skips steps on overflows of the real "
                                                     "images' gradients, outside the accounting; use bf16 or fp32"),
+            ("compile", self.compile, "D's per-image gradients come from Opacus's hooks on its layers, which are not "
+                                      "checked under torch.compile's graphs; train without --compile"),
         ]
         for name, refused, reason in side_doors:
             if refused:

@@ -24,17 +24,16 @@ import time
 from pathlib import Path
 
 import torch
-from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from ganforge.data.cache import ImageCache
+from ganforge.data.cache import CachedCrops, ImageCache
 from ganforge.imageio import save_image, uint8_to_float
 from ganforge.saved_model import save_model
 from ganforge.training.checkpoint import load_checkpoint, save_checkpoint
 from ganforge.device import autocast
 from ganforge.atomic import atomic_path, fsync, remove_leftovers
 from ganforge.errors import UserError
-from ganforge.training.distributed import DistInfo
+from ganforge.training.distributed import DistInfo, data_parallel
 from ganforge.training.ema import EMA
 from ganforge.training.privacy import (PoissonSampler, PrivateDiscriminatorGradient, noise_multiplier_for,
                                        require_opacus, updates_within_budget)
@@ -134,7 +133,7 @@ def frozen(module: torch.nn.Module | None):
 
 
 class Trainer:
-    def __init__(self, cfg, task, images: torch.Tensor | ImageCache, run_dir: Path, device: torch.device,
+    def __init__(self, cfg, task, images: torch.Tensor | ImageCache | CachedCrops, run_dir: Path, device: torch.device,
                  dtype: torch.dtype, dist: DistInfo, monitor=None, labels: torch.Tensor | None = None):
         self.cfg, self.task, self.run_dir, self.device, self.dtype, self.dist = cfg, task, Path(run_dir), device, dtype, dist
         self.monitor = monitor  # called with the sampling generator every eval_every steps, on rank 0
@@ -145,14 +144,9 @@ class Trainer:
             private_d = private and name == "discriminator"
             net.to(device, memory_format=torch.contiguous_format if private_d else torch.channels_last)
         self.generator, self.discriminator = task.nets["generator"], task.nets.get("discriminator")
-        if private:  # D's gradients are summed over processes by the private update itself, not by DDP
-            self.ddp_generator = DDP(self.generator, device_ids=[device.index] if device.type == "cuda" else None) \
-                if dist.enabled else self.generator
-            self.ddp_discriminator = self.discriminator
-        elif dist.enabled:
-            ids = [device.index] if device.type == "cuda" else None
-            self.ddp_generator = DDP(self.generator, device_ids=ids)
-            self.ddp_discriminator = None if self.discriminator is None else DDP(self.discriminator, device_ids=ids)
+        if dist.enabled:  # under DP-SGD, D's gradients are summed over processes by its private update, not by DDP
+            self.ddp_generator = data_parallel(self.generator, device)
+            self.ddp_discriminator = None if self.discriminator is None or private else data_parallel(self.discriminator, device)
         else:
             self.ddp_generator, self.ddp_discriminator = self.generator, self.discriminator
         betas = (cfg.beta1, cfg.beta2)
@@ -163,6 +157,13 @@ class Trainer:
         # ADA's probability belongs to the adversarial objective, which a task with no discriminator does not have.
         self.augment_p = None if self.discriminator is None else task.adversarial_objective.augment_p
         self.ema = EMA(self.generator, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        if cfg.compile and not hasattr(torch.compiler, "set_stance"):
+            raise UserError(f"--compile needs torch 2.6 or later (this is {torch.__version__})")
+        if cfg.compile:
+            # In place, after the EMA's copy (a copy of a compiled module would call the original's weights), so
+            # that state dicts, checkpoints and exported models keep their names; sampling copies stay eager.
+            for net in task.nets.values():
+                net.compile()
         self.nonfinite_in_a_row, self.rollbacks = 0, 0
         self.undo = StepUndo(self.generator, self.discriminator, self.opt_d, self.augment_p)
         self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
@@ -219,7 +220,7 @@ class Trainer:
         return min(self.total_steps, self.step + more // self.cfg.n_critic)
 
     def check_privacy_budget(self) -> None:
-        """Refuse to resume a run whose budget is spent before its next step."""
+        """Refuse to resume a run whose budget is spent before its next step (so a resumed run cannot spend more)."""
         if self.private is not None and self.step < self.total_steps and self.privacy_end_step() <= self.step:
             raise UserError(f"--steps: the privacy budget --dp-epsilon {self.cfg.dp_epsilon:g} is spent at step "
                             f"{self.step} (epsilon {self.private.epsilon(self.cfg.dp_delta):.3f} at delta "
@@ -531,7 +532,8 @@ class Trainer:
         A run killed before its first checkpoint starts again from step 0 (this seed's initial
         weights, just built): False is returned. What a kill mid-write left behind is cleaned up:
         temporary files and folders, and a last metrics line cut short. The privacy accountant's
-        history and noise are restored too, except in a `rollback`: the updates rolled back were spent.
+        history and noise are restored too, except in a `rollback`: the updates rolled back were spent;
+        a run whose privacy budget is spent is refused before anything is cleaned up.
         """
         last = self.run_dir / "checkpoints" / "last.safetensors"
         if last.exists():
@@ -545,6 +547,7 @@ class Trainer:
                 saved = meta["privacy"]
                 self.private.history = [list(h) for h in saved["history"]]
                 self.private.noise_multiplier = saved["noise_multiplier"]
+                self.check_privacy_budget()  # before the clean-up below: a run whose budget is spent is left as it is
         elif self.dist.is_main:
             log.info("%s: no checkpoint yet (the run stopped before its first); starting again from step 0", self.run_dir)
         metrics = self.run_dir / "metrics.jsonl"
