@@ -1,0 +1,102 @@
+"""What differential privacy costs and what it buys, on mnist5k with a fixed held-out split.
+
+    OMP_NUM_THREADS=1 python benchmarks/privacy.py --work runs/privacy-bench --grids runs/privacy-bench/grids
+
+Four runs of the same recipe on the same 500 training digits (`--max-images 500`: a fixed seeded
+choice; the other 4500 are the held-out non-members), each `ganforge train` as a user types it,
+5000 steps of (expected) batch 64, about 640 epochs, so that a D can overfit its few images:
+- no DP: the defaults (batch norm in D, lazy R1), with the in-training checks off;
+- epsilon inf: DP-SGD's Poisson sampling and per-image clipping (C = 1) without noise (no guarantee);
+  what the private mode's D (no batch norm, no R1, clipped updates) costs without any noise;
+- epsilon 8 and epsilon 1 at delta 1e-5: the noise Opacus's accountant sets for the planned steps.
+
+Each is scored on 2000 samples (seeds 0-1999) by benchmarks/digits_quality.py's domain classifier
+(domain FID against the 2000 digits it never saw, and its mean top-1 confidence; the first row is
+real digits, the floor), and by `ganforge evaluate --metrics memorization,membership`: the
+memorisation z-score (Meehan et al.'s data-copying test; strongly negative: copying) and LOGAN's
+white-box membership attack (the ROC AUC of the run's D scoring the 500 training digits against the
+4500 held-out ones; 0.5: no leak; with no leak the AUC's standard error is 0.014), and LOGAN's own
+top-half accuracy on 500 of each. A run that exists in --work is only scored. A 10 x 10 grid of
+each run's first 100 samples is written to GRIDS/NAME.png.
+"""
+
+import argparse
+import json
+import math
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+from digits_quality import SAMPLES, rate, reference
+
+from ganforge.imageio import float_to_uint8, make_grid, save_image, uint8_to_float
+from ganforge.latent import balanced_labels, generate, latents
+from ganforge.metrics import fid
+from ganforge.pipelines.evaluation import evaluate
+from ganforge.pipelines.sampling import load_generator
+
+TRAINING_IMAGES = 500
+COMMON = f"--data mnist5k --max-images {TRAINING_IMAGES} --steps 5000 --eval-every 0 --seed 0"
+CONFIGS = {
+    "no DP": "",
+    "epsilon inf (clipping only)": "--dp-epsilon inf",
+    "epsilon 8": "--dp-epsilon 8 --dp-delta 1e-5",
+    "epsilon 1": "--dp-epsilon 1 --dp-delta 1e-5",
+}
+GRID = 100  # samples in each run's grid
+
+
+def train(out: Path, args: str) -> None:
+    """`ganforge train` as a user runs it, unless the run exists; its log is WORK/NAME.log."""
+    if (out / "model" / "config.json").exists():
+        return
+    command = [sys.executable, "-m", "ganforge", "train", *shlex.split(COMMON), *shlex.split(args), "--out", str(out)]
+    with open(out.with_suffix(".log"), "w") as log:
+        subprocess.run(command, check=True, stdout=log, stderr=subprocess.STDOUT)
+
+
+def null_auc_standard_error(members: int, nonmembers: int) -> float:
+    """The standard error of the AUC of two samples of one distribution (Hanley and McNeil 1982, AUC = 0.5)."""
+    return math.sqrt((members + nonmembers + 1) / (12 * members * nonmembers))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--work", type=Path, default=Path("runs/privacy-bench"))
+    parser.add_argument("--grids", type=Path, default=None, help="where the sample grids go (default: WORK/grids)")
+    args = parser.parse_args()
+    work, grids = args.work, args.grids or args.work / "grids"
+    work.mkdir(parents=True, exist_ok=True)
+    classifier, unseen, seen = reference()
+    unseen_features = classifier.features(unseen)
+    real = rate(classifier, unseen, unseen_features)
+    real["fid"] = fid(classifier.features(seen), unseen_features)
+    print(f"common options: {COMMON}; {SAMPLES} samples per run\n")
+    print("| run | epsilon spent (delta 1e-5) | noise multiplier | domain FID | confidence | memorisation z | "
+          "LOGAN AUC | LOGAN top-half acc. |")
+    print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
+    print(f"| real digits (floor) | - | - | {real['fid']:.2f} | {real['confidence']:.4f} | - | - | - |", flush=True)
+    for name, options in CONFIGS.items():
+        out = work / name.split(" (")[0].replace(" ", "-")
+        train(out, options)
+        generator, model = load_generator(out, "cpu")
+        images = float_to_uint8(generate(generator, latents(list(range(SAMPLES)), model["latent_dim"]),
+                                         balanced_labels(SAMPLES, model)))
+        save_image(make_grid(uint8_to_float(images[:GRID]), nrow=10), grids / f"{out.name}.png")
+        scores = rate(classifier, images, unseen_features)
+        report = evaluate(out, metrics=["memorization", "membership"], n=SAMPLES)
+        privacy, member = model.get("privacy"), report["membership"]
+        spent = "-" if privacy is None else f"{privacy['epsilon']:.3f}"
+        noise = "-" if privacy is None else f"{privacy['noise_multiplier']:.3f}"
+        print(f"| {name} | {spent} | {noise} | {scores['fid']:.2f} | {scores['confidence']:.4f} | "
+              f"{report['memorization']['copying_z']:.2f} | {member['auc']:.4f} | {member['logan_accuracy']:.4f} |",
+              flush=True)
+        (out / "benchmark.json").write_text(json.dumps({"scores": scores, "evaluation": report}, indent=2))
+    se = null_auc_standard_error(TRAINING_IMAGES, 5000 - TRAINING_IMAGES)
+    print(f"\nLOGAN AUC with no leak: 0.5 +- {se:.4f} (one standard error, {TRAINING_IMAGES} members vs "
+          f"{5000 - TRAINING_IMAGES} non-members)")
+
+
+if __name__ == "__main__":
+    main()
