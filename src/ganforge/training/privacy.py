@@ -47,9 +47,6 @@ ACCOUNTANT = "rdp"  # Opacus's Renyi-DP accountant, which assumes Poisson sampli
 # Opacus's note when the best Renyi order is its largest: the bound holds, it is only not the tightest. Its default
 # orders are kept so that every epsilon here is the one Opacus itself computes.
 LARGEST_ALPHA = "Optimal order is the largest alpha"
-# Opacus's hooks on D fire in every backward pass through it (fakes, G's loss), where no input needs a gradient,
-# which is as it should be; PyTorch warns about that case at every step.
-warnings.filterwarnings("ignore", message="Full backward hook is firing")
 NOISE_SEED_STRIDE = 7_777_777  # noise draws apart from the step's other draws
 
 
@@ -160,6 +157,9 @@ class PrivateDiscriminatorGradient:
                  sample_rate: float, seed: int, rank: int = 0, world_size: int = 1, history: list | None = None):
         from opacus import GradSampleModule
 
+        # Opacus's hooks on D fire in every backward pass through it (real images, fakes, G's loss), where no input
+        # needs a gradient, which is as it should be; PyTorch would warn about that at every step of the run.
+        warnings.filterwarnings("ignore", message="Full backward hook is firing")
         without_inplace_activations(discriminator)
         self.params = [p for p in discriminator.parameters() if p.requires_grad]
         if any(p.dim() == 4 and not p.is_contiguous() for p in self.params):
