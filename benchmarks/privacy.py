@@ -4,10 +4,10 @@
 
 Four runs of the same recipe on the same 500 training digits (`--max-images 500`: a fixed seeded
 choice; the other 4500 are the held-out non-members), each `ganforge train` as a user types it,
-5000 steps of (expected) batch 64, about 640 epochs, so that a D can overfit its few images:
+3000 steps of (expected) batch 64, about 380 passes over the images, so that a D can overfit them:
 - no DP: the defaults (batch norm in D, lazy R1), with the in-training checks off;
-- epsilon inf: DP-SGD's Poisson sampling and per-image clipping (C = 1) without noise (no guarantee);
-  what the private mode's D (no batch norm, no R1, clipped updates) costs without any noise;
+- epsilon inf: DP-SGD's Poisson sampling and per-image clipping (C = 1) without noise (no guarantee):
+  what the private mode's D (group norm, no R1, clipped updates) costs without any noise;
 - epsilon 8 and epsilon 1 at delta 1e-5: the noise Opacus's accountant sets for the planned steps.
 
 Each is scored on 2000 samples (seeds 0-1999) by benchmarks/digits_quality.py's domain classifier
@@ -37,7 +37,7 @@ from ganforge.pipelines.evaluation import evaluate
 from ganforge.pipelines.sampling import load_generator
 
 TRAINING_IMAGES = 500
-COMMON = f"--data mnist5k --max-images {TRAINING_IMAGES} --steps 5000 --eval-every 0 --seed 0"
+COMMON = f"--data mnist5k --max-images {TRAINING_IMAGES} --steps 3000 --eval-every 0 --seed 0"
 CONFIGS = {
     "no DP": "",
     "epsilon inf (clipping only)": "--dp-epsilon inf",

@@ -184,6 +184,8 @@ def test_each_image_gradient_is_clipped_to_the_bound(conditional, cond_d):
     for g, e in zip(got, expected):
         torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-7)
     assert all(p.grad is None for p in params)  # the unclipped sum autograd left is not left for the optimiser
+    assert private.history == [[0.0, 0.5, 7]]  # 6 single images and one batch
+
 
 
 def test_each_image_loss_reads_only_its_image_even_augmented():
@@ -207,13 +209,13 @@ def test_each_image_loss_reads_only_its_image_even_augmented():
 
 def test_channels_last_weights_are_refused():
     """Opacus's per-image gradients of channels_last convolution weights were measured wrong."""
-    d = DCGANDiscriminator(8, 1, 4, batch_norm=False).to(memory_format=torch.channels_last)
+    d = DCGANDiscriminator(8, 1, 4, norm="group").to(memory_format=torch.channels_last)
     with pytest.raises(ValueError, match="contiguous"):
         PrivateDiscriminatorGradient(d, 1.0, 1.0, expected_batch=4, sample_rate=0.1, seed=0)
 
 
 def test_noise_std_is_sigma_times_c_on_rank_zero_only():
-    d = DCGANDiscriminator(16, 1, 16, batch_norm=False)  # ~9k weights: the std to within 1% (3 sigma: 2.2%)
+    d = DCGANDiscriminator(16, 1, 16, norm="group")  # ~9k weights: the std to within 1% (3 sigma: 2.2%)
     sigma, c, batch = 2.0, 0.5, 8
     private = PrivateDiscriminatorGradient(d, sigma, c, expected_batch=batch, sample_rate=0.1, seed=1)
     noise = torch.cat([g.flatten() for g in private.real_gradient(None, 0, update=5)]) * batch  # no image drawn
@@ -221,7 +223,7 @@ def test_noise_std_is_sigma_times_c_on_rank_zero_only():
     assert noise.std().item() == pytest.approx(sigma * c, rel=0.03) and abs(noise.mean().item()) < 0.05
     again = torch.cat([g.flatten() for g in private.real_gradient(None, 0, update=5)]) * batch
     assert torch.equal(noise, again)  # seeded by the update: a resumed run adds the same noise
-    other = PrivateDiscriminatorGradient(DCGANDiscriminator(16, 1, 16, batch_norm=False), sigma, c, expected_batch=batch,
+    other = PrivateDiscriminatorGradient(DCGANDiscriminator(16, 1, 16, norm="group"), sigma, c, expected_batch=batch,
                                          sample_rate=0.1, seed=1, rank=1, world_size=2)
     assert all(not g.any() for g in other.real_gradient(None, 0, update=5))
     assert private.history == [[sigma, 0.1, 2]]  # every update counts, even one without images
@@ -232,7 +234,8 @@ def test_private_defaults_turn_off_what_reads_real_images():
     plain, private = TrainConfig(), TrainConfig(dp_epsilon=8.0)
     assert (plain.r1_gamma, plain.eval_every) == (0.2, 1000)
     assert (private.r1_gamma, private.eval_every) == (0.0, 0)
-    assert plain.discriminator_batch_norm and not private.validate().discriminator_batch_norm
+    assert (plain.discriminator_norm, private.validate().discriminator_norm) == ("batch", "group")
+    assert TrainConfig(loss="wgan-gp").discriminator_norm == "none"
 
 
 @pytest.mark.parametrize("flags, message", [
@@ -281,7 +284,7 @@ def test_private_run_records_epsilon_everywhere_and_no_real_figures(tmp_path, ca
     run = tmp_path / "run"
     with caplog.at_level("INFO", logger="ganforge"):
         assert main(dp_args(run, "--steps", "6")) == 0
-    assert "D has no batch norm" in caplog.text and "privacy spent: epsilon" in caplog.text
+    assert "D's batch norm is replaced by group norm" in caplog.text and "privacy spent: epsilon" in caplog.text
     logged = records(run)
     assert [r["step"] for r in logged] == list(range(1, 7))
     epsilons = [r["dp_epsilon"] for r in logged]
@@ -295,7 +298,7 @@ def test_private_run_records_epsilon_everywhere_and_no_real_figures(tmp_path, ca
     assert model["delta"] == config["environment"]["privacy"]["delta"] == 1e-5
     assert config["r1_gamma"] == 0 and config["eval_every"] == 0
     d_keys = [k for k in checkpoint(run) if k.startswith("net.discriminator.")]
-    assert d_keys and not any("running_mean" in k for k in d_keys)  # no batch norm in a private D
+    assert d_keys and not any("running_mean" in k for k in d_keys)  # no batch norm in a private D: group norm
 
 
 def test_interrupted_private_run_resumes_with_the_same_budget(tmp_path, monkeypatch):
@@ -376,7 +379,7 @@ def test_conditional_private_run_and_membership_in_evaluate(tmp_path):
     assert "copying_z" in report["memorization"] and report["privacy"] == {"epsilon": saved_privacy(run)["epsilon"],
                                                                            "delta": 1e-5}
     model = json.loads((run / "model" / "config.json").read_text())
-    d = build_discriminator(model, batch_norm=False, cond_d="acgan")
+    d = build_discriminator(model, norm="group", cond_d="acgan")
     prefix = "net.discriminator."
     d.load_state_dict({k[len(prefix):]: v for k, v in checkpoint(run).items() if k.startswith(prefix)})
     d.eval()
@@ -412,7 +415,7 @@ def test_membership_auc_is_the_mann_whitney_statistic():
 def test_top_half_accuracy_and_scores():
     assert top_half_accuracy(torch.tensor([5.0, 4.0, 0.0]), torch.tensor([3.0, 1.0, 2.0])) == pytest.approx(2 / 3)
     torch.manual_seed(0)
-    d = DCGANDiscriminator(8, 1, 4, batch_norm=False).eval()
+    d = DCGANDiscriminator(8, 1, 4, norm="group").eval()
     images = torch.randint(0, 256, (10, 1, 8, 8), dtype=torch.uint8)
     with torch.no_grad():
         expected = d(images.float() / 127.5 - 1)

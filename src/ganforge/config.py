@@ -266,10 +266,14 @@ class TrainConfig:
         return self
 
     @property
-    def discriminator_batch_norm(self) -> bool:
-        """Batch norm mixes the images of a batch, which a per-image gradient penalty (WGAN-GP) and per-image
-        gradient clipping (DP-SGD) cannot have: D has none there."""
-        return self.loss != "wgan-gp" and self.dp_epsilon is None
+    def discriminator_norm(self) -> str:
+        """Batch norm in D (nets/dcgan.py), except where it would mix the images of a batch: none for WGAN-GP's
+        per-image penalty, group norm for DP-SGD's per-image clipping. (With no normalisation at all, a private D,
+        whose convolutions have no bias, learnt to call the real digits fake and G made grey images: benchmarks/
+        privacy.py, epsilon inf.)"""
+        if self.dp_epsilon is not None:
+            return "group"
+        return "none" if self.loss == "wgan-gp" else "batch"
 
     def _check_privacy(self) -> None:
         """DP-SGD's options, and the side doors through which real images would reach D's updates, the log or

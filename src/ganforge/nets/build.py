@@ -17,13 +17,13 @@ def build_generator(model: dict) -> nn.Module:
     return DCGANGenerator(model["resolution"], model["channels"], model["latent_dim"], model["width"])
 
 
-def build_discriminator(model: dict, spectral_norm: bool = False, batch_norm: bool = True,
+def build_discriminator(model: dict, spectral_norm: bool = False, norm: str = "batch",
                         cond_d: str = "projection") -> nn.Module:
     """The discriminator of a generator's config (training builds it; `evaluate`'s membership attack rebuilds it)."""
     if model.get("num_classes"):
         return ProjectionDiscriminator(model["resolution"], model["channels"], model["width"], model["num_classes"],
-                                       spectral_norm, batch_norm, projection=cond_d == "projection",
+                                       spectral_norm, norm, projection=cond_d == "projection",
                                        aux_classifier=cond_d == "acgan")
     if model["arch"] == "seed":
         return BriefDiscriminator(model["channels"], spectral_norm)  # the brief's D has no batch norm
-    return DCGANDiscriminator(model["resolution"], model["channels"], model["width"], spectral_norm, batch_norm)
+    return DCGANDiscriminator(model["resolution"], model["channels"], model["width"], spectral_norm, norm)

@@ -67,10 +67,10 @@ class ProjectionDiscriminator(nn.Module):
     """(image, class) -> one real/fake logit per image; optionally AC-GAN class logits as well."""
 
     def __init__(self, resolution: int = 64, channels: int = 3, width: int = 64, num_classes: int = 10,
-                 spectral_norm: bool = False, batch_norm: bool = True, projection: bool = True,
+                 spectral_norm: bool = False, norm: str = "batch", projection: bool = True,
                  aux_classifier: bool = False):
         super().__init__()
-        layers, last_width, base = discriminator_trunk(resolution, channels, width, spectral_norm, batch_norm)
+        layers, last_width, base = discriminator_trunk(resolution, channels, width, spectral_norm, norm)
         self.features = nn.Sequential(*layers)
         self.psi = nn.Conv2d(last_width, 1, base, 1, 0, bias=False)
         self.embed = nn.Embedding(num_classes, last_width) if projection else None

@@ -7,6 +7,8 @@ G starts from a `base` x `base` map and doubles k times, D halves k times and en
 exactly the pytorch/examples DCGAN.
 """
 
+import math
+
 import torch
 from torch import nn
 
@@ -81,20 +83,30 @@ class DCGANGenerator(nn.Module):
         return self.main(z[:, :, None, None])
 
 
+def discriminator_normalisation(norm: str, channels: int) -> list[nn.Module]:
+    """What follows each of D's strided convolutions but the first: `norm` is "batch" (the DCGAN's), "group"
+    (per image: differentially private training clips each image's gradient alone, which batch norm would mix),
+    or "none" (a WGAN-GP critic: its penalty is per image)."""
+    if norm == "batch":
+        return [nn.BatchNorm2d(channels)]
+    if norm == "group":
+        return [nn.GroupNorm(math.gcd(32, channels), channels)]  # up to 32 groups, as Opacus's examples use
+    return []
+
+
 def discriminator_trunk(resolution: int, channels: int, width: int, spectral_norm: bool,
-                        batch_norm: bool) -> tuple[list[nn.Module], int, int]:
+                        norm: str) -> tuple[list[nn.Module], int, int]:
     """D's strided convolutions down to a `base` x `base` map: (layers, their last width, base).
 
-    With `spectral_norm` there is no batch norm; the caller applies spectral norm itself, after
-    initialising (see `spectral_normalise`).
+    With `spectral_norm` there is no normalisation layer; the caller applies spectral norm itself,
+    after initialising (see `spectral_normalise`).
     """
     base, k = resolution_plan(resolution)
     widths = _widths(width, k)[::-1]
     layers: list[nn.Module] = [nn.Conv2d(channels, widths[0], 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
     for cin, cout in zip(widths, widths[1:]):
         layers += [nn.Conv2d(cin, cout, 4, 2, 1, bias=False)]
-        # Spectral norm replaces batch norm; a WGAN-GP critic has none (the penalty is per sample).
-        layers += [nn.BatchNorm2d(cout)] if batch_norm and not spectral_norm else []
+        layers += [] if spectral_norm else discriminator_normalisation(norm, cout)  # spectral norm replaces it
         layers += [nn.LeakyReLU(0.2, True)]
     return layers, widths[-1], base
 
@@ -103,9 +115,9 @@ class DCGANDiscriminator(nn.Module):
     """image -> one real/fake logit per image (no sigmoid: losses work on logits)."""
 
     def __init__(self, resolution: int = 64, channels: int = 3, width: int = 64, spectral_norm: bool = False,
-                 batch_norm: bool = True):
+                 norm: str = "batch"):
         super().__init__()
-        layers, last_width, base = discriminator_trunk(resolution, channels, width, spectral_norm, batch_norm)
+        layers, last_width, base = discriminator_trunk(resolution, channels, width, spectral_norm, norm)
         self.main = nn.Sequential(*layers, nn.Conv2d(last_width, 1, base, 1, 0, bias=False))
         init_dcgan_weights(self)
         if spectral_norm:

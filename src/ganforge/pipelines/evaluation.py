@@ -153,7 +153,7 @@ def load_discriminator(where: str | Path, model: dict, device: torch.device) -> 
     weights = {k[len(prefix):]: v for k, v in read_state_dict(path, "checkpoint").items() if k.startswith(prefix)}
 
     def build(config: dict) -> torch.nn.Module:
-        return build_discriminator(config, run_cfg.spectral_norm, run_cfg.discriminator_batch_norm, run_cfg.cond_d)
+        return build_discriminator(config, run_cfg.spectral_norm, run_cfg.discriminator_norm, run_cfg.cond_d)
 
     return build_model(build, model, weights, path).to(device).eval()
 

@@ -52,7 +52,7 @@ class ConditionalGenerationTask(AdversarialThroughout):
             "data": source, "max_images": cfg.max_images,
         }  # fmt: skip
         self.nets = {"generator": build_generator(self.model),
-                     "discriminator": build_discriminator(self.model, cfg.spectral_norm, cfg.discriminator_batch_norm,
+                     "discriminator": build_discriminator(self.model, cfg.spectral_norm, cfg.discriminator_norm,
                                                           cfg.cond_d)}
         self.ac_weight = cfg.ac_weight if cfg.cond_d == "acgan" else 0.0
         self.adversarial_objective = AdversarialObjective.from_config(cfg)

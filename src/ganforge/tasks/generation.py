@@ -46,7 +46,7 @@ class GenerationTask(AdversarialThroughout):
             "width": cfg.width,
         }
         self.nets = {"generator": build_generator(self.model),
-                     "discriminator": build_discriminator(self.model, cfg.spectral_norm, cfg.discriminator_batch_norm)}
+                     "discriminator": build_discriminator(self.model, cfg.spectral_norm, cfg.discriminator_norm)}
         self.adversarial_objective = AdversarialObjective.from_config(cfg)
 
     def make_batch(self, real: torch.Tensor, rng: torch.Generator, public_fakes: int | None = None) -> dict:

@@ -16,7 +16,7 @@ of generated images, the exported model. Each D update is DP-SGD (Abadi et al. 2
   counts as a zero gradient (norm 0, within the bound), so that no step is skipped on its account.
 - **Gaussian noise** of std sigma x C is added once to the sum of clipped gradients, which is
   divided by the expected batch size; D's loss on the fakes, which reads no data, adds its
-  ordinary gradient.
+  ordinary gradient. D has group norm where the DCGAN has batch norm (config.discriminator_norm).
 - **Accounting**: Opacus's RDP accountant composes the updates; sigma is chosen with Opacus's
   `get_noise_multiplier` so that the planned updates (steps x n_critic) spend at most the target
   epsilon at delta. Its history (noise, rate, count) is saved in each checkpoint as JSON, so a
@@ -182,27 +182,36 @@ class PrivateDiscriminatorGradient:
         else:
             self.history.append([self.noise_multiplier, self.sample_rate, 1])
 
+    def _clipped_sum(self, losses) -> list[torch.Tensor]:
+        """The sum over images of each one's gradient of its loss, scaled to an L2 norm of at most C.
+
+        `losses()` runs D and returns one loss per image; Opacus's hooks record each image's gradient in
+        the one backward pass. An image whose gradient is not finite counts as zero (norm 0, within the bound).
+        """
+        self.grad_sample.enable_hooks()
+        try:
+            values = losses()
+            values.sum().backward()
+        finally:
+            self.grad_sample.disable_hooks()
+        # A weight the losses do not use has no per-image gradient: zero.
+        per_image = [torch.zeros(len(values), *p.shape, device=p.device) if getattr(p, "grad_sample", None) is None
+                     else p.grad_sample.float() for p in self.params]
+        for p in self.params:
+            p.grad, p.grad_sample = None, None  # the unclipped sum autograd left is never used
+        norms = torch.stack([g.flatten(1).norm(dim=1) for g in per_image]).norm(dim=0)
+        finite = torch.isfinite(norms)
+        scale = torch.where(finite, (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0), torch.zeros_like(norms))
+        return [torch.einsum("i,i...->...", scale, torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)).to(p.dtype)
+                for g, p in zip(per_image, self.params)]
+
     def real_gradient(self, real_losses, num_real: int, update: int) -> list[torch.Tensor]:
         """This process's share of the private gradient of D's loss on real images, one tensor per parameter.
 
         `real_losses()` returns D's loss on each real image of the batch (`num_real` of them, maybe none).
         The shares of all processes sum to (sum of clipped gradients + noise) / expected global batch.
         """
-        summed = [torch.zeros_like(p) for p in self.params]
-        if num_real:
-            self.grad_sample.enable_hooks()
-            try:
-                real_losses().sum().backward()
-            finally:
-                self.grad_sample.disable_hooks()
-            per_image = [p.grad_sample.float() for p in self.params]
-            for p in self.params:
-                p.grad, p.grad_sample = None, None  # the unclipped sum autograd left is never used
-            norms = torch.stack([g.flatten(1).norm(dim=1) for g in per_image]).norm(dim=0)
-            finite = torch.isfinite(norms)
-            scale = torch.where(finite, (self.max_grad_norm / (norms + 1e-6)).clamp(max=1.0), torch.zeros_like(norms))
-            for total, g in zip(summed, per_image):
-                total += torch.einsum("i,i...->...", scale, torch.nan_to_num(g, nan=0.0, posinf=0.0, neginf=0.0)).to(total.dtype)
+        summed = self._clipped_sum(real_losses) if num_real else [torch.zeros_like(p) for p in self.params]
         if self.rank == 0 and self.noise_multiplier > 0:
             rng = torch.Generator().manual_seed(self.seed * 1_000_003 + update + NOISE_SEED_STRIDE)
             std = self.noise_multiplier * self.max_grad_norm

@@ -81,8 +81,9 @@ def generation_setup(cfg: TrainConfig, dist):
     data, _ = split(open_training_set(cfg.data, cfg.resolution, cfg.channels, dist.enabled), cfg.max_images)
     cfg.channels = data.channels
     if cfg.dp_epsilon is not None and dist.is_main:
-        log.info("differentially private training: D has no batch norm (it mixes the images of a batch, which per-image "
-                 "gradient clipping cannot have); batches are Poisson samples; R1 and the in-training checks are off")
+        log.info("differentially private training: D's batch norm is replaced by group norm (batch norm mixes the "
+                 "images of a batch, which per-image gradient clipping cannot have); batches are Poisson samples; R1 "
+                 "and the in-training checks are off")
     if cfg.conditional:
         check_labels(data.labels, data.class_names, cfg.data)
         task = ConditionalGenerationTask(cfg, data.channels, data.resolution, data.class_names, cfg.data)
