@@ -7,6 +7,7 @@ same architecture (`--arch dcgan`, width 64, latent 100) at the same batch.
 
     python benchmarks/train_speed.py                 # 64x64, batch 64, on this machine's device
     python benchmarks/train_speed.py --steps 10 --warmup 2
+    python benchmarks/train_speed.py --compile        # adds torch.compile rows
 
 Each row also gives the achieved GFLOP/s: the floating-point operations of one step, counted by
 `torch.utils.flop_counter.FlopCounterMode` (convolutions and matrix products, forward and
@@ -113,9 +114,13 @@ def measure(spec: dict) -> dict:
         step = ganforge_step_fn(spec["arch"], spec["precision"], spec["batch"], spec["resolution"], device, spec["options"])
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     counted = spec["warmup"] + (spec["warmup"] % R1_EVERY == 0)  # a step without the lazy R1 penalty
-    for i in range(counted):
+    t0 = time.perf_counter()
+    for i in range(counted):  # for --compile, this is where the compilation is paid, once per run
         step(i)
-    with FlopCounterMode(display=False) as counter:  # one more warm-up step, counted
+    sync()
+    warmup_s = time.perf_counter() - t0
+    # One more warm-up step, counted; eagerly, since the counter sees only the operators that run one by one.
+    with FlopCounterMode(display=False) as counter, torch.compiler.set_stance("force_eager"):
         step(counted)
     sync()
     if device.type == "cuda":
@@ -126,7 +131,7 @@ def measure(spec: dict) -> dict:
     sync()
     seconds = time.perf_counter() - t0
     peak = torch.cuda.max_memory_allocated() if device.type == "cuda" else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
-    return {"img_per_s": spec["batch"] * spec["steps"] / seconds, "peak_mb": peak / 2**20,
+    return {"img_per_s": spec["batch"] * spec["steps"] / seconds, "peak_mb": peak / 2**20, "warmup_s": warmup_s,
             "gflop_per_s": counter.get_total_flops() * spec["steps"] / seconds / 1e9}
 
 
@@ -160,6 +165,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--bf16", action="store_true", help="add a bf16-autocast row (slow on CPUs without AVX512-BF16)")
+    ap.add_argument("--compile", action="store_true", help="add --compile rows (torch.compile; its compilation is in the "
+                    "warm-up column)")
     args = ap.parse_args()
     common = {"batch": args.batch, "steps": args.steps, "warmup": args.warmup, "device": args.device}
     plain = {"r1_gamma": 0.0, "ema_decay": 0.0}  # the reference's algorithm: no R1, no EMA
@@ -169,12 +176,17 @@ def main() -> None:
         ("ganforge default (+ lazy R1 + EMA)", {"impl": "ganforge", "resolution": 64, "arch": "dcgan", "precision": "auto", "options": {}}),
         ("ganforge --arch seed, plain (56x56)", {"impl": "ganforge", "resolution": 56, "arch": "seed", "precision": "auto", "options": plain}),
     ]
+    if args.compile:
+        rows.insert(3, ("ganforge plain DCGAN --compile", {"impl": "ganforge", "resolution": 64, "arch": "dcgan", "precision": "auto",
+                                                             "options": {**plain, "compile": True}}))
+        rows.insert(4, ("ganforge default --compile", {"impl": "ganforge", "resolution": 64, "arch": "dcgan", "precision": "auto",
+                                                        "options": {"compile": True}}))
     if args.bf16:
         rows.insert(2, ("ganforge plain DCGAN --precision bf16", {"impl": "ganforge", "resolution": 64, "arch": "dcgan", "precision": "bf16", "options": plain}))
     print(f"device: {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
           f"{args.steps} timed steps after {args.warmup} warm-up")
-    print(f"| {'configuration':50} | {'images/s':>9} | {'vs reference':>12} | {'peak MB':>8} | {'GFLOP/s':>8} |")
-    print(f"|{'-' * 52}|{'-' * 11}|{'-' * 14}|{'-' * 10}|{'-' * 10}|")
+    print(f"| {'configuration':50} | {'images/s':>9} | {'vs reference':>12} | {'peak MB':>8} | {'GFLOP/s':>8} | {'warm-up s':>9} |")
+    print(f"|{'-' * 52}|{'-' * 11}|{'-' * 14}|{'-' * 10}|{'-' * 10}|{'-' * 11}|")
     reference = None
     for name, spec in rows:
         r = child({**common, **spec})
@@ -183,7 +195,7 @@ def main() -> None:
             continue
         reference = reference or r["img_per_s"]
         print(f"| {name:50} | {r['img_per_s']:9.1f} | {r['img_per_s'] / reference:11.2f}x | {r['peak_mb']:8.0f} | "
-              f"{r['gflop_per_s']:8.1f} |", flush=True)
+              f"{r['gflop_per_s']:8.1f} | {r['warmup_s']:9.1f} |", flush=True)
     peak = child({**common, "impl": "peak"})
     print(f"\nconvolution peak of this machine (3x3, forward + backward, fp32, channels_last): "
           f"{peak.get('gflop_per_s', float('nan')):.1f} GFLOP/s")

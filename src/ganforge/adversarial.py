@@ -4,6 +4,7 @@ A task hands over a `critic` (D, or D closed over a condition) and the real and 
 everything that stabilises GAN training on the D side lives here, once.
 """
 
+import contextlib
 from typing import Callable
 
 import torch
@@ -12,6 +13,11 @@ from ganforge.diffaugment import AdaptiveProbability, diff_augment, parse_policy
 from ganforge.losses import ADVERSARIAL_LOSSES, gradient_penalty, r1_penalty
 
 Critic = Callable[[torch.Tensor], torch.Tensor]
+
+
+def eager_if(condition: bool):
+    """Run compiled networks eagerly inside: gradient penalties need the double backward that compiled graphs lack."""
+    return torch.compiler.set_stance("force_eager") if condition else contextlib.nullcontext()
 
 
 class AdversarialObjective:
@@ -34,6 +40,10 @@ class AdversarialObjective:
         p = self.augment_p.p
         real, fake = diff_augment(real, self.augment, p), diff_augment(fake, self.augment, p)
         with_r1 = self.r1_gamma > 0 and step % self.r1_every == 0
+        with eager_if(with_r1 or self.loss == "wgan-gp"):
+            return self._discriminator_loss(critic, real, fake, with_r1, p)
+
+    def _discriminator_loss(self, critic: Critic, real: torch.Tensor, fake: torch.Tensor, with_r1: bool, p: float):
         if with_r1:
             real = real.detach().requires_grad_(True)
         real_logits, fake_logits = critic(real).float(), critic(fake).float()

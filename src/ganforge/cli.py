@@ -360,7 +360,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = dsub.add_parser("prepare", help="decode a folder of images once, resized and cropped, into an on-disk cache "
                                         "that `train --data FOLDER` streams from (for sets too large for memory)")
     p.add_argument("source", help="a folder of images (searched recursively; first-level sub-folders are classes)")
-    p.add_argument("--resolution", type=int, required=True, help="image size, as `train --resolution`")
+    p.add_argument("--resolution", type=int, required=True,
+                   help="image size, as `train --resolution`: each image is resized (short side) and centre-cropped to "
+                        "this square; --task superres and inpaint cut their --patch-size crops from it")
     p.add_argument("--out", required=True, help="the cache folder (new, empty, or a cache of the same source to update)")
     p.add_argument("--workers", type=int, help="decoding processes (default: one per core)")
     p.add_argument("--channels", type=int, choices=[1, 3], help="1 or 3 (default: from the data, as `train --channels`)")

@@ -109,6 +109,9 @@ class TrainConfig:
     device: str = option("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps", group=RUN)
     precision: str = option("auto", "auto (bf16 where fast, else fp32), fp32, bf16 or fp16 (CUDA)",
                             group=RUN, choices=["auto", "fp32", "bf16", "fp16"])
+    compile: bool = option(False, "compile the networks with torch.compile (inductor): faster steps after a one-off "
+                           "compile at the start of the run (about a minute on the CPU; needs a C++ compiler there)",
+                           group=RUN)
     sample_every: int = option(500, "steps between sample grids", group=RUN)
     checkpoint_every: int = option(1000, "steps between checkpoints", group=RUN)
     log_every: int = option(10, "steps between lines of metrics.jsonl", group=RUN)

@@ -15,6 +15,8 @@ A cache is a folder of three files:
 
 Readers hold labels in memory and no pixels: `ImageCache.read` uses positioned reads into the
 batch it returns, not a memory map whose touched pages would stay resident as an epoch goes on.
+Crops (`ImageCache.crops`, for super-resolution and inpainting) are read the same way, each as the
+rows it spans and nothing else: the pages a memory map's slice would touch.
 """
 
 import contextlib
@@ -39,6 +41,7 @@ from tqdm import tqdm
 from ganforge import __version__
 from ganforge.atomic import atomic_path, fsync
 from ganforge.data.folder import check_image_shape, decode_image, find_images, folder_classes, is_grey, label_of
+from ganforge.data.photos import MAX_PATCHES, crop_corners, crops_per_photo
 from ganforge.errors import UserError
 from ganforge.imageio import IMAGE_SUFFIXES, UNREADABLE_IMAGE, check_writable_folder
 
@@ -159,6 +162,7 @@ class PrepareReport:
     reused: bool = False  # the cache was complete and its source unchanged: nothing was decoded
     resumed: int = 0  # files an interrupted prepare had already done
     changes: str = ""  # how the source differed from an earlier cache in the folder
+    manifest: dict = field(default_factory=dict, repr=False)  # as written or found: `ImageCache.from_manifest` opens it
 
     def summary(self) -> str:
         what = f"{self.images} images {'x'.join(map(str, self.shape))} of {self.source}"  # C x H x W, as `train` logs
@@ -175,29 +179,29 @@ class PrepareReport:
 
 
 def prepare_cache(source: str | Path, resolution: int, out: str | Path, workers: int | None = None,
-                  channels: int | None = None, progress: bool = True) -> PrepareReport:
+                  channels: int | None = None, progress: bool = True, paths: list[Path] | None = None) -> PrepareReport:
     """Decode every image under `source` once, in `workers` processes (default: every core), into the cache `out`.
 
     A complete cache of the same source, resolution and channels is reused if no file changed (sizes and
     modification times), and made again if one did; an interrupted prepare continues. Unreadable files are
     skipped and counted; labels come from first-level sub-folders, as for the in-memory folder loader.
     `channels` None keeps an existing cache's channels, or takes them from the data (1 if every image is grey).
+    `paths`: the source's images (`find_images`), when the caller has already searched it.
     """
     out = Path(out)
     check_image_shape(resolution, channels)
     workers = workers if workers is not None else available_cores()
     if workers < 1:
         raise UserError(f"--workers: must be at least 1, got {workers}")
-    paths = find_images(Path(source), "SOURCE")
+    paths = find_images(Path(source), "SOURCE") if paths is None else paths
     if not paths:
         raise UserError(f"SOURCE: {source} holds no image files ({', '.join(sorted(IMAGE_SUFFIXES))})")
     check_writable_folder(out, "--out")
     files, root = source_files(Path(source), paths), Path(source).resolve()
-    changes, channels = _check_existing(out, root, resolution, channels, files)
+    changes, channels, manifest = _check_existing(out, root, resolution, channels, files)
     if changes is None:
         (out / JOURNAL).unlink(missing_ok=True)  # stopped after its manifest, before deleting its journal
-        manifest = read_manifest(out)
-        return PrepareReport(out, root, manifest["count"], tuple(manifest["shape"]), reused=True)
+        return PrepareReport(out, root, manifest["count"], tuple(manifest["shape"]), reused=True, manifest=manifest)
     if changes:
         log.info("%s: the source %s changed since the cache was prepared (%s); preparing it again", out, root, changes)
         (out / MANIFEST).unlink()
@@ -239,7 +243,7 @@ def _prepare(out: Path, root: Path, source, files: list[dict], paths: list[Path]
     with atomic_path(out / MANIFEST) as tmp:  # the commit: from here on the folder is a complete cache
         tmp.write_text(json.dumps(manifest))
     (out / JOURNAL).unlink()
-    return PrepareReport(out, root, len(rows), tuple(shape), bad, resumed=len(done), changes=changes)
+    return PrepareReport(out, root, len(rows), tuple(shape), bad, resumed=len(done), changes=changes, manifest=manifest)
 
 
 def available_cores() -> int:
@@ -252,7 +256,8 @@ def _batches(items: list) -> list[list]:
 
 
 def _check_existing(out: Path, root: Path, resolution: int, channels: int | None, files: list[dict]):
-    """(None, channels) if `out` holds an up-to-date cache of this source; else (what changed, or '', channels).
+    """(None, channels, its manifest) if `out` holds an up-to-date cache of this source; else (what changed, or '',
+    channels, None).
 
     A folder holding anything but a cache of this source, resolution and channels is refused, so that
     prepare never overwrites what it did not write.
@@ -261,7 +266,7 @@ def _check_existing(out: Path, root: Path, resolution: int, channels: int | None
         ours = any((out / name).exists() for name in (JOURNAL, PARTIAL, PIXELS))
         if out.is_dir() and not ours and any(out.iterdir()):
             raise UserError(f"--out: {out} is not empty and holds no image cache; choose a new or empty folder")
-        return "", channels
+        return "", channels, None
     manifest = read_manifest(out, "--out", check_version=False)
     held = (manifest.get("source"), manifest.get("resolution"), manifest.get("channels"))
     asked = (str(root), resolution, held[2] if channels is None else channels)
@@ -269,10 +274,11 @@ def _check_existing(out: Path, root: Path, resolution: int, channels: int | None
         raise UserError(f"--out: {out} holds the cache of {held[0]} at {held[1]} px and {held[2]} channel(s), not of "
                         f"{asked[0]} at {resolution} px and {asked[2]}; choose another --out, or delete it")
     if manifest["version"] != VERSION:
-        return f"the cache is of format version {manifest['version']}, this ganforge writes {VERSION}", asked[2]
+        return f"the cache is of format version {manifest['version']}, this ganforge writes {VERSION}", asked[2], None
     if _pixel_bytes(out) != manifest["count"] * int(np.prod(manifest["shape"])):
-        return f"its {PIXELS} is truncated or damaged", asked[2]
-    return source_changes(manifest["files"], files) or None, asked[2]
+        return f"its {PIXELS} is truncated or damaged", asked[2], None
+    changes = source_changes(manifest["files"], files)
+    return (changes, asked[2], None) if changes else (None, asked[2], manifest)
 
 
 def _pixel_bytes(folder: Path) -> int:
@@ -394,27 +400,36 @@ class ImageCache:
         self.lock = lock or threading.Lock()  # for systems without os.preadv, where a read is a seek then a read
 
     @classmethod
-    def open(cls, folder: str | Path, source: str | None = None, option: str = "--data") -> "ImageCache":
+    def open(cls, folder: str | Path, source: str | None = None, option: str = "--data",
+             files: list[dict] | None = None) -> "ImageCache":
         """Open the cache `folder` (`source`: how logs and saved configs name the data; default the folder).
 
         Refused in one line: an unfinished cache, another format version, a truncated pixel file, and a
         source folder changed since the cache was prepared. A source that no longer exists is only noted.
+        `files`: the source's `source_files`, when the caller has them (else its folder is searched).
         """
         folder = Path(folder)
         manifest = read_manifest(folder, option)
+        root, side = Path(manifest["source"]), manifest["shape"][-1]
+        if root.is_dir():
+            changes = source_changes(manifest["files"], source_files(root, find_images(root)) if files is None else files)
+            if changes:
+                raise UserError(f"{option}: {folder} was prepared from {root}, which has changed since ({changes}); "
+                                f"update it with `ganforge data prepare {root} --resolution {side} --out {folder}`")
+        else:
+            log.warning("%s: its source %s is gone; training on the images as they were prepared", folder, root)
+        return cls.from_manifest(folder, manifest, source, option)
+
+    @classmethod
+    def from_manifest(cls, folder: Path, manifest: dict, source: str | None = None,
+                      option: str = "--data") -> "ImageCache":
+        """The cache `folder` whose manifest is `manifest` (read and checked against its source already, or just
+        written by `prepare_cache`); a truncated pixel file is refused in one line."""
         shape, count = tuple(manifest["shape"]), manifest["count"]
         size, expected = _pixel_bytes(folder), count * int(np.prod(shape))
         if size != expected:
             raise UserError(f"{option}: {folder / PIXELS} is truncated or damaged ({size} bytes where {count} images "
                             f"take {expected}); prepare the cache again")
-        root = Path(manifest["source"])
-        if root.is_dir():
-            changes = source_changes(manifest["files"], source_files(root, find_images(root)))
-            if changes:
-                raise UserError(f"{option}: {folder} was prepared from {root}, which has changed since ({changes}); "
-                                f"update it with `ganforge data prepare {root} --resolution {shape[-1]} --out {folder}`")
-        else:
-            log.warning("%s: its source %s is gone; training on the images as they were prepared", folder, root)
         labels = torch.tensor([e["label"] for e in manifest["files"] if "row" in e], dtype=torch.int64)
         return cls(folder, shape, np.arange(count), labels, manifest["class_names"], source or str(folder))
 
@@ -448,9 +463,53 @@ class ImageCache:
                 raise UserError(f"--data: {self.folder / PIXELS} ended early (truncated while training?)")
         return torch.from_numpy(batch)
 
+    def crops(self, size: int, max_patches: int = MAX_PATCHES) -> "CachedCrops":
+        """`extract_patches`' `size` x `size` crops of these images, in this order, read from disk crop by crop."""
+        if size > self.resolution:
+            raise UserError(f"--patch-size: {self.folder} holds {self.resolution}x{self.resolution} images, smaller than "
+                            f"the {size}x{size} crops; use a smaller --patch-size, or prepare the cache with "
+                            f"--resolution {size} or more")
+        limit = crops_per_photo(len(self), max_patches)
+        corners = [[(i, y, x) for y, x in crop_corners(self.resolution, self.resolution, size, limit, seed=i)]
+                   for i in range(len(self))]
+        return CachedCrops(self, size, np.array([c for image in corners for c in image], dtype=np.int64).reshape(-1, 3))
+
     def _read_at(self, buffer: memoryview, offset: int) -> int:
         if hasattr(os, "preadv"):
             return os.preadv(self.file.fileno(), [buffer], offset)
         with self.lock:
             self.file.seek(offset)
             return self.file.readinto(buffer)
+
+
+class CachedCrops:
+    """Square crops of a cache's images, each read from disk alone: what `extract_patches` makes in memory.
+
+    A crop at (y, x) of side `size` is read as rows y..y+size of each channel of its image (one positioned
+    read per channel, `size` x resolution bytes), never the whole image. It has what the trainer asks of a
+    training set (`len`, `shape`, `read`).
+    """
+
+    def __init__(self, cache: ImageCache, size: int, items: np.ndarray):
+        self.cache, self.size, self.items = cache, size, items  # items: (image index in `cache`, y, x) per crop
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    @property
+    def shape(self) -> tuple[int, int, int, int]:
+        return len(self), self.cache.channels, self.size, self.size
+
+    def read(self, indices: torch.Tensor) -> torch.Tensor:
+        """The crops at `indices` as uint8 (N, C, size, size)."""
+        cache, size = self.cache, self.size
+        side, channels = cache.resolution, cache.channels
+        batch = np.empty((len(indices), channels, size, size), dtype=np.uint8)
+        rows = np.empty((channels, size, side), dtype=np.uint8)  # the rows a crop spans, in each channel
+        for out, (image, y, x) in zip(batch, self.items[np.asarray(indices, dtype=np.int64)]):
+            start = int(cache.rows[image]) * cache.record + int(y) * side
+            for c in range(channels):
+                if cache._read_at(memoryview(rows[c]).cast("B"), start + c * side * side) != size * side:
+                    raise UserError(f"--data: {cache.folder / PIXELS} ended early (truncated while training?)")
+            out[:] = rows[:, :, x : x + size]
+        return torch.from_numpy(batch)

@@ -6,7 +6,8 @@ model is scored on photos it never trained on.
 
 Training sees reproducible crops: `extract_patches` cuts each photo into
 overlapping square patches on a grid (capped per photo for large folders), held in memory as
-uint8 like every other training set.
+uint8 like every other training set. A prepared cache's images are cut on the same grid, and
+each crop read from disk alone (`ImageCache.crops`).
 """
 
 import importlib.util
@@ -83,27 +84,40 @@ def load_photos(spec: str, max_images: int | None = None,
     return [photos[i] for i in order[:max_images]], [photos[i] for i in order[max_images:]]
 
 
-def extract_patches(photos: list[np.ndarray], size: int, max_patches: int = 20_000) -> torch.Tensor:
-    """Overlapping `size` x `size` crops (stride size/3) of every photo, as uint8 (N, 3, size, size).
+MAX_PATCHES = 20_000  # crops a photo set gives at most (more only when there are more photos: one each)
 
-    Each photo gives at most max_patches / len(photos) crops (a fixed seeded choice), so one huge
-    photo cannot crowd out the others and a big folder stays within memory.
-    """
-    per_photo = max(1, max_patches // len(photos))
+
+def crops_per_photo(photos: int, max_patches: int = MAX_PATCHES) -> int:
+    """How many crops each of `photos` photos gives at most, so that one huge photo cannot crowd out the others."""
+    return max(1, max_patches // max(1, photos))
+
+
+def crop_corners(height: int, width: int, size: int, limit: int, seed: int) -> list[tuple[int, int]]:
+    """(y, x) of the overlapping `size` x `size` crops of a height x width photo: a grid of stride size/3 whose last
+    crops touch the far edges, or at most `limit` of them (a fixed choice seeded by `seed`, in grid order)."""
     stride = max(1, size // 3)
+    ys = sorted(set(range(0, height - size + 1, stride)) | {height - size})
+    xs = sorted(set(range(0, width - size + 1, stride)) | {width - size})
+    corners = [(y, x) for y in ys for x in xs]
+    if len(corners) > limit:
+        pick = torch.randperm(len(corners), generator=torch.Generator().manual_seed(seed))[:limit]
+        corners = [corners[j] for j in sorted(pick.tolist())]
+    return corners
+
+
+def extract_patches(photos: list[np.ndarray], size: int, max_patches: int = MAX_PATCHES) -> torch.Tensor:
+    """`crop_corners`' crops of every photo (photo i seeds its choice with i), as uint8 (N, 3, size, size).
+
+    A prepared cache gives the same crops of its images without holding them (`ImageCache.crops`).
+    """
+    limit = crops_per_photo(len(photos), max_patches)
     patches, too_small = [], 0
     for i, photo in enumerate(photos):
         h, w = photo.shape[1:]
         if h < size or w < size:
             too_small += 1
             continue
-        ys = sorted(set(range(0, h - size + 1, stride)) | {h - size})
-        xs = sorted(set(range(0, w - size + 1, stride)) | {w - size})
-        corners = [(y, x) for y in ys for x in xs]
-        if len(corners) > per_photo:
-            pick = torch.randperm(len(corners), generator=torch.Generator().manual_seed(i))[:per_photo]
-            corners = [corners[j] for j in sorted(pick.tolist())]
-        patches += [photo[:, y : y + size, x : x + size] for y, x in corners]
+        patches += [photo[:, y : y + size, x : x + size] for y, x in crop_corners(h, w, size, limit, seed=i)]
     if too_small:
         warnings.warn(f"skipped {too_small} photo(s) smaller than the {size}x{size} training crop", stacklevel=2)
     if not patches:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 
-from ganforge.data.cache import ImageCache, is_cache, prepare_cache
+from ganforge.data.cache import CachedCrops, ImageCache, is_cache, prepare_cache, source_files
 from ganforge.data.embedded import EMBEDDED, cache_dir
 from ganforge.data.folder import find_images, folder_channels
 from ganforge.data.imageset import ImageSet, load_imageset
@@ -38,7 +38,7 @@ def open_training_set(spec: str, resolution: int, channels: int | None,
         if decoded > AUTO_CACHE_BYTES:
             channels = channels or folder_channels(paths)
             size = f"{len(paths)} images, {decoded / 2**30:.1f} GiB decoded"
-            return _open_auto_cache(spec, resolution, channels, size, distributed)
+            return _open_auto_cache(spec, paths, resolution, channels, size, distributed)
     return load_imageset(spec, resolution, channels, paths)  # the folder searched once
 
 
@@ -64,19 +64,30 @@ def auto_cache_folder(source: Path, resolution: int, channels: int) -> Path:
     return cache_dir() / "images" / f"{source.name}-{key}-{resolution}px-{channels}ch"
 
 
-def _open_auto_cache(spec: str, resolution: int, channels: int, size: str, distributed: bool) -> ImageCache:
+def _open_auto_cache(spec: str, paths: list[Path], resolution: int, channels: int, size: str,
+                     distributed: bool) -> ImageCache:
+    """The cache of the large folder `spec` (whose images are `paths`), prepared now unless it is up to date.
+
+    The folder is searched once (by the caller), its files stat'ed once, and the manifest read at most once.
+    """
     folder = auto_cache_folder(Path(spec), resolution, channels)
     if distributed:
         try:
-            return ImageCache.open(folder, source=spec)
+            return ImageCache.open(folder, source=spec, files=source_files(Path(spec), paths))
         except UserError:
             raise UserError(f"--data: {spec} is too large to hold in memory ({size}); under torchrun, prepare its "
                             f"cache first (ganforge data prepare {spec} --resolution {resolution} --out FOLDER) and "
                             "train with --data FOLDER") from None
     log.info("%s: %s, more than the %.0f GiB held in memory: decoding it once into %s and streaming from there",
              spec, size, AUTO_CACHE_BYTES / 2**30, folder)
-    log.info(prepare_cache(spec, resolution, folder, channels=channels).summary())
-    return ImageCache.open(folder, source=spec)
+    report = prepare_cache(spec, resolution, folder, channels=channels, paths=paths)
+    log.info(report.summary())
+    return ImageCache.from_manifest(folder, report.manifest, source=spec)
+
+
+def read_images(data: torch.Tensor | ImageCache | CachedCrops, indices: torch.Tensor) -> torch.Tensor:
+    """The uint8 images (or crops) at `indices` of a training set, held in memory as a tensor or read from a cache."""
+    return data[indices] if isinstance(data, torch.Tensor) else data.read(indices)
 
 
 def in_memory(data: ImageSet | ImageCache, limit: int) -> ImageSet:

@@ -19,6 +19,7 @@ from torch import nn
 
 from ganforge.adversarial import AdversarialObjective
 from ganforge.data.masks import mask_batch
+from ganforge.data.training_set import read_images
 from ganforge.imageio import make_grid, uint8_to_float
 from ganforge.nets.inpaint import InpaintDiscriminator, build_inpaint_generator
 from ganforge.nets.style import load_style_features
@@ -62,7 +63,7 @@ def feature_matching(discriminator: nn.Module, filled: torch.Tensor, real: torch
 class InpaintTask(AdversarialThroughout):
     """Batches of (image, mask), the FFC encoder-decoder and SN-PatchGAN, L1 + adversarial (+ perceptual) losses."""
 
-    def __init__(self, cfg, images: torch.Tensor):
+    def __init__(self, cfg, images):  # uint8 images or crops, in memory or from a cache
         channels, resolution = images.shape[1], images.shape[-1]
         downsamples = 2 if resolution < 64 else 3  # 28 px digits reach 7x7, photo crops 1/8 of their side
         self.cfg = cfg
@@ -77,7 +78,7 @@ class InpaintTask(AdversarialThroughout):
         self.perceptual = PerceptualLoss(cfg.perceptual_weights) if cfg.perceptual_weights else None
         self.texture_features = load_style_features(cfg.features) if cfg.texture_weight else None
         pick = torch.linspace(0, len(images) - 1, PREVIEW_IMAGES).round().long()
-        self.preview_images = uint8_to_float(images[pick])
+        self.preview_images = uint8_to_float(read_images(images, pick))
 
     def make_batch(self, real: torch.Tensor, rng: torch.Generator) -> dict[str, torch.Tensor]:
         flip = torch.rand(real.shape[0], generator=rng) < 0.5

@@ -19,6 +19,7 @@ from torch import nn
 
 from ganforge.adversarial import AdversarialObjective
 from ganforge.data.degrade import bicubic_upsample, degrade
+from ganforge.data.training_set import read_images
 from ganforge.imageio import make_grid, uint8_to_float
 from ganforge.nets.sr import PatchDiscriminator, build_sr_generator
 from ganforge.nets.vgg import PerceptualLoss
@@ -37,7 +38,7 @@ def random_dihedral(x: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
 class SuperResTask:
     """Batches of (high-resolution crop, its degraded low-resolution version), SRGenerator and a patch D."""
 
-    def __init__(self, cfg, patches: torch.Tensor, fidelity_steps: int):
+    def __init__(self, cfg, patches, fidelity_steps: int):  # patches: uint8 crops, in memory or from a cache
         self.cfg, self.scale, self.fidelity_steps = cfg, cfg.scale, fidelity_steps
         self.model = {"task": "superres", "scale": cfg.scale, "channels": 3, "width": cfg.width, "blocks": cfg.blocks,
                       "degradation": cfg.degradation}
@@ -47,7 +48,7 @@ class SuperResTask:
         # Fixed, not trained, so not one of `nets`: it is neither checkpointed nor exported.
         self.perceptual = PerceptualLoss(cfg.perceptual_weights) if cfg.perceptual_weights else None
         pick = torch.linspace(0, len(patches) - 1, PREVIEW_CROPS).round().long()
-        self.preview_hr = uint8_to_float(patches[pick])
+        self.preview_hr = uint8_to_float(read_images(patches, pick))
         self.phase_ends = {fidelity_steps}  # the trainer checkpoints (and exports) when a phase ends
 
     def adversarial(self, step: int) -> bool:

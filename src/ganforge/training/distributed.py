@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
+from torch.nn.parallel import DistributedDataParallel
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,37 @@ def init_distributed(device_type: str) -> DistInfo:
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if device_type == "cuda" else "gloo")
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+
+
+def data_parallel(module: torch.nn.Module, device: torch.device) -> DistributedDataParallel:
+    """`module` (already on `device`, in its final memory format) wrapped in DDP, its gradients laid out as its weights.
+
+    DDP's buckets are views with each weight's exact strides, and it warns on every run ("grad strides do not match
+    bucket view strides") when a gradient's strides differ. With channels_last weights they do for every weight
+    whose second dimension is 1 (a convolution's from one channel, a transposed convolution's to one): such a
+    weight, [8, 1, 4, 4], is both contiguous and channels_last, its strides can be spelled either way, and the
+    backward returns the other spelling than the weight's. The strides then differ only along a dimension of size 1,
+    which addresses no memory, so autograd's layout contract accepts the gradient as it is. A hook on each weight
+    hands DDP the same gradient, as a view with the weight's strides: no copy, same memory.
+    """
+    for p in module.parameters():
+        if p.requires_grad:
+            p.register_hook(_in_layout_of(p))
+    return DistributedDataParallel(module, device_ids=[device.index] if device.type == "cuda" else None)
+
+
+def _in_layout_of(param: torch.Tensor):
+    """A gradient hook returning the gradient with `param`'s strides, where they differ only along size-1 dimensions.
+
+    Otherwise the gradient is returned as it is, and autograd itself lays it out as the weight when it stores it.
+    """
+    shape, strides = param.shape, param.stride()
+
+    def hook(grad: torch.Tensor) -> torch.Tensor:
+        same_memory = grad.shape == shape and all(a == b or n == 1 for a, b, n in zip(grad.stride(), strides, shape))
+        return grad.as_strided(shape, strides, grad.storage_offset()) if same_memory else grad
+
+    return hook
 
 
 def local_rank_from_env() -> int:

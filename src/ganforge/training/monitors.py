@@ -12,7 +12,7 @@ from ganforge.classical_inpaint import classical_fill
 from ganforge.data import ImageSet
 from ganforge.data.cache import ImageCache
 from ganforge.data.degrade import bicubic_upsample, lr_hr_pair
-from ganforge.data.training_set import in_memory
+from ganforge.data.training_set import in_memory, read_images
 from ganforge.imageio import float_to_uint8, uint8_to_float
 from ganforge.latent import balanced_labels, generate, latents
 from ganforge.metrics import CollapseMonitor, class_histogram_stats, diversity, fid, kid
@@ -27,6 +27,7 @@ MONITOR_CROP = 192  # side of the held-out crops scored during training (a multi
 # Real images a streamed training set lends the checks: more than the default --eval-samples 1000, and read
 # into memory once, at the first check (375 MiB at 256x256 RGB).
 MONITOR_IMAGES = 2000
+MONITOR_PHOTOS = 32  # held-out images of a cache that super-resolution's check scores (a folder's: all of them)
 
 
 class TrainingMonitor:
@@ -104,12 +105,13 @@ class SuperResMonitor:
 class InpaintMonitor:
     """Hole PSNR/SSIM/L1 of the model and of the biharmonic fill on held-out images with fixed masks."""
 
-    def __init__(self, heldout: torch.Tensor, masks: str, seed: int, count: int = 32):
+    def __init__(self, heldout, masks: str, seed: int, count: int = 32):  # heldout: uint8, in memory or a cache's crops
         pick = torch.linspace(0, len(heldout) - 1, min(count, len(heldout))).round().long()
-        self.images = uint8_to_float(heldout[pick])
+        images = read_images(heldout, pick)
+        self.images = uint8_to_float(images)
         self.masks = seeded_masks(masks, len(pick), *heldout.shape[-2:], torch.Generator().manual_seed(seed))
         filled = [classical_fill("biharmonic", image.numpy().transpose(1, 2, 0), mask[0].numpy().astype(bool))
-                  for image, mask in zip(heldout[pick], self.masks)]
+                  for image, mask in zip(images, self.masks)]
         biharmonic = uint8_to_float(torch.from_numpy(np.stack(filled).transpose(0, 3, 1, 2)))
         self.baseline = {f"{k}_biharmonic": v for k, v in hole_scores(biharmonic, self.images, self.masks).items()}
 

@@ -11,9 +11,9 @@ import torch
 import ganforge
 from ganforge.config import DEFAULT_WIDTH, TrainConfig, flag, load_yaml, save_yaml
 from ganforge.data import ImageSet, load_imageset, split
-from ganforge.data.cache import is_cache, prepared_resolution
+from ganforge.data.cache import ImageCache, is_cache, prepared_resolution
 from ganforge.data.imageset import native_resolution
-from ganforge.data.training_set import open_training_set
+from ganforge.data.training_set import in_memory, open_training_set
 from ganforge.data.folder import find_images
 from ganforge.data.photos import EMBEDDED_PHOTOS, extract_patches, load_photo, load_photos
 from ganforge.errors import UserError
@@ -31,7 +31,7 @@ from ganforge.tasks.translate import TranslateTask
 from ganforge.device import pick_device, pick_dtype
 from ganforge.training.distributed import init_distributed, local_rank_from_env, shutdown
 from ganforge.training.checkpoint import checkpoint_meta
-from ganforge.training.monitors import InpaintMonitor, SuperResMonitor, TrainingMonitor
+from ganforge.training.monitors import MONITOR_PHOTOS, InpaintMonitor, SuperResMonitor, TrainingMonitor
 from ganforge.training.trainer import Trainer, total_steps
 
 log = logging.getLogger("ganforge")
@@ -63,12 +63,15 @@ def generation_defaults(cfg: TrainConfig) -> None:
         cfg.steps = SMALL_IMAGE_STEPS
 
 
+CACHE_TASKS = ("generation", "superres", "inpaint")  # the tasks that stream from a prepared cache
+
+
 def check_cache_use(cfg: TrainConfig) -> None:
-    """Only generation streams from a prepared cache so far; the other tasks read whole photos from a folder."""
+    """Style and translation read whole photos from a folder: they refuse a prepared cache."""
     for spec, option in ((cfg.data, "--data"), (cfg.data_b, "--data-b")):
-        if cfg.task != "generation" and spec is not None and is_cache(spec):
+        if cfg.task not in CACHE_TASKS and spec is not None and is_cache(spec):
             raise UserError(f"{option}: {spec} is a prepared image cache, which --task {cfg.task} cannot read (caches "
-                            "serve --task generation only, for now); give the folder of photos it was prepared from")
+                            f"serve --task {', '.join(CACHE_TASKS)}); give the folder of photos it was prepared from")
 
 
 def generation_setup(cfg: TrainConfig, dist):
@@ -89,10 +92,22 @@ def generation_setup(cfg: TrainConfig, dist):
     return task, images, data.labels if cfg.conditional else None, monitor
 
 
+def cached_photos(cfg: TrainConfig) -> tuple[ImageCache, ImageCache]:
+    """(training, held-out) images of the prepared cache `--data`, split by --max-images as a folder's photos are."""
+    return split(ImageCache.open(cfg.data), cfg.max_images)
+
+
 def superres_setup(cfg: TrainConfig, dist):
     """The task, high-resolution training crops, (no) labels and validation monitor of a super-resolution run."""
-    train_photos, heldout = load_photos(cfg.data, cfg.max_images)
-    patches = extract_patches(train_photos, cfg.patch_size)
+    if is_cache(cfg.data):
+        train, held = cached_photos(cfg)
+        if train.channels != 3:
+            raise UserError(f"--data: {cfg.data} holds greyscale images, and super-resolution trains on RGB; prepare "
+                            "a cache with --channels 3")
+        patches, heldout = train.crops(cfg.patch_size), list(in_memory(held, MONITOR_PHOTOS).images.numpy())
+    else:
+        train_photos, heldout = load_photos(cfg.data, cfg.max_images)
+        patches = extract_patches(train_photos, cfg.patch_size)
     if cfg.fidelity_steps is None:
         cfg.fidelity_steps = total_steps(cfg, len(patches), dist.world_size) // 2
     monitor = SuperResMonitor(heldout, cfg.scale, cfg.degradation) if cfg.eval_every and heldout and dist.is_main else None
@@ -104,6 +119,9 @@ def inpaint_setup(cfg: TrainConfig, dist):
     if native_resolution(cfg.data):
         data, held = split(load_imageset(cfg.data, native_resolution(cfg.data)), cfg.max_images)
         images, held_images = data.images, held.images
+    elif is_cache(cfg.data):
+        train, held = cached_photos(cfg)
+        images, held_images = train.crops(cfg.patch_size), held.crops(cfg.patch_size, max_patches=64)
     else:
         train_photos, held_photos = load_photos(cfg.data, cfg.max_images)
         images = extract_patches(train_photos, cfg.patch_size)

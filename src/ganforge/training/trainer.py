@@ -23,17 +23,16 @@ import time
 from pathlib import Path
 
 import torch
-from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
-from ganforge.data.cache import ImageCache
+from ganforge.data.cache import CachedCrops, ImageCache
 from ganforge.imageio import save_image, uint8_to_float
 from ganforge.saved_model import save_model
 from ganforge.training.checkpoint import load_checkpoint, save_checkpoint
 from ganforge.device import autocast
 from ganforge.atomic import atomic_path, fsync, remove_leftovers
 from ganforge.errors import UserError
-from ganforge.training.distributed import DistInfo
+from ganforge.training.distributed import DistInfo, data_parallel
 from ganforge.training.ema import EMA
 from ganforge.training.prefetch import Prefetcher
 from ganforge.viz import plot_losses
@@ -131,7 +130,7 @@ def frozen(module: torch.nn.Module | None):
 
 
 class Trainer:
-    def __init__(self, cfg, task, images: torch.Tensor | ImageCache, run_dir: Path, device: torch.device,
+    def __init__(self, cfg, task, images: torch.Tensor | ImageCache | CachedCrops, run_dir: Path, device: torch.device,
                  dtype: torch.dtype, dist: DistInfo, monitor=None, labels: torch.Tensor | None = None):
         self.cfg, self.task, self.run_dir, self.device, self.dtype, self.dist = cfg, task, Path(run_dir), device, dtype, dist
         self.monitor = monitor  # called with the sampling generator every eval_every steps, on rank 0
@@ -140,9 +139,8 @@ class Trainer:
             net.to(device, memory_format=torch.channels_last)
         self.generator, self.discriminator = task.nets["generator"], task.nets.get("discriminator")
         if dist.enabled:
-            ids = [device.index] if device.type == "cuda" else None
-            self.ddp_generator = DDP(self.generator, device_ids=ids)
-            self.ddp_discriminator = None if self.discriminator is None else DDP(self.discriminator, device_ids=ids)
+            self.ddp_generator = data_parallel(self.generator, device)
+            self.ddp_discriminator = None if self.discriminator is None else data_parallel(self.discriminator, device)
         else:
             self.ddp_generator, self.ddp_discriminator = self.generator, self.discriminator
         betas = (cfg.beta1, cfg.beta2)
@@ -153,6 +151,13 @@ class Trainer:
         # ADA's probability belongs to the adversarial objective, which a task with no discriminator does not have.
         self.augment_p = None if self.discriminator is None else task.adversarial_objective.augment_p
         self.ema = EMA(self.generator, cfg.ema_decay) if cfg.ema_decay > 0 else None
+        if cfg.compile and not hasattr(torch.compiler, "set_stance"):
+            raise UserError(f"--compile needs torch 2.6 or later (this is {torch.__version__})")
+        if cfg.compile:
+            # In place, after the EMA's copy (a copy of a compiled module would call the original's weights), so
+            # that state dicts, checkpoints and exported models keep their names; sampling copies stay eager.
+            for net in task.nets.values():
+                net.compile()
         self.nonfinite_in_a_row, self.rollbacks = 0, 0
         self.undo = StepUndo(self.generator, self.discriminator, self.opt_d, self.augment_p)
         self.scaler = torch.amp.GradScaler(device.type, enabled=dtype == torch.float16)
