@@ -45,6 +45,10 @@ NEEDS = ("onnx", "onnxscript", "onnxruntime")  # the `[onnx]` extra: the exporte
 MAX_SIDE = 8192  # the largest height or width the dynamic shapes allow
 TOLERANCE = 1e-4  # the largest |onnxruntime - PyTorch| accepted on the example inputs
 IMAGE_RANGE = "float32 NCHW in [-1, 1] (pixel = (value + 1) * 127.5)"
+PREPROCESS = ("an 8-bit image (H, W, C) becomes an input as value = pixel / 127.5 - 1, transposed to (1, C, H, W); "
+              "greyscale is C = 1, colour C = 3 (RGB, no alpha)")
+POSTPROCESS = ("an output becomes 8-bit images as pixel = round((value + 1) * 127.5) clipped to 0..255, transposed "
+               "to (N, H, W, C); C = 1 is greyscale, C = 3 RGB")
 
 
 class Clamped(nn.Module):
@@ -196,6 +200,7 @@ def export_onnx(config: dict, plan: ExportPlan, out: str | Path, model_name: str
                                f"(more than {TOLERANCE}): an exporter bug")
         record = {"format": "onnx", "opset": OPSET, "file": out.name, "model": str(model_name),
                   "task": config.get("task", "generation"), **plan.description,
+                  "preprocess": PREPROCESS, "postprocess": POSTPROCESS,
                   "checked": {"onnxruntime": importlib.import_module("onnxruntime").__version__,
                               "max_abs_difference_from_pytorch": difference},
                   "config": config, "ganforge_version": __version__, "torch": str(torch.__version__)}
