@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "src" / "ganforge"
-INFERENCE = ("ganforge.pipelines", "ganforge.latent", "ganforge.tiling", "ganforge.fill")
+INFERENCE = ("ganforge.api", "ganforge.pipelines", "ganforge.latent", "ganforge.tiling", "ganforge.fill")
+FRONT_ENDS = ("ganforge.cli", "ganforge.studio")  # nothing below the API imports them
 
 
 def module_name(path: Path) -> str:
@@ -73,8 +74,11 @@ def test_no_import_cycles():
             visit(name, [name])
 
 
-@pytest.mark.parametrize("layer, forbidden", [(INFERENCE, ("ganforge.training", "ganforge.tasks")),
-                                              (("ganforge.training",), ("ganforge.pipelines", "ganforge.cli"))])
+@pytest.mark.parametrize("layer, forbidden", [
+    (INFERENCE, ("ganforge.training", "ganforge.tasks", *FRONT_ENDS)),
+    (("ganforge.training",), ("ganforge.api", "ganforge.pipelines", *FRONT_ENDS)),
+    (("ganforge.studio",), ("ganforge.training", "ganforge.tasks", "ganforge.nets", "ganforge.cli")),
+])
 def test_layers(layer, forbidden):
     wrong = sorted(f"{name} imports {other}" for name in GRAPH if within(name, layer)
                    for other in GRAPH[name] if within(other, forbidden))

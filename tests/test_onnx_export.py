@@ -11,10 +11,7 @@ import torch
 
 import ganforge
 from ganforge.cli import main
-from ganforge.nets.fast_style import build_fast_style_net
 from ganforge.nets.inpaint import build_inpaint_generator
-from ganforge.nets.translate import build_cycle_generators
-from ganforge.saved_model import save_model
 
 
 def run_onnx(path, **inputs) -> np.ndarray:
@@ -24,18 +21,6 @@ def run_onnx(path, **inputs) -> np.ndarray:
 
 def pixels(shape, seed: int) -> torch.Tensor:
     return torch.rand(*shape, generator=torch.Generator().manual_seed(seed)) * 2 - 1
-
-
-def saved(folder, config: dict, build) -> torch.nn.Module:
-    """A model folder of `config` whose weights are seeded noise (a fresh network can be the identity, which an
-    exporter that dropped layers would still reproduce)."""
-    torch.manual_seed(0)
-    net = build(config)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.add_(torch.randn_like(p) * 0.05)
-    save_model(folder, config, {"generator": net.state_dict()})
-    return net.eval()
 
 
 def test_a_conditional_generator_gives_the_apis_samples(tmp_path, capsys):
@@ -75,10 +60,10 @@ def test_superres_takes_any_size(tmp_path):
 
 
 @pytest.mark.parametrize("prefill", [False, True])
-def test_inpainting_fills_like_pytorch(tmp_path, prefill):
+def test_inpainting_fills_like_pytorch(tmp_path, random_model, prefill):
     config = {"task": "inpaint", "channels": 3, "resolution": 32, "width": 4, "downsamples": 2, "blocks": 1,
               "net": "ffc", "upsample": "resize", **({"prefill": "smooth"} if prefill else {})}
-    net = saved(tmp_path / "model", config, build_inpaint_generator)
+    net = random_model(tmp_path / "model", config, build_inpaint_generator)
     out = ganforge.load(tmp_path / "model", device="cpu").export(tmp_path / "i.onnx")
     sidecar = json.loads((tmp_path / "i.onnx.json").read_text())
     size = (32, 32) if prefill else (24, 40)  # a smooth-fill network is exported at its training size only
@@ -91,10 +76,9 @@ def test_inpainting_fills_like_pytorch(tmp_path, prefill):
     np.testing.assert_allclose(got, want.numpy(), atol=1e-4)
 
 
-def test_a_fast_style_network_with_noise_inputs(tmp_path):
-    config = {"task": "style", "width": 8, "blocks": 1, "output": "residual", "noise_channels": 2}
-    net = saved(tmp_path / "model", config, build_fast_style_net)
-    out = ganforge.load(tmp_path / "model", device="cpu").export(tmp_path / "s.onnx")
+def test_a_fast_style_network_with_noise_inputs(tmp_path, style_model):
+    model = ganforge.load(style_model, device="cpu")
+    out, net = model.export(tmp_path / "s.onnx"), model.net
     assert json.loads((tmp_path / "s.onnx.json").read_text())["noise_channels"] == 2
     x = pixels((1, 5, 20, 28), 3)
     with torch.no_grad():
@@ -103,14 +87,12 @@ def test_a_fast_style_network_with_noise_inputs(tmp_path):
 
 
 @pytest.mark.parametrize("direction", ["a2b", "b2a"])
-def test_each_direction_of_a_translator(tmp_path, direction):
-    config = {"task": "translate", "width": 4, "blocks": 1}
-    nets = saved(tmp_path / "model", config, build_cycle_generators)
+def test_each_direction_of_a_translator(tmp_path, translate_model, direction):
     out = tmp_path / f"{direction}.onnx"
-    assert main(["export", str(tmp_path / "model"), "--direction", direction, "--out", str(out)]) == 0
+    assert main(["export", str(translate_model), "--direction", direction, "--out", str(out)]) == 0
     x = pixels((1, 3, 24, 36), 4)
     with torch.no_grad():
-        want = nets.direction(direction)(x).clamp(-1, 1)
+        want = ganforge.load(translate_model, device="cpu").nets[direction](x).clamp(-1, 1)
     np.testing.assert_allclose(run_onnx(out, image=x.numpy()), want.numpy(), atol=1e-4)
 
 

@@ -10,10 +10,11 @@ up = ganforge.load("superres-x4").upscale(Image.open("photo.jpg"))
 `load` returns one object per kind of model: `Generator` (and `ConditionalGenerator`, which
 also takes a class and writes labelled data sets), `Upscaler`, `Inpainter`, `Stylizer` (a fast
 style network) and `Translator` (a CycleGAN). Each holds its network, loaded once, and its
-config; every method takes PIL images (or image files) and returns PIL images. The command
-line and the studio call these same methods, and the methods call the pipelines that
-`ganforge sample`, `upscale`, `inpaint`, ... are built on, so each result is the one the
-command line gives. Optimisation-based style transfer needs no model: `stylize(image, style)`.
+config; every method takes PIL images (or image files) and returns PIL images, or with
+`as_tensor=True` float32 tensors (C, H, W) in [-1, 1] (a batch (N, C, H, W) for samples).
+The studio calls these methods, and they call the same pipeline functions that `ganforge
+sample`, `upscale`, `inpaint`, ... are built on, so each result is the one the command line
+gives. Optimisation-based style transfer needs no model: `stylize(image, style)`.
 """
 
 import copy
@@ -27,7 +28,7 @@ from PIL import Image
 
 from ganforge.device import pick_device
 from ganforge.errors import UserError
-from ganforge.imageio import make_grid, to_pil
+from ganforge.imageio import make_grid, to_pil, uint8_to_float
 from ganforge.nets.style import load_style_features
 from ganforge.nets.translate import DIRECTIONS
 from ganforge.pipelines import onnx_export
@@ -53,6 +54,14 @@ def _image(image: ImageLike) -> Image.Image:
 
 def _pils(images: torch.Tensor) -> list[Image.Image]:
     return [to_pil(image) for image in images]
+
+
+def _returned(im: Image.Image, as_tensor: bool) -> Image.Image | torch.Tensor:
+    """A result as the PIL image, or as float32 (C, H, W) in [-1, 1] (alpha, where kept, is the last channel)."""
+    if not as_tensor:
+        return im
+    pixels = np.array(im, dtype=np.uint8)
+    return uint8_to_float(torch.from_numpy(pixels[..., None] if pixels.ndim == 2 else pixels).permute(2, 0, 1))
 
 
 class Model:
@@ -124,6 +133,11 @@ class Generator(Model):
                              resolve_class(self.config, class_name, self.where), truncation, self.where)
         return images if as_tensor else _pils(images)
 
+    def interpolation_grid(self, seeds: list[int], frames: int = 8, truncation: float = 1.0,
+                           class_name: str | int | None = None) -> Image.Image:
+        """`interpolate`'s frames as the grid `ganforge interpolate --out walk.png` writes: a row per leg."""
+        return to_pil(make_grid(self.interpolate(seeds, frames, truncation, class_name, as_tensor=True), nrow=frames))
+
     def _export_plan(self) -> onnx_export.ExportPlan:
         return onnx_export.plan_generator(self._cpu_net(), self.config)
 
@@ -155,12 +169,12 @@ class Upscaler(Model):
     def scale(self) -> int:
         return self.config["scale"]
 
-    def upscale(self, image: ImageLike, tile: int = 256) -> Image.Image:
+    def upscale(self, image: ImageLike, tile: int = 256, as_tensor: bool = False) -> Image.Image | torch.Tensor:
         """`image` `scale` times wider and taller: colour through the network, greyscale back to greyscale, alpha
         by bicubic. Large images are run `tile` x `tile` pixels at a time, with no seams (any tile gives the same)."""
         if tile < 16:
             raise UserError(f"--tile: must be at least 16, got {tile}")
-        return upscale_image(self.net, _image(image), tile)
+        return _returned(upscale_image(self.net, _image(image), tile), as_tensor)
 
     def _export_plan(self) -> onnx_export.ExportPlan:
         return onnx_export.plan_superres(self._cpu_net(), self.config)
@@ -171,7 +185,8 @@ class Inpainter(Model):
 
     task = "inpaint"
 
-    def inpaint(self, image: ImageLike, mask: ImageLike | np.ndarray, work_size: int = WORK_SIZE) -> Image.Image:
+    def inpaint(self, image: ImageLike, mask: ImageLike | np.ndarray, work_size: int = WORK_SIZE,
+                as_tensor: bool = False) -> Image.Image | torch.Tensor:
         """`image` with its holes filled; every pixel outside them is returned exactly as given.
 
         `mask`: a boolean array (H, W), True in the holes, or a mask image of the image's size whose non-zero
@@ -182,7 +197,7 @@ class Inpainter(Model):
         holes = np.asarray(mask, dtype=bool) if isinstance(mask, np.ndarray) else mask_pixels(_image(mask))
         if work_size < 32:
             raise UserError(f"--work-size: must be at least 32, got {work_size}")
-        return fill_image(self.net, self.config, image, holes, work_size)
+        return _returned(fill_image(self.net, self.config, image, holes, work_size), as_tensor)
 
     def _export_plan(self) -> onnx_export.ExportPlan:
         return onnx_export.plan_inpaint(self._cpu_net(), self.config)
@@ -193,9 +208,9 @@ class Stylizer(Model):
 
     task = "style"
 
-    def stylize(self, image: ImageLike) -> Image.Image:
+    def stylize(self, image: ImageLike, as_tensor: bool = False) -> Image.Image | torch.Tensor:
         """`image` in the learned style, at its own size (RGB; an alpha channel is kept)."""
-        return image_through_network(self.net, _image(image), self.device)
+        return _returned(image_through_network(self.net, _image(image), self.device), as_tensor)
 
     def _export_plan(self) -> onnx_export.ExportPlan:
         return onnx_export.plan_image_to_image(self._cpu_net(), self.config, "in the learned style")
@@ -210,11 +225,11 @@ class Translator(Model):
         super().__init__(where, nets["a2b"], config, device)
         self.nets = nets
 
-    def translate(self, image: ImageLike, direction: str = "a2b") -> Image.Image:
+    def translate(self, image: ImageLike, direction: str = "a2b", as_tensor: bool = False) -> Image.Image | torch.Tensor:
         """`image` translated from collection A (`--data`) to B (`--data-b`) with "a2b", or back with "b2a"."""
         if direction not in DIRECTIONS:
             raise UserError(f"--direction: {direction!r} is not one of {', '.join(DIRECTIONS)}")
-        return translate_image(self.nets[direction], _image(image), self.device)
+        return _returned(translate_image(self.nets[direction], _image(image), self.device), as_tensor)
 
     def export(self, out: str | Path, format: str = "onnx", direction: str = "a2b") -> Path:
         """`Model.export` of one direction's generator."""
@@ -282,11 +297,12 @@ def list_models(runs: str | Path | None = None) -> list[ModelInfo]:
 
 def stylize(image: ImageLike, style: ImageLike, size: int = DEFAULT_SIZE, strength: float = 1.0,
             preserve_colour: bool = False, steps: int = DEFAULT_STEPS, seed: int = 0,
-            features: str | Path | None = None, device: str | None = None) -> Image.Image:
+            features: str | Path | None = None, device: str | None = None,
+            as_tensor: bool = False) -> Image.Image | torch.Tensor:
     """`image` painted in the style of `style` by optimisation (Gatys et al.), no trained model needed, as
     `ganforge stylize --style` does: the result is at most `size` pixels on its longest side."""
     check_options(size, strength, steps)
     torch_device = pick_device(device or "auto")
     net = load_style_features(features).to(torch_device)
-    return stylize_image(net, _image(image), _image(style), size, strength, preserve_colour, steps, seed, torch_device,
-                         progress=True)
+    return _returned(stylize_image(net, _image(image), _image(style), size, strength, preserve_colour, steps, seed,
+                                   torch_device, progress=True), as_tensor)

@@ -19,7 +19,6 @@ from PIL import Image
 
 from ganforge import api
 from ganforge.errors import UserError
-from ganforge.imageio import make_grid, to_pil
 from ganforge.seeding import parse_seeds
 from ganforge.studio.uploads import checked_image, extract_images, safe_name
 
@@ -87,8 +86,7 @@ class Studio:
         if len(parsed) > 16:
             raise UserError("seeds: at most 16 seeds to walk through")
         model = self.model(name, "generation")
-        images = model.interpolate(parsed, frames, truncation, _class(model, class_choice, walk=True), as_tensor=True)
-        return to_pil(make_grid(images, nrow=frames))
+        return model.interpolation_grid(parsed, frames, truncation, _class(model, class_choice, walk=True))
 
     # ---- image to image ----------------------------------------------------------------------------------------
     def upscale(self, name: str, image: str | None) -> tuple[Image.Image, Image.Image]:
