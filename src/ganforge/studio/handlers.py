@@ -5,6 +5,7 @@ They raise `UserError` for anything the user can fix; the page (`studio/app.py`)
 Gradio, so the tests call them directly.
 """
 
+import csv
 import json
 import shutil
 import subprocess
@@ -12,6 +13,7 @@ import sys
 import tempfile
 import threading
 import time
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -20,7 +22,7 @@ from PIL import Image
 from ganforge import api
 from ganforge.errors import UserError
 from ganforge.seeding import parse_seeds
-from ganforge.studio.uploads import checked_image, extract_images, safe_name
+from ganforge.studio.uploads import check_pixels, checked_image, extract_images, safe_name
 
 EVERY_CLASS = "every class (a row each)"
 EMBEDDED_SETS = ("mnist5k", "digits")  # what the training tab offers besides an uploaded zip
@@ -28,6 +30,7 @@ UPLOADED_ZIP = "an uploaded zip of images"
 MAX_SAMPLES = 256
 MAX_PER_CLASS = 1000
 MAX_FRAMES = 32
+PREVIEW_PER_CLASS = 10
 MAX_UPSCALE_PIXELS = 1024 * 1024  # the input of an upscale: x4 makes 16 megapixels, about a minute of CPU
 MAX_TRAIN_STEPS = 20_000
 UPLOADS = ".studio-uploads"  # inside --runs: extracted training zips (hidden: not a run)
@@ -44,6 +47,9 @@ class Studio:
         self._loading = threading.Lock()
         self._training: subprocess.Popen | None = None
         self._training_run: Path | None = None
+        # the data sets made for download; Gradio serves its own copies, so this goes when the studio does
+        self._scratch = Path(tempfile.mkdtemp(prefix="ganforge-studio-"))
+        weakref.finalize(self, shutil.rmtree, self._scratch, True)
 
     # ---- models -------------------------------------------------------------------------------------------------
     def choices(self, task: str, conditional: bool = False) -> list[str]:
@@ -126,20 +132,24 @@ class Studio:
         return self.model(name, "translate").translate(checked_image(image), direction)
 
     # ---- augment -----------------------------------------------------------------------------------------------
-    def augment(self, name: str, per_class: float, seed: float, truncation: float, keep_filter: bool) -> tuple[str, str]:
-        """A labelled synthetic data set as a zip to download, and a line that says what is in it."""
+    def augment(self, name: str, per_class: float, seed: float, truncation: float,
+                keep_filter: bool) -> tuple[str, str, Image.Image]:
+        """A labelled synthetic data set as a zip to download, a line that says what is in it, and a preview: the
+        first images of each class, a row per class."""
         per_class = _whole(per_class, "images per class", 1, MAX_PER_CLASS)
         model = self.model(name, "generation")
         if not isinstance(model, api.ConditionalGenerator):
             raise UserError(f"model: {name} is unconditional; augment needs a class-conditional generator")
-        work = Path(tempfile.mkdtemp(prefix="ganforge-augment-"))
+        work = Path(tempfile.mkdtemp(dir=self._scratch))
         folder = model.augment(work / "synthetic", per_class, _whole(seed, "seed", 0), keep_filter,
                                truncation=truncation)
         archive = shutil.make_archive(str(work / f"{safe_name(Path(name).name, 'model')}-synthetic"), "zip", folder)
         record = json.loads((folder / "augment.json").read_text())
+        preview = _preview(folder, PREVIEW_PER_CLASS)
         shutil.rmtree(folder)
         kept = f"; the classifier passed {record['filter']['acceptance']:.1%}" if record["filter"] else ""
-        return archive, f"{record['images']} images, {per_class} of each of {len(model.class_names)} classes{kept}"
+        return (archive, f"{record['images']} images, {per_class} of each of {len(model.class_names)} classes{kept}",
+                preview)
 
     # ---- training ----------------------------------------------------------------------------------------------
     def start_training(self, data: str, archive: str | None, steps: float, resolution: float, conditional: bool,
@@ -194,6 +204,15 @@ class Studio:
         return f"{self._training_run.name}: stopped; `ganforge train --out {self._training_run} --resume` continues it"
 
 
+def brush_size(editor: dict | None) -> int:
+    """A brush radius for the image in the inpaint editor: a sixteenth of its shorter side (1 pixel at least)."""
+    try:
+        width, height = check_pixels(editor["background"], "image")
+    except (UserError, KeyError, TypeError):
+        return 8
+    return max(1, min(width, height) // 16)
+
+
 def _whole(value: float | None, what: str, least: int, most: int | None = None) -> int:
     if value is None or value != value or int(value) != value:
         raise UserError(f"{what}: a whole number, please")
@@ -211,6 +230,21 @@ def _class(model: api.Model, choice: str | None, walk: bool = False) -> str | No
             raise UserError("class: a walk stays in one class; choose one")
         return None
     return choice
+
+
+def _preview(folder: Path, per_class: int) -> Image.Image:
+    """The first `per_class` images of each class of a synthetic data set (its manifest's order), a row per class."""
+    rows: dict[str, list[str]] = {}
+    with open(folder / "manifest.csv", newline="") as f:
+        for row in csv.DictReader(f):
+            rows.setdefault(row["label"], []).append(row["file"])
+    images = [[_picture(folder / file) for file in files[:per_class]] for files in rows.values()]
+    width, height = images[0][0].size
+    sheet = Image.new(images[0][0].mode, (per_class * width, len(images) * height), "white")
+    for r, row in enumerate(images):
+        for c, im in enumerate(row):
+            sheet.paste(im, (c * width, r * height))
+    return sheet
 
 
 def _picture(path: Path) -> Image.Image | None:

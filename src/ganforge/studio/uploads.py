@@ -10,6 +10,7 @@ pixels are capped before one is extracted. Violations are a `UserError` with one
 what was refused, which the studio shows on the page.
 """
 
+import io
 import stat
 import zipfile
 from pathlib import Path, PurePosixPath
@@ -30,25 +31,29 @@ MAX_ZIP_RATIO = 200  # uncompressed / compressed size of one member: beyond it, 
 
 
 def checked_image(path: str | Path | None, what: str = "image", max_pixels: int = MAX_PIXELS) -> Image.Image:
-    """The uploaded image at `path`, decoded only after its file size, format and pixel count (from the header)
-    passed the caps."""
+    """The uploaded image at `path`, decoded only after `check_upload` passed it."""
     if path is None:
         raise UserError(f"{what}: upload an image first")
-    path = Path(path)
-    size = path.stat().st_size
-    if size > MAX_IMAGE_BYTES:
-        raise UserError(f"{what}: the file is {size / 2**20:.1f} MB; the studio takes images up to "
-                        f"{MAX_IMAGE_BYTES // 2**20} MB")
-    check_pixels(path, what, max_pixels)
+    check_upload(Path(path), what, max_pixels)
     try:
-        return open_image(path)
+        return open_image(Path(path))
     except UNREADABLE_IMAGE as e:
         raise UserError(f"{what}: not a readable image ({e})") from None
 
 
-def check_pixels(source, what: str, max_pixels: int = MAX_PIXELS) -> None:
+def check_upload(source: Path | bytes, what: str = "image", max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
+    """Refuse an uploaded image (a file, or its bytes) over the size cap, not an image ganforge reads, or with more
+    pixels than `max_pixels` by its header; nothing is decoded. Returns its (width, height)."""
+    size = len(source) if isinstance(source, bytes) else Path(source).stat().st_size
+    if size > MAX_IMAGE_BYTES:
+        raise UserError(f"{what}: refused, the file is {size / 2**20:.1f} MB; the studio takes images up to "
+                        f"{MAX_IMAGE_BYTES // 2**20} MB")
+    return check_pixels(io.BytesIO(source) if isinstance(source, bytes) else source, what, max_pixels)
+
+
+def check_pixels(source, what: str, max_pixels: int = MAX_PIXELS) -> tuple[int, int]:
     """Refuse an image file (a path or an open binary file) that is not an image ganforge reads, or whose header
-    says it has more than `max_pixels` pixels; nothing is decoded."""
+    says it has more than `max_pixels` pixels; nothing is decoded. Returns its (width, height)."""
     try:
         with Image.open(source) as im:  # reads the header only
             width, height, fmt = im.width, im.height, im.format
@@ -62,6 +67,7 @@ def check_pixels(source, what: str, max_pixels: int = MAX_PIXELS) -> None:
     if width * height > max_pixels:
         raise UserError(f"{what}: refused, {width}x{height} is {width * height / 1e6:.1f} megapixels; the studio "
                         f"takes at most {max_pixels / 1e6:.1f} here")
+    return width, height
 
 
 def extract_images(archive: str | Path | None, dest: Path) -> int:
