@@ -133,7 +133,7 @@ def _fill_file(generator, config, image_path: Path, mask_path: Path | None, boxe
 
 
 def fill_image(generator: torch.nn.Module, config: dict, im: Image.Image, mask: np.ndarray, work_size: int = WORK_SIZE,
-               where: str = "the mask") -> Image.Image:
+               where: str = "mask") -> Image.Image:
     """`inpaint_image` after the mask's checks: no hole gives the image back unchanged; `where` names the mask."""
     if mask.shape != (im.height, im.width):
         raise UserError(f"{where}: the mask is {mask.shape[1]}x{mask.shape[0]} but its image is {im.width}x{im.height}")

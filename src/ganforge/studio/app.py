@@ -89,6 +89,14 @@ def image_output(label: str, elem_id: str, pixels: bool = False) -> gr.Image:
                     elem_classes="pixels" if pixels else None)
 
 
+def fitted_brush(editor: dict | None) -> tuple[gr.ImageEditor, str]:
+    """A brush in proportion to the uploaded image (Gradio's default radius is 25 pixels, all of a 28x28 digit), and
+    a line that says so."""
+    radius = brush_size(editor)
+    return (gr.ImageEditor(brush=gr.Brush(default_size=radius, colors=[BRUSH], color_mode="fixed")),
+            f"brush radius {radius} px (the brush button beside the image changes it)")
+
+
 def _first(choices: list[str]) -> str | None:
     return choices[0] if choices else None
 
@@ -168,14 +176,12 @@ def build(studio: Studio) -> gr.Blocks:
                                                 format="png", sources=["upload", "clipboard"], layers=False,
                                                 transforms=[], brush=gr.Brush(colors=[BRUSH], color_mode="fixed"),
                                                 elem_id="inpaint-in")
+                    brush_note = gr.Markdown(elem_id="brush-note")
                     inpaint = gr.Button("inpaint", variant="primary")
                 with gr.Column(scale=1):
                     filled = image_output("filled", "inpainted", pixels=True)
             inpaint.click(shown(studio.inpaint), [inpainter, editor], filled, concurrency_id=WORK)
-            # a brush in proportion to the image: Gradio's default radius is 25 pixels, all of a 28x28 digit
-            editor.upload(lambda value: gr.ImageEditor(brush=gr.Brush(default_size=brush_size(value), colors=[BRUSH],
-                                                                      color_mode="fixed")),
-                          editor, editor, queue=False, show_progress="hidden")
+            editor.upload(fitted_brush, editor, [editor, brush_note], queue=False, show_progress="hidden")
 
         with gr.Tab("stylize", id="stylize"):
             with gr.Row():

@@ -108,6 +108,8 @@ class Studio:
         if not editor or not editor.get("background"):
             raise UserError("image: upload an image and paint over what should go")
         im = checked_image(editor["background"])
+        if im.mode in ("RGBA", "LA") and im.getchannel("A").getextrema() == (255, 255):
+            im = im.convert(im.mode[:-1])  # the editor's canvas adds an opaque alpha to every image
         holes = np.zeros((im.height, im.width), dtype=bool)
         for layer in editor.get("layers") or []:
             strokes = checked_image(layer, "mask")
