@@ -7,6 +7,7 @@ scripts/install.sh installs; Playwright drives the system browser, none is downl
 
 import io
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -23,7 +24,8 @@ from playwright.sync_api import expect, sync_playwright
 import ganforge
 
 CHROMIUM = "/usr/bin/chromium"
-WAIT_MS = 60_000
+WAIT_MS = 60_000  # for any element or image: generous, for a loaded 2-core machine
+expect.set_options(timeout=WAIT_MS)
 
 
 def free_port() -> int:
@@ -148,6 +150,14 @@ def test_augment_offers_a_zip_of_the_data_set(page):
     with zipfile.ZipFile(download.value.path()) as zf:
         names = zf.namelist()
     assert len([n for n in names if n.endswith(".png")]) == 100 and "manifest.csv" in names
+
+
+def test_long_work_shows_its_progress(page):
+    page.get_by_role("tab", name="augment").click()
+    page.get_by_label("images per class").fill("300")
+    page.get_by_role("button", name="make the data set").click()
+    expect(page.get_by_text(re.compile(r"augment - \d+(\.\d)?%")).first).to_be_visible()  # the pipeline's own bar
+    expect(page.locator("#dataset-summary")).to_contain_text("3000 images")
 
 
 def test_inpaint_fills_what_was_painted(page, tmp_path):

@@ -8,6 +8,7 @@ analytics, no file served but what the page made).
 """
 
 import functools
+import inspect
 import logging
 from pathlib import Path
 
@@ -19,9 +20,10 @@ from ganforge.studio.handlers import EMBEDDED_SETS, UPLOADED_ZIP, Studio, brush_
 from ganforge.studio.uploads import MAX_PIXELS, MAX_UPLOAD_BYTES, check_upload
 
 TASKS = ("generation", "superres", "inpaint", "style", "translate")
-# Small generated images are shown enlarged to the box, with sharp pixels rather than a blur.
+# Images fill their box, so a 28x28 digit is not a speck; small generated ones keep sharp pixels rather than a blur.
 CSS = """
-.pixels img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }
+.fit img { width: 100%; height: 100%; object-fit: contain; }
+.pixels img { image-rendering: pixelated; }
 """
 WORK = "model-work"  # every button that runs a model shares this queue: one at a time, so visitors wait, not thrash
 QUEUE_SIZE = 32  # visitors waiting beyond this are told the studio is busy
@@ -34,13 +36,18 @@ def shown(handler):
     shown as a progress bar: the pipelines' tqdm bars are tracked."""
 
     @functools.wraps(handler)
-    def run(*args, progress=gr.Progress(track_tqdm=True)):
+    def run(*args):
         try:
-            return handler(*args)
+            return handler(*args[:-1])  # the last is the Progress object, which Gradio passes as it is told below
         except UserError as e:
             raise gr.Error(str(e), print_exception=False) from None
 
-    del run.__wrapped__  # Gradio reads the signature: it must see `progress`
+    # Gradio looks for a positional parameter whose default is a Progress, and then passes one in its place.
+    params = [p.replace(kind=inspect.Parameter.POSITIONAL_OR_KEYWORD)
+              for p in inspect.signature(handler).parameters.values()]
+    progress = inspect.Parameter("progress", inspect.Parameter.POSITIONAL_OR_KEYWORD,
+                                 default=gr.Progress(track_tqdm=True))
+    run.__signature__ = inspect.Signature([*params, progress])
     return run
 
 
@@ -86,7 +93,7 @@ def image_input(label: str, elem_id: str) -> CheckedImage:
 def image_output(label: str, elem_id: str, pixels: bool = False) -> gr.Image:
     """A result; `pixels`: small images shown enlarged with sharp pixels."""
     return gr.Image(label=label, type="pil", format="png", elem_id=elem_id, interactive=False, height=OUTPUT_HEIGHT,
-                    elem_classes="pixels" if pixels else None)
+                    elem_classes=["fit", "pixels"] if pixels else ["fit"])
 
 
 def fitted_brush(editor: dict | None) -> tuple[gr.ImageEditor, str]:
@@ -210,7 +217,7 @@ def build(studio: Studio) -> gr.Blocks:
                     source = image_input("image", "translate-in")
                     translate = gr.Button("translate", variant="primary")
                 with gr.Column(scale=1):
-                    translated = image_output("translated", "translated")
+                    translated = image_output("translated", "translated", pixels=True)
             translate.click(shown(studio.translate), [translator, source, direction], translated,
                             concurrency_id=WORK)
 
