@@ -71,8 +71,10 @@ def free_port() -> int:
 
 
 def wait_for_images(page, selector: str, count: int = 1) -> None:
+    """Until `selector` shows `count` loaded images, and a moment more: Gradio fades a result in."""
     images = f"document.querySelectorAll('{selector} img')"
     page.wait_for_function(f"{images}.length == {count} && [...{images}].every(i => i.complete && i.naturalWidth > 0)")
+    page.wait_for_timeout(1500)
 
 
 def paint(page, editor: str, strokes: list[list[tuple[float, float]]]) -> None:

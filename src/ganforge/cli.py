@@ -152,7 +152,7 @@ def _export(args) -> None:
 def _studio(args) -> None:
     from ganforge.studio import launch
 
-    launch(host=args.host, port=args.port, runs=args.runs)
+    launch(host=args.host, port=args.port, runs=args.runs, device=None if args.device == "auto" else args.device)
 
 
 def _data_prepare(args) -> None:
@@ -353,6 +353,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
     p.add_argument("--runs", default="runs", help="the folder of runs whose models the studio offers and where its "
                                                   "training tab writes new runs (default: runs)")
+    p.add_argument("--device", default="auto", help="where the models run: auto, cpu, cuda, cuda:N or mps")
     p.set_defaults(func=_studio)
 
     p = sub.add_parser("data", help="prepare training data")
