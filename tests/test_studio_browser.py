@@ -62,7 +62,7 @@ def studio(tmp_path_factory, style_model, translate_model):
 def browser():
     assert Path(CHROMIUM).exists(), "the browser tests need Debian's chromium: bash scripts/install.sh installs it"
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        chromium = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox", "--disable-dev-shm-usage"])
         yield chromium
         chromium.close()
 

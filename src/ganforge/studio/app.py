@@ -29,6 +29,7 @@ WORK = "model-work"  # every button that runs a model shares this queue: one at 
 QUEUE_SIZE = 32  # visitors waiting beyond this are told the studio is busy
 BRUSH = "#ff00ff"  # the holes' colour on the inpainting editor
 OUTPUT_HEIGHT = 360
+INPUT_HEIGHT = 240
 
 
 def shown(handler):
@@ -87,7 +88,7 @@ class CheckedImageEditor(gr.ImageEditor):
 def image_input(label: str, elem_id: str) -> CheckedImage:
     """An upload, handed to its handler as the path of Gradio's copy, unconverted (`image_mode=None`)."""
     return CheckedImage(label=label, type="filepath", image_mode=None, sources=["upload", "clipboard"],
-                        elem_id=elem_id)
+                        elem_id=elem_id, height=INPUT_HEIGHT, elem_classes=["fit", "pixels"])
 
 
 def image_output(label: str, elem_id: str, pixels: bool = False) -> gr.Image:
