@@ -123,7 +123,9 @@ def screenshots(url: str, files: dict[str, Path], out: Path) -> None:
         page.get_by_role("tab", name="inpaint").click()
         page.click("#model-inpaint input")
         page.get_by_role("option", name="inpaint-photos", exact=True).click()
-        page.set_input_files("#inpaint-in input[type=file]", files["cat"])
+        with page.expect_file_chooser() as chooser:
+            page.locator("#inpaint-in").get_by_text("Upload an image").click()
+        chooser.value.set_files(files["cat"])
         expect(page.locator("#brush-note")).to_contain_text("brush radius", timeout=60_000)
         paint(page, "#inpaint-in", [[(0.42, 0.30), (0.50, 0.36), (0.58, 0.30)], [(0.30, 0.70), (0.45, 0.72)]])
         page.get_by_role("button", name="inpaint", exact=True).click()

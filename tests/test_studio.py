@@ -4,6 +4,7 @@ handler gives (`ganforge.studio.handlers` is free of Gradio, so it is called dir
 import io
 import stat
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -145,3 +146,13 @@ def test_without_gradio_the_studio_is_one_line(tmp_path, refused, monkeypatch):
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "gradio" else real(name, *a))
     refused(["studio", "--runs", str(tmp_path)], "pip install ganforge[studio]", tmp_path)
+
+
+def test_building_the_page_writes_nothing_into_the_package(studio):
+    """Gradio writes a .pyi stub beside any module that defines a component class; the studio defines none."""
+    from ganforge.studio import app
+
+    package = Path(app.__file__).parents[1]
+    before = sorted(package.rglob("*"))
+    app.build(studio)
+    assert sorted(package.rglob("*")) == before and not list(package.rglob("*.pyi"))

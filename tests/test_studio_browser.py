@@ -165,7 +165,9 @@ def test_inpaint_fills_what_was_painted(page, tmp_path):
     digit[6:22, 12:16] = 255
     Image.fromarray(digit).save(tmp_path / "one.png")
     page.get_by_role("tab", name="inpaint").click()
-    page.set_input_files("#inpaint-in input[type=file]", tmp_path / "one.png")
+    with page.expect_file_chooser() as chooser:  # as a visitor does: the editor's own upload prompt
+        page.locator("#inpaint-in").get_by_text("Upload an image").click()
+    chooser.value.set_files(tmp_path / "one.png")
     expect(page.locator("#brush-note")).to_contain_text("brush radius 1 px")  # sized to the image
     box = page.locator("#inpaint-in canvas").first.bounding_box()
     x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2  # the image is centred in the canvas

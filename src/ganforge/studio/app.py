@@ -59,36 +59,51 @@ def _check(source: Path | bytes) -> None:
         raise gr.Error(str(e), print_exception=False) from None
 
 
-class CheckedImage(gr.Image):
-    """`gr.Image` whose upload is checked (bytes, format, pixels by the header) before Gradio opens it; the
-    browser shows it as a plain image input."""
+def _checked_first(component, uploads):
+    """`component` whose `preprocess` first checks every file of the payload that `uploads(payload)` names, before
+    Gradio opens any of them. (A wrapper, not a subclass: Gradio writes a .pyi file beside any module that defines
+    a component class.)"""
+    preprocess = component.preprocess
 
-    is_template = True
-
-    def preprocess(self, payload):
-        if payload is not None and payload.path:
-            _check(Path(payload.path))
-        return super().preprocess(payload)
-
-
-class CheckedImageEditor(gr.ImageEditor):
-    """`gr.ImageEditor` whose image and stroke layers are checked as `CheckedImage`'s before Gradio decodes them."""
-
-    is_template = True
-
-    def preprocess(self, payload):
+    def checked(payload):
         if payload is not None:
-            parts = self.blob_storage.get(payload.id) if payload.id is not None else payload
-            for part in [parts.background, *parts.layers, parts.composite] if parts is not None else []:
-                if part is not None:
-                    _check(part if isinstance(part, bytes) else Path(part.path))
-        return super().preprocess(payload)
+            for upload in uploads(payload):
+                if upload is not None:
+                    _check(upload if isinstance(upload, bytes) else Path(upload.path))
+        return preprocess(payload)
+
+    component.preprocess = checked
+    return component
 
 
-def image_input(label: str, elem_id: str) -> CheckedImage:
-    """An upload, handed to its handler as the path of Gradio's copy, unconverted (`image_mode=None`)."""
-    return CheckedImage(label=label, type="filepath", image_mode=None, sources=["upload", "clipboard"],
-                        elem_id=elem_id, height=INPUT_HEIGHT, elem_classes=["fit", "pixels"])
+def _image_upload(payload) -> list:
+    return [payload] if payload.path else []
+
+
+def _editor_uploads(editor: gr.ImageEditor):
+    """The image and stroke layers of an editor's payload (sent as files, or as bytes kept by the editor)."""
+
+    def uploads(payload) -> list:
+        parts = editor.blob_storage.get(payload.id) if payload.id is not None else payload
+        return [] if parts is None else [parts.background, *parts.layers, parts.composite]
+
+    return uploads
+
+
+def image_input(label: str, elem_id: str) -> gr.Image:
+    """An upload, checked before Gradio opens it, then handed to its handler as the path of Gradio's copy,
+    unconverted (`image_mode=None`)."""
+    return _checked_first(gr.Image(label=label, type="filepath", image_mode=None, sources=["upload", "clipboard"],
+                                   elem_id=elem_id, height=INPUT_HEIGHT, elem_classes=["fit", "pixels"]),
+                          _image_upload)
+
+
+def image_editor(label: str, elem_id: str) -> gr.ImageEditor:
+    """The inpainting editor: an upload to paint holes on with a fixed colour, its image and strokes checked as
+    `image_input`'s before Gradio decodes them."""
+    editor = gr.ImageEditor(label=label, type="filepath", format="png", sources=["upload", "clipboard"], layers=False,
+                            transforms=[], brush=gr.Brush(colors=[BRUSH], color_mode="fixed"), elem_id=elem_id)
+    return _checked_first(editor, _editor_uploads(editor))
 
 
 def image_output(label: str, elem_id: str, pixels: bool = False) -> gr.Image:
@@ -180,10 +195,7 @@ def build(studio: Studio) -> gr.Blocks:
             with gr.Row():
                 with gr.Column(scale=1):
                     inpainter = model_menu("inpaint")
-                    editor = CheckedImageEditor(label="image: paint over what should go", type="filepath",
-                                                format="png", sources=["upload", "clipboard"], layers=False,
-                                                transforms=[], brush=gr.Brush(colors=[BRUSH], color_mode="fixed"),
-                                                elem_id="inpaint-in")
+                    editor = image_editor("image: paint over what should go", "inpaint-in")
                     brush_note = gr.Markdown(elem_id="brush-note")
                     inpaint = gr.Button("inpaint", variant="primary")
                 with gr.Column(scale=1):
