@@ -62,6 +62,46 @@ def refused(capsys):
     return check
 
 
+def save_random_model(folder, config: dict, build) -> torch.nn.Module:
+    """A model folder of `config` whose weights are seeded noise (a fresh network can be the identity, which code
+    that skipped it would still reproduce); returns the network, in eval mode."""
+    from ganforge.saved_model import save_model
+
+    torch.manual_seed(0)
+    net = build(config)
+    with torch.no_grad():
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    save_model(folder, config, {"generator": net.state_dict()})
+    return net.eval()
+
+
+@pytest.fixture
+def random_model():
+    return save_random_model
+
+
+@pytest.fixture(scope="session")
+def style_model(tmp_path_factory):
+    """A tiny fast style network (with noise inputs) of random weights, as a model folder."""
+    from ganforge.nets.fast_style import build_fast_style_net
+
+    folder = tmp_path_factory.mktemp("models") / "style"
+    save_random_model(folder, {"task": "style", "width": 8, "blocks": 1, "output": "residual", "noise_channels": 2},
+                      build_fast_style_net)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def translate_model(tmp_path_factory):
+    """A tiny translator (both directions) of random weights, as a model folder."""
+    from ganforge.nets.translate import build_cycle_generators
+
+    folder = tmp_path_factory.mktemp("models") / "translate"
+    save_random_model(folder, {"task": "translate", "width": 4, "blocks": 1}, build_cycle_generators)
+    return folder
+
+
 @pytest.fixture(scope="session")
 def photo_folder(tmp_path_factory):
     """Three smooth-ish random photos of different sizes, for super-resolution and inpainting runs."""

@@ -290,7 +290,7 @@ def test_train_help_is_grouped_and_top_level_help_has_examples(capsys):
     text = capsys.readouterr().out
     examples = text.split("examples:\n")[1]
     commands = [line.split()[1] for line in examples.splitlines() if line.startswith("  ganforge")]
-    assert commands == ["train", "sample", "upscale", "stylize", "stylize", "translate", "data"]
+    assert commands == ["train", "sample", "upscale", "stylize", "stylize", "translate", "export", "studio", "data"]
 
 
 @pytest.mark.parametrize("mode", ["I;16B", "F", "I;16"])

@@ -161,7 +161,7 @@ def print_table(request):
     if reporter is None or capture is None or not OBSERVED:
         return
     rows = sorted({r for r, _ in OBSERVED}, key=lambda r: (HOSTILE + MODELS).index(r))
-    columns = [c for c in FOLDER_COMMANDS + FILE_COMMANDS + ["sample", "evaluate MODEL", "upscale --model MODEL"] if any(c == k for _, k in OBSERVED)]
+    columns = [c for c in FOLDER_COMMANDS + FILE_COMMANDS + ["sample", "evaluate MODEL", "upscale --model MODEL", "export MODEL"] if any(c == k for _, k in OBSERVED)]
     lines = ["", "| input | " + " | ".join(columns) + " |", "|---" * (len(columns) + 1) + "|"]
     lines += [f"| {r} | " + " | ".join(OBSERVED.get((r, c), "") for c in columns) + " |" for r in rows]
     with capture.global_and_fixture_disabled():
@@ -267,7 +267,7 @@ def write_hostile_model(folder: Path, name: str) -> None:
         raise ValueError(name)
 
 
-@pytest.mark.parametrize("command", ["sample", "evaluate MODEL", "upscale --model MODEL"])
+@pytest.mark.parametrize("command", ["sample", "evaluate MODEL", "upscale --model MODEL", "export MODEL"])
 @pytest.mark.parametrize("name", MODELS)
 def test_hostile_model(tmp_path, corpus, capsys, name, command):
     model = tmp_path / "model"
@@ -278,7 +278,8 @@ def test_hostile_model(tmp_path, corpus, capsys, name, command):
                                str(corpus["features"]), "--metrics", "fid", "--n", "10", "--out",
                                str(tmp_path / "out" / "report.json")],
             "upscale --model MODEL": ["upscale", str(corpus["good"] / "good00.png"), "--model", str(model), "--out",
-                                      str(tmp_path / "out" / "big.png")]}[command]
+                                      str(tmp_path / "out" / "big.png")],
+            "export MODEL": ["export", str(model), "--out", str(tmp_path / "out" / "model.onnx")]}[command]
     code = main(args)
     err = capsys.readouterr().err.strip()
     OBSERVED[(name, command)] = got = outcome(code, err, [], "model")

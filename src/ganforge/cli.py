@@ -5,6 +5,7 @@ import dataclasses
 import logging
 import sys
 import warnings
+from pathlib import Path
 
 from ganforge import __version__
 from ganforge.config import GROUPS, RUN, TrainConfig, field_kind, flag, load_yaml
@@ -138,6 +139,23 @@ def _translate(args) -> None:
     print(f"saved {out}")
 
 
+def _export(args) -> None:
+    from ganforge.api import Translator, load
+
+    model = load(args.model, device="cpu")
+    if args.direction is not None and not isinstance(model, Translator):
+        raise UserError(f"--direction: {args.model} is not a translator; only `train --task translate` models have two")
+    options = {"direction": args.direction or "a2b"} if isinstance(model, Translator) else {}
+    out = model.export(args.out or f"{Path(args.model).name}.onnx", format=args.format, **options)
+    print(f"saved {out} (what its inputs and outputs mean: {out}.json)")
+
+
+def _studio(args) -> None:
+    from ganforge.studio import launch
+
+    launch(host=args.host, port=args.port, runs=args.runs, device=None if args.device == "auto" else args.device)
+
+
 def _data_prepare(args) -> None:
     from ganforge.data.cache import prepare_cache
 
@@ -164,6 +182,10 @@ EXAMPLES = """examples:
       the same in one pass, with a network trained by `ganforge train --task style`
   ganforge translate runs/p2m photo.jpg --direction a2b --out painted.png
       through a CycleGAN trained by `ganforge train --task translate --data ./photos --data-b ./paintings`
+  ganforge export mnist5k --format onnx --out mnist5k.onnx
+      the generator as ONNX, for onnxruntime and other runtimes (mnist5k.onnx.json says what goes in and out)
+  ganforge studio
+      a web page for every task at http://127.0.0.1:7860
   ganforge data prepare ./photos --resolution 256 --out data/photos256
       decode a large folder once into a cache that `ganforge train --data data/photos256` streams from
 """
@@ -179,6 +201,8 @@ INTERRUPTED = {
     "stylize": "every output already written is complete; run the same command again to do the rest",
     "translate": "every output already written is complete; run the same command again to do the rest",
     "features": "nothing was written",
+    "export": "nothing was written",
+    "studio": "the studio has stopped; a training run it started goes on in its own process",
     "data": "the images decoded so far are kept; run the same command again to finish",
 }
 
@@ -314,6 +338,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", help="output image, or folder for a folder input (default: NAME_a2b.png / FOLDER_a2b)")
     _add_output_options(p)
     p.set_defaults(func=_translate)
+
+    p = sub.add_parser("export", help="write a model's network as an ONNX file, with a JSON sidecar of what its "
+                                      "inputs and outputs mean (needs `pip install ganforge[onnx]`)")
+    p.add_argument("model", help="a shipped model's name, a run directory or a model folder")
+    p.add_argument("--format", default="onnx", help="onnx (the only one)")
+    p.add_argument("--out", help="the .onnx file (default: MODEL.onnx here); the sidecar is OUT.json")
+    p.add_argument("--direction", choices=["a2b", "b2a"], help="translators: which generator (default: a2b)")
+    p.set_defaults(func=_export)
+
+    p = sub.add_parser("studio", help="a web page for every task: generate, upscale, augment, inpaint, stylize, "
+                                      "translate and train (needs `pip install ganforge[studio]`)")
+    p.add_argument("--host", default="127.0.0.1",
+                   help="address to serve on (default: 127.0.0.1, this machine only; 0.0.0.0 opens it to the network)")
+    p.add_argument("--port", type=int, default=7860, help="port (default: 7860)")
+    p.add_argument("--runs", default="runs", help="the folder of runs whose models the studio offers and where its "
+                                                  "training tab writes new runs (default: runs)")
+    p.add_argument("--device", default="auto", help="where the models run: auto, cpu, cuda, cuda:N or mps")
+    p.set_defaults(func=_studio)
 
     p = sub.add_parser("data", help="prepare training data")
     dsub = p.add_subparsers(dest="data_command", required=True)

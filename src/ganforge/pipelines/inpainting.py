@@ -72,6 +72,11 @@ def read_mask(path: Path, size: tuple[int, int]) -> np.ndarray:
     if im.size != size:
         raise UserError(f"{path}: the mask is {im.size[0]}x{im.size[1]} but its image is {size[0]}x{size[1]} "
                         "(masks are not resized: make one of the image's size)")
+    return mask_pixels(im)
+
+
+def mask_pixels(im: Image.Image) -> np.ndarray:
+    """The holes of a decoded mask image (H, W): its non-zero pixels, or where it has alpha its visible non-black ones."""
     if im.mode in ("RGBA", "LA", "PA") or (im.mode == "P" and "transparency" in im.info):
         rgba = np.asarray(im.convert("RGBA"))
         return (rgba[..., 3] > 0) & (rgba[..., :3].max(axis=-1) > 0)
@@ -124,10 +129,18 @@ def _fill_file(generator, config, image_path: Path, mask_path: Path | None, boxe
     """Read one image and its holes, and fill them (an image without holes comes back unchanged)."""
     im = read_image(image_path)
     mask = read_mask(mask_path, im.size) if mask_path is not None else box_mask(im.size, boxes)
+    return fill_image(generator, config, im, mask, work_size, str(mask_path or image_path))
+
+
+def fill_image(generator: torch.nn.Module, config: dict, im: Image.Image, mask: np.ndarray, work_size: int = WORK_SIZE,
+               where: str = "mask") -> Image.Image:
+    """`inpaint_image` after the mask's checks: no hole gives the image back unchanged; `where` names the mask."""
+    if mask.shape != (im.height, im.width):
+        raise UserError(f"{where}: the mask is {mask.shape[1]}x{mask.shape[0]} but its image is {im.width}x{im.height}")
     if not mask.any():
-        log.info("%s: the mask has no hole; the image is written unchanged", image_path)
+        log.info("%s: the mask has no hole; the image is kept unchanged", where)
         return im
-    check_coverage(mask, str(mask_path or image_path))
+    check_coverage(mask, where)
     return inpaint_image(generator, config, im, mask, work_size)
 
 

@@ -66,63 +66,84 @@ def sample(where: str | Path, out: str | Path, n: int = 64, seed: int = 0, devic
     one row per class, ceil(n / classes) columns, column j with seed `seed + j` in every row
     (a folder gets one sub-folder per class). `truncation` < 1: the truncation trick (`latent.seeded_latent`).
     """
-    if n < 1:
-        raise UserError(f"--n: must be at least 1, got {n}")
-    check_truncation(truncation)
+    check_sample(n, truncation)
     out = Path(out)
     check_writable(out, "--out")
     if out.suffix:
         image_format(out)  # a grid format it can write, checked before the work
     generator, config = load_generator(where, device)
     label = resolve_class(config, class_name, where)
-    if config.get("num_classes") and label is None:
-        return _class_rows(generator, config, out, n, seed, truncation)
-    z = latents(list(range(seed, seed + n)), config["latent_dim"], truncation)
-    images = generate(generator, z, None if label is None else torch.full((n,), label))
+    images, cols = sample_images(generator, config, n, seed, label, truncation)
     if out.suffix:
-        save_image(make_grid(images, nrow=int(n**0.5 + 0.5) if n > 3 else n), out)
+        save_image(make_grid(images, nrow=cols), out)
+    elif config.get("num_classes") and label is None:
+        for i, image in enumerate(images):
+            c, j = divmod(i, cols)
+            save_image(image, out / class_folder(config["class_names"][c], c) / f"seed{seed + j:06d}.png")
     else:
         for i, image in enumerate(images):
             save_image(image, out / f"seed{seed + i:06d}.png")
     return out
 
 
-def _class_rows(generator: nn.Module, config: dict, out: Path, n: int, seed: int, truncation: float) -> Path:
-    """Every class of a conditional model: one grid row (or sub-folder) per class, the same seeds in each."""
-    classes, cols = config["num_classes"], -(-n // config["num_classes"])
-    z = latents(list(range(seed, seed + cols)), config["latent_dim"], truncation).repeat(classes, 1)
-    images = generate(generator, z, torch.arange(classes).repeat_interleave(cols))
-    if out.suffix:
-        save_image(make_grid(images, nrow=cols), out)
-        return out
-    for i, image in enumerate(images):
-        c, j = divmod(i, cols)
-        save_image(image, out / class_folder(config["class_names"][c], c) / f"seed{seed + j:06d}.png")
-    return out
+def sample_images(generator: nn.Module, config: dict, n: int, seed: int = 0, label: int | None = None,
+                  truncation: float = 1.0) -> tuple[torch.Tensor, int]:
+    """The images `sample` makes (NCHW in [-1, 1]) and the columns of their grid.
+
+    Image i uses seed `seed + i` (of class `label` for a conditional model). A conditional model
+    without a label gives every class: one row per class, ceil(n / classes) columns, column j
+    with seed `seed + j` in every row. Shared by `ganforge sample`, the Python API and the studio.
+    """
+    check_sample(n, truncation)
+    if config.get("num_classes") and label is None:
+        classes, cols = config["num_classes"], -(-n // config["num_classes"])
+        z = latents(list(range(seed, seed + cols)), config["latent_dim"], truncation).repeat(classes, 1)
+        return generate(generator, z, torch.arange(classes).repeat_interleave(cols)), cols
+    z = latents(list(range(seed, seed + n)), config["latent_dim"], truncation)
+    images = generate(generator, z, None if label is None else torch.full((n,), label))
+    return images, int(n**0.5 + 0.5) if n > 3 else n
 
 
 def interpolate(where: str | Path, seeds: list[int], out: str | Path, frames: int = 8, device: str = "auto",
                 class_name: str | None = None, truncation: float = 1.0) -> Path:
     """A slerp walk through the latents of `seeds`: a grid (one row per leg) or a looping GIF."""
-    if len(seeds) < 2:
-        raise UserError("--seeds: give at least two seeds to walk between")
-    if frames < 2:
-        raise UserError(f"--frames: must be at least 2, got {frames}")
-    check_truncation(truncation)
+    check_walk(seeds, frames, truncation)
     out = Path(out)
     check_writable(out, "--out")
     if out.suffix.lower() not in (".png", ".gif", ".jpg", ".jpeg", ".webp"):
         raise UserError(f"--out: {out} must end in .png, .jpg, .webp (a grid) or .gif (an animation)")
     generator, config = load_generator(where, device)
-    label = resolve_class(config, class_name, where)
-    if config.get("num_classes") and label is None:
-        raise UserError(f"--class: {where} is a class-conditional model; name the class to walk in "
-                        f"({', '.join(config['class_names'][:20])})")
-    z = latents(seeds, config["latent_dim"], truncation)
-    legs = torch.cat([torch.stack([slerp(a, b, i / (frames - 1)) for i in range(frames)]) for a, b in zip(z, z[1:])])
-    images = generate(generator, legs, None if label is None else torch.full((len(legs),), label))
+    images = walk_images(generator, config, seeds, frames, resolve_class(config, class_name, where), truncation, where)
     if out.suffix.lower() == ".gif":
         save_gif(list(images), out)
     else:
         save_image(make_grid(images, nrow=frames), out)
     return out
+
+
+def walk_images(generator: nn.Module, config: dict, seeds: list[int], frames: int = 8, label: int | None = None,
+                truncation: float = 1.0, where: str | Path = "the model") -> torch.Tensor:
+    """The frames of `interpolate`'s slerp walk (NCHW in [-1, 1]): `frames` per leg between consecutive seeds."""
+    check_walk(seeds, frames, truncation)
+    if config.get("num_classes") and label is None:
+        raise UserError(f"--class: {where} is a class-conditional model; name the class to walk in "
+                        f"({', '.join(config['class_names'][:20])})")
+    z = latents(seeds, config["latent_dim"], truncation)
+    legs = torch.cat([torch.stack([slerp(a, b, i / (frames - 1)) for i in range(frames)]) for a, b in zip(z, z[1:])])
+    return generate(generator, legs, None if label is None else torch.full((len(legs),), label))
+
+
+def check_sample(n: int, truncation: float) -> None:
+    """The options of `sample`, checked before any model is loaded."""
+    if n < 1:
+        raise UserError(f"--n: must be at least 1, got {n}")
+    check_truncation(truncation)
+
+
+def check_walk(seeds: list[int], frames: int, truncation: float) -> None:
+    """The options of a latent walk, checked before any model is loaded."""
+    if len(seeds) < 2:
+        raise UserError("--seeds: give at least two seeds to walk between")
+    if frames < 2:
+        raise UserError(f"--frames: must be at least 2, got {frames}")
+    check_truncation(truncation)

@@ -36,6 +36,16 @@ SEED_STRIDE = 1_000_000  # seeds of class c start at seed + SEED_STRIDE * c
 MAX_DRAWS_PER_IMAGE = 20  # with --filter, give up on a class that needs more draws than this per kept image
 
 
+def _check_request(out: Path, per_class: int, filter: bool, features: str | None, truncation: float) -> None:
+    """The options of `augment`, checked before any work."""
+    if not 1 <= per_class < SEED_STRIDE:
+        raise UserError(f"--per-class: must be in 1..{SEED_STRIDE - 1}, got {per_class}")
+    if features and not filter:
+        raise UserError("--features: only used with --filter")
+    check_truncation(truncation)
+    _check_out(out)
+
+
 def _check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise UserError(f"--out: {out} is a file; name a new folder")
@@ -78,14 +88,17 @@ def _sha256(path: Path) -> str:
 def augment(where: str | Path, out: str | Path, per_class: int, seed: int = 0, filter: bool = False,
             features: str | None = None, device: str = "auto", batch_size: int = 256, truncation: float = 1.0) -> Path:
     """Write `per_class` generated images of every class into `out` (see the module's docstring)."""
-    if not 1 <= per_class < SEED_STRIDE:
-        raise UserError(f"--per-class: must be in 1..{SEED_STRIDE - 1}, got {per_class}")
-    if features and not filter:
-        raise UserError("--features: only used with --filter")
-    check_truncation(truncation)
-    out = Path(out)
-    _check_out(out)
+    _check_request(Path(out), per_class, filter, features, truncation)
     generator, model = load_generator(where, device)
+    return write_synthetic_set(generator, model, where, out, per_class, seed, filter, features, batch_size, truncation)
+
+
+def write_synthetic_set(generator: torch.nn.Module, model: dict, where: str | Path, out: str | Path, per_class: int,
+                        seed: int = 0, filter: bool = False, features: str | None = None, batch_size: int = 256,
+                        truncation: float = 1.0) -> Path:
+    """`augment` with the generator of `where` already loaded (the Python API's models hold theirs)."""
+    out = Path(out)
+    _check_request(out, per_class, filter, features, truncation)
     if not model.get("num_classes"):
         raise UserError(f"{where}: an unconditional model cannot make labelled data; train one with --conditional")
     extractor = _classifier(where, model, features) if filter else None

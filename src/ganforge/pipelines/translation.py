@@ -50,11 +50,13 @@ def translate(model: str | Path, source: str | Path, out: str | Path | None = No
     log.info("translate %s -> %s with %s", domains[direction[0]], domains[direction[-1]], model)
     text = {"Software": f"ganforge {__version__}", "model": str(model), "direction": direction,
             "from": str(domains[direction[0]]), "to": str(domains[direction[-1]])}
+    return save_converted(source, content, out, lambda im: translate_image(net, im, torch_device), overwrite,
+                          "translated", text)
 
-    def convert(im: Image.Image) -> Image.Image:
-        if im.width * im.height > MAX_PIXELS:
-            raise UserError(f"{im.width}x{im.height} is more than a translator takes in one piece "
-                            f"({MAX_PIXELS / 1e6:.1f} megapixels); scale it down first")
-        return image_through_network(net, im, torch_device)
 
-    return save_converted(source, content, out, convert, overwrite, "translated", text)
+def translate_image(net, im: Image.Image, device) -> Image.Image:
+    """One PIL image through one direction of a translator, in one piece (instance norm needs the whole image)."""
+    if im.width * im.height > MAX_PIXELS:
+        raise UserError(f"{im.width}x{im.height} is more than a translator takes in one piece "
+                        f"({MAX_PIXELS / 1e6:.1f} megapixels); scale it down first")
+    return image_through_network(net, im, device)
