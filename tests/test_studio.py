@@ -156,3 +156,14 @@ def test_building_the_page_writes_nothing_into_the_package(studio):
     before = sorted(package.rglob("*"))
     app.build(studio)
     assert sorted(package.rglob("*")) == before and not list(package.rglob("*.pyi"))
+
+
+def test_a_run_that_saves_a_newer_model_is_reloaded(studio, small_args):
+    run = studio.runs / "fresh"
+    assert main(small_args(run, "--steps", "1", "--eval-every", "0")) == 0
+    first = studio.model("runs/fresh", "generation")
+    assert studio.model("runs/fresh", "generation") is first  # unchanged: kept
+    assert main(["train", "--out", str(run), "--steps", "2", "--resume"]) == 0
+    second = studio.model("runs/fresh", "generation")
+    assert second is not first
+    assert not np.array_equal(np.asarray(first.sample(1, seed=0)[0]), np.asarray(second.sample(1, seed=0)[0]))

@@ -270,17 +270,21 @@ def load(name_or_path: str | Path, device: str | None = None) -> Model:
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """A model that `list_models` found: the name to show, what `load` takes, its task and its classes (if any)."""
+    """A model that `list_models` found: the name to show, what `load` takes, its task and its classes (if any), and
+    `saved`, which changes whenever the model is saved again (a run writes a newer model at each checkpoint)."""
 
     name: str
     location: str
     task: str
     class_names: tuple[str, ...] = ()
+    saved: tuple[int, int] = (0, 0)
 
 
 def _info(name: str, location: str | Path) -> ModelInfo:
-    config = read_config(resolve_model(location))
-    return ModelInfo(name, str(location), config.get("task", "generation"), tuple(config.get("class_names") or ()))
+    folder = resolve_model(location)
+    config, stat = read_config(folder), (folder / "config.json").stat()
+    return ModelInfo(name, str(location), config.get("task", "generation"), tuple(config.get("class_names") or ()),
+                     (stat.st_ino, stat.st_mtime_ns))
 
 
 def list_models(runs: str | Path | None = None) -> list[ModelInfo]:

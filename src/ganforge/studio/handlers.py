@@ -43,7 +43,7 @@ class Studio:
 
     def __init__(self, runs: str | Path, device: str | None = None):
         self.runs, self.device = Path(runs), device
-        self._models: dict[str, api.Model] = {}
+        self._models: dict[str, tuple[tuple[int, int], api.Model]] = {}  # name: (its ModelInfo.saved, the model)
         self._loading = threading.Lock()
         self._training: subprocess.Popen | None = None
         self._training_run: Path | None = None
@@ -58,8 +58,8 @@ class Studio:
                 if info.task == task and (info.class_names or not conditional)]
 
     def model(self, name: str | None, task: str) -> api.Model:
-        """The offered model called `name`, loaded once and kept; a name the studio does not offer is refused, so no
-        value sent by a browser reaches the file system."""
+        """The offered model called `name`, loaded once and kept until its run saves a newer one; a name the studio
+        does not offer is refused, so no value sent by a browser reaches the file system."""
         if not name:
             raise UserError("model: choose a model first")
         offered = {info.name: info for info in api.list_models(self.runs)}
@@ -68,9 +68,11 @@ class Studio:
         if offered[name].task != task:
             raise UserError(f"model: {name} is a {offered[name].task} model, not a {task} one")
         with self._loading:
-            if name not in self._models:
-                self._models[name] = api.load(offered[name].location, device=self.device)
-            return self._models[name]
+            saved, model = self._models.get(name, (None, None))
+            if saved != offered[name].saved:
+                model = api.load(offered[name].location, device=self.device)
+                self._models[name] = offered[name].saved, model
+            return model
 
     def class_choices(self, name: str | None) -> list[str]:
         """The class menu of a generator: every class, then each by name; empty for an unconditional one."""
