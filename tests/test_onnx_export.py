@@ -110,3 +110,12 @@ def test_without_the_extra_it_is_one_line(tmp_path, refused, monkeypatch):
 def test_bad_options_are_one_line(tmp_path, refused, monkeypatch, args, needle):
     monkeypatch.chdir(tmp_path)
     refused(["export", "mnist5k", *args], needle, tmp_path)
+
+
+def test_an_existing_file_is_replaced_only_with_overwrite(tmp_path, refused):
+    out = tmp_path / "g.onnx"
+    assert main(["export", "mnist5k", "--out", str(out)]) == 0
+    refused(["export", "mnist5k", "--out", str(out)], "already exists (--overwrite replaces it)", tmp_path)
+    out.with_name("g.onnx.json").write_text("{}")
+    assert main(["export", "mnist5k", "--out", str(out), "--overwrite"]) == 0
+    assert json.loads(out.with_name("g.onnx.json").read_text())["model"] == "mnist5k"

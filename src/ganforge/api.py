@@ -78,16 +78,18 @@ class Model:
     def _export_plan(self) -> onnx_export.ExportPlan:
         raise NotImplementedError
 
-    def export(self, out: str | Path, format: str = "onnx") -> Path:
+    def export(self, out: str | Path, format: str = "onnx", overwrite: bool = False) -> Path:
         """Write the network as an ONNX file `out` and `out`.json, the sidecar that says what its inputs and outputs
-        mean (see `ganforge.pipelines.onnx_export`); needs the `[onnx]` extra. Returns `out`."""
-        return self._write_export(out, format, self._export_plan)
+        mean (see `ganforge.pipelines.onnx_export`); needs the `[onnx]` extra. Existing files are replaced only with
+        `overwrite`. Returns `out`."""
+        return self._write_export(out, format, self._export_plan, overwrite)
 
-    def _write_export(self, out: str | Path, format: str, plan: Callable[[], onnx_export.ExportPlan]) -> Path:
+    def _write_export(self, out: str | Path, format: str, plan: Callable[[], onnx_export.ExportPlan],
+                      overwrite: bool) -> Path:
         if format not in onnx_export.FORMATS:
             raise UserError(f"--format: {format!r} is not one of {', '.join(onnx_export.FORMATS)}")
         onnx_export.check_onnx_installed()
-        return onnx_export.export_onnx(self.config, plan(), out, self.where)
+        return onnx_export.export_onnx(self.config, plan(), out, self.where, overwrite)
 
     def _cpu_net(self) -> torch.nn.Module:
         """The network on the CPU, where it is exported (a copy when it runs elsewhere)."""
@@ -231,13 +233,13 @@ class Translator(Model):
             raise UserError(f"--direction: {direction!r} is not one of {', '.join(DIRECTIONS)}")
         return _returned(translate_image(self.nets[direction], _image(image), self.device), as_tensor)
 
-    def export(self, out: str | Path, format: str = "onnx", direction: str = "a2b") -> Path:
+    def export(self, out: str | Path, format: str = "onnx", overwrite: bool = False, direction: str = "a2b") -> Path:
         """`Model.export` of one direction's generator."""
         if direction not in DIRECTIONS:
             raise UserError(f"--direction: {direction!r} is not one of {', '.join(DIRECTIONS)}")
         net = self.nets[direction] if self.device.type == "cpu" else copy.deepcopy(self.nets[direction]).cpu()
         return self._write_export(out, format, lambda: onnx_export.plan_image_to_image(
-            net, self.config, f"translated {direction[0].upper()} to {direction[-1].upper()}"))
+            net, self.config, f"translated {direction[0].upper()} to {direction[-1].upper()}"), overwrite)
 
 
 def load(name_or_path: str | Path, device: str | None = None) -> Model:

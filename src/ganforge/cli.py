@@ -146,7 +146,8 @@ def _export(args) -> None:
     if args.direction is not None and not isinstance(model, Translator):
         raise UserError(f"--direction: {args.model} is not a translator; only `train --task translate` models have two")
     options = {"direction": args.direction or "a2b"} if isinstance(model, Translator) else {}
-    out = model.export(args.out or f"{Path(args.model).name}.onnx", format=args.format, **options)
+    out = model.export(args.out or f"{Path(args.model).name}.onnx", format=args.format, overwrite=args.overwrite,
+                       **options)
     print(f"saved {out} (what its inputs and outputs mean: {out}.json)")
 
 
@@ -345,6 +346,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--format", default="onnx", help="onnx (the only one)")
     p.add_argument("--out", help="the .onnx file (default: MODEL.onnx here); the sidecar is OUT.json")
     p.add_argument("--direction", choices=["a2b", "b2a"], help="translators: which generator (default: a2b)")
+    p.add_argument("--overwrite", action="store_true", help="replace an existing OUT and its sidecar")
     p.set_defaults(func=_export)
 
     p = sub.add_parser("studio", help="a web page for every task: generate, upscale, augment, inpaint, stylize, "

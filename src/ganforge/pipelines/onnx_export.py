@@ -178,14 +178,18 @@ def plan_image_to_image(net: nn.Module, config: dict, what: str) -> ExportPlan:
                        "size_multiple": 4, "noise_channels": noise, "tileable": net.tileable})
 
 
-def export_onnx(config: dict, plan: ExportPlan, out: str | Path, model_name: str) -> Path:
-    """Write `plan.module` to `out` (.onnx) and `out`.json, both atomically; check it with onnxruntime first."""
+def export_onnx(config: dict, plan: ExportPlan, out: str | Path, model_name: str, overwrite: bool = False) -> Path:
+    """Write `plan.module` to `out` (.onnx) and `out`.json, both atomically; check it with onnxruntime first.
+    An existing file is replaced only with `overwrite`, as every command's output is."""
     check_onnx_installed()
     out = Path(out)
     if out.suffix.lower() != ".onnx":
         raise UserError(f"--out: {out} must end in .onnx")
     check_writable(out, "--out")
     sidecar = out.with_name(out.name + ".json")
+    existing = [p for p in (out, sidecar) if p.exists()]
+    if existing and not overwrite:
+        raise UserError(f"--out: {existing[0]} already exists (--overwrite replaces it)")
     module = plan.module.eval()
     names = list(plan.inputs)
     log.info("exporting %s to ONNX (opset %d)", model_name, OPSET)
