@@ -91,9 +91,10 @@ class Model:
         onnx_export.check_onnx_installed()
         return onnx_export.export_onnx(self.config, plan(), out, self.where, overwrite)
 
-    def _cpu_net(self) -> torch.nn.Module:
-        """The network on the CPU, where it is exported (a copy when it runs elsewhere)."""
-        return self.net if self.device.type == "cpu" else copy.deepcopy(self.net).cpu()
+    def _cpu_net(self, net: torch.nn.Module | None = None) -> torch.nn.Module:
+        """The network (or another of the model's) on the CPU, where it is exported (a copy when it runs elsewhere)."""
+        net = self.net if net is None else net
+        return net if self.device.type == "cpu" else copy.deepcopy(net).cpu()
 
 
 class Generator(Model):
@@ -229,17 +230,18 @@ class Translator(Model):
 
     def translate(self, image: ImageLike, direction: str = "a2b", as_tensor: bool = False) -> Image.Image | torch.Tensor:
         """`image` translated from collection A (`--data`) to B (`--data-b`) with "a2b", or back with "b2a"."""
-        if direction not in DIRECTIONS:
-            raise UserError(f"--direction: {direction!r} is not one of {', '.join(DIRECTIONS)}")
-        return _returned(translate_image(self.nets[direction], _image(image), self.device), as_tensor)
+        return _returned(translate_image(self._net_of(direction), _image(image), self.device), as_tensor)
 
     def export(self, out: str | Path, format: str = "onnx", overwrite: bool = False, direction: str = "a2b") -> Path:
         """`Model.export` of one direction's generator."""
-        if direction not in DIRECTIONS:
-            raise UserError(f"--direction: {direction!r} is not one of {', '.join(DIRECTIONS)}")
-        net = self.nets[direction] if self.device.type == "cpu" else copy.deepcopy(self.nets[direction]).cpu()
+        net = self._cpu_net(self._net_of(direction))
         return self._write_export(out, format, lambda: onnx_export.plan_image_to_image(
             net, self.config, f"translated {direction[0].upper()} to {direction[-1].upper()}"), overwrite)
+
+    def _net_of(self, direction: str) -> torch.nn.Module:
+        if direction not in DIRECTIONS:
+            raise UserError(f"--direction: {direction!r} is not one of {', '.join(DIRECTIONS)}")
+        return self.nets[direction]
 
 
 def load(name_or_path: str | Path, device: str | None = None) -> Model:
