@@ -28,7 +28,7 @@ from PIL import Image
 
 from ganforge.device import pick_device
 from ganforge.errors import UserError
-from ganforge.imageio import make_grid, to_pil, uint8_to_float
+from ganforge.imageio import make_grid, pil_to_uint8, to_pil, uint8_to_float
 from ganforge.nets.style import load_style_features
 from ganforge.nets.translate import DIRECTIONS
 from ganforge.pipelines import onnx_export
@@ -38,7 +38,7 @@ from ganforge.pipelines.inpainting import WORK_SIZE, fill_image, load_inpainter,
 from ganforge.pipelines.sampling import load_generator, resolve_class, sample_images, walk_images
 from ganforge.pipelines.stylize import DEFAULT_SIZE, DEFAULT_STEPS, check_options, stylize_image
 from ganforge.pipelines.synthetic_data import write_synthetic_set
-from ganforge.pipelines.translation import load_translator, translate_image
+from ganforge.pipelines.translation import load_translators, translate_image
 from ganforge.pipelines.upscaling import load_upscaler, pick_model, upscale_image
 from ganforge.saved_model import read_config, resolve_model, shipped_models
 
@@ -60,8 +60,7 @@ def _returned(im: Image.Image, as_tensor: bool) -> Image.Image | torch.Tensor:
     """A result as the PIL image, or as float32 (C, H, W) in [-1, 1] (alpha, where kept, is the last channel)."""
     if not as_tensor:
         return im
-    pixels = np.array(im, dtype=np.uint8)
-    return uint8_to_float(torch.from_numpy(pixels[..., None] if pixels.ndim == 2 else pixels).permute(2, 0, 1))
+    return uint8_to_float(torch.from_numpy(pil_to_uint8(im).copy()))
 
 
 class Model:
@@ -266,9 +265,9 @@ def load(name_or_path: str | Path, device: str | None = None) -> Model:
         net, config = load_style_model(where)
         return Stylizer(where, net.to(torch_device), config, torch_device)
     if task == "translate":
-        loaded = {direction: load_translator(where, direction) for direction in DIRECTIONS}
-        nets = {direction: net.to(torch_device) for direction, (net, _) in loaded.items()}
-        return Translator(where, nets, loaded["a2b"][1], torch_device)
+        pair, config = load_translators(where)
+        pair.to(torch_device)
+        return Translator(where, {direction: pair.direction(direction) for direction in DIRECTIONS}, config, torch_device)
     raise UserError(f"{where}: a {task!r} model, which this version of ganforge cannot run")
 
 

@@ -24,16 +24,22 @@ log = logging.getLogger("ganforge")
 MAX_PIXELS = 4096 * 4096
 
 
-def load_translator(where: str | Path, direction: str):
-    """The generator of one direction of a translation run, model folder or name, with the model's config."""
-    if direction not in DIRECTIONS:
-        raise UserError(f"--direction: {direction!r} is not one of {', '.join(DIRECTIONS)}")
+def load_translators(where: str | Path):
+    """Both generators of a translation run, model folder or name (the pair, in eval mode), with the model's config."""
     folder = resolve_model(where)
     config, weights = load_model(folder, "generator")
     task = config.get("task", "generation")
     if task != "translate":
         raise UserError(f"{where}: a {task} model, not a translator (train one with --task translate)")
-    return build_model(build_cycle_generators, config, weights, folder).direction(direction).eval(), config
+    return build_model(build_cycle_generators, config, weights, folder).eval(), config
+
+
+def load_translator(where: str | Path, direction: str):
+    """The generator of one direction of a translation run, model folder or name, with the model's config."""
+    if direction not in DIRECTIONS:
+        raise UserError(f"--direction: {direction!r} is not one of {', '.join(DIRECTIONS)}")
+    pair, config = load_translators(where)
+    return pair.direction(direction), config
 
 
 def translate(model: str | Path, source: str | Path, out: str | Path | None = None, direction: str = "a2b",

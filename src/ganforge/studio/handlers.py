@@ -57,9 +57,9 @@ class Studio:
         return [info.name for info in api.list_models(self.runs)
                 if info.task == task and (info.class_names or not conditional)]
 
-    def model(self, name: str | None, task: str) -> api.Model:
-        """The offered model called `name`, loaded once and kept until its run saves a newer one; a name the studio
-        does not offer is refused, so no value sent by a browser reaches the file system."""
+    def offered(self, name: str | None, task: str) -> api.ModelInfo:
+        """What the studio knows of the offered model called `name`; a name the studio does not offer is refused, so
+        no value sent by a browser reaches the file system."""
         if not name:
             raise UserError("model: choose a model first")
         offered = {info.name: info for info in api.list_models(self.runs)}
@@ -67,17 +67,23 @@ class Studio:
             raise UserError(f"model: {name!r} is not one of the studio's models")
         if offered[name].task != task:
             raise UserError(f"model: {name} is a {offered[name].task} model, not a {task} one")
+        return offered[name]
+
+    def model(self, name: str | None, task: str) -> api.Model:
+        """The offered model called `name` (see `offered`), loaded once and kept until its run saves a newer one."""
+        info = self.offered(name, task)
         with self._loading:
             saved, model = self._models.get(name, (None, None))
-            if saved != offered[name].saved:
-                model = api.load(offered[name].location, device=self.device)
-                self._models[name] = offered[name].saved, model
+            if saved != info.saved:
+                model = api.load(info.location, device=self.device)
+                self._models[name] = info.saved, model
             return model
 
     def class_choices(self, name: str | None) -> list[str]:
-        """The class menu of a generator: every class, then each by name; empty for an unconditional one."""
-        model = self.model(name, "generation")
-        return [EVERY_CLASS, *model.class_names] if isinstance(model, api.ConditionalGenerator) else []
+        """The class menu of a generator: every class, then each by name; empty for an unconditional one (its
+        config's classes, so choosing a model in the menu loads nothing)."""
+        class_names = self.offered(name, "generation").class_names
+        return [EVERY_CLASS, *class_names] if class_names else []
 
     # ---- generate ----------------------------------------------------------------------------------------------
     def generate(self, name: str, seed: float, n: float, class_choice: str | None, truncation: float) -> Image.Image:
