@@ -31,3 +31,9 @@ def read_state_dict(path: Path, what: str) -> dict[str, torch.Tensor]:
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise UserError(f"{path}: {what} must be a state dict of tensors")
     return state
+
+
+def net_state(tensors: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
+    """The weights of the network `name` among a checkpoint's tensors (stored as `net.<name>.<key>`)."""
+    prefix = f"net.{name}."
+    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}

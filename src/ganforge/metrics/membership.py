@@ -24,7 +24,7 @@ def discriminator_scores(discriminator: torch.nn.Module, images: torch.Tensor, l
     for i in range(0, len(images), batch_size):
         x = uint8_to_float(images[i : i + batch_size].to(device))
         logits = discriminator(x) if labels is None else discriminator(x, labels[i : i + batch_size].to(device))
-        scores.append(logits.float().flatten(1).mean(dim=1).cpu() if logits.dim() > 1 else logits.float().cpu())
+        scores.append(logits.float().cpu())  # every discriminator here gives one logit an image
     return torch.cat(scores)
 
 

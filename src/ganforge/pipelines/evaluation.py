@@ -41,7 +41,7 @@ from ganforge.metrics.domain import domain_features
 from ganforge.metrics.membership import discriminator_scores, logan_attack
 from ganforge.nets.build import build_discriminator
 from ganforge.saved_model import build_model
-from ganforge.weights_file import read_state_dict
+from ganforge.weights_file import net_state, read_state_dict
 from ganforge.device import pick_device
 from ganforge.latent import balanced_labels, generate, latents
 from ganforge.pipelines.sampling import load_generator
@@ -149,8 +149,7 @@ def load_discriminator(where: str | Path, model: dict, device: torch.device) -> 
     """A run's discriminator as its last checkpoint holds it, built from the run's options, in eval mode."""
     run_cfg = TrainConfig.from_dict(run_config(where), str(Path(where) / "config.yaml"))
     path = Path(where) / CHECKPOINT
-    prefix = "net.discriminator."
-    weights = {k[len(prefix):]: v for k, v in read_state_dict(path, "checkpoint").items() if k.startswith(prefix)}
+    weights = net_state(read_state_dict(path, "checkpoint"), "discriminator")
 
     def build(config: dict) -> torch.nn.Module:
         return build_discriminator(config, run_cfg.spectral_norm, run_cfg.discriminator_norm, run_cfg.cond_d)

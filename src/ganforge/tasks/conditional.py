@@ -65,11 +65,10 @@ class ConditionalGenerationTask(AdversarialThroughout):
         if labels is None:
             raise ValueError("a conditional task needs the labels of its real images")
         labels = labels.to(real.device)
-        if public_fakes is None:
-            z = torch.randn(real.shape[0], self.model["latent_dim"], generator=rng).to(real.device)
-            return {"real": real, "real_labels": labels, "labels": labels, "z": z}
-        z = torch.randn(public_fakes, self.model["latent_dim"], generator=rng).to(real.device)
-        asked = torch.randint(self.model["num_classes"], (public_fakes,), generator=rng).to(real.device)
+        n = public_fakes or real.shape[0]
+        z = torch.randn(n, self.model["latent_dim"], generator=rng).to(real.device)
+        asked = (labels if public_fakes is None
+                 else torch.randint(self.model["num_classes"], (n,), generator=rng).to(real.device))
         return {"real": real, "real_labels": labels, "labels": asked, "z": z}
 
     def generate(self, generator: nn.Module, batch: dict) -> torch.Tensor:

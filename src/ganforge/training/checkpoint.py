@@ -15,6 +15,7 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from ganforge.atomic import atomic_path
 from ganforge.errors import UserError
+from ganforge.weights_file import net_state
 
 
 def save_checkpoint(path: Path, nets: dict, optimizers: dict, meta: dict) -> None:
@@ -54,11 +55,6 @@ def checkpoint_meta(path: Path) -> dict:
             return json.loads((f.metadata() or {})["meta"])
     except (SafetensorError, OSError, KeyError) as e:
         raise UserError(f"{path}: not a readable ganforge checkpoint ({e})") from None
-
-
-def net_state(tensors: dict[str, torch.Tensor], name: str) -> dict[str, torch.Tensor]:
-    prefix = f"net.{name}."
-    return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
 
 def load_checkpoint(path: Path, nets: dict, optimizers: dict) -> dict:

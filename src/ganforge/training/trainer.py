@@ -263,23 +263,18 @@ class Trainer:
             if self.private is not None:
                 extra["public_fakes"] = self.batch_size  # G's inputs must not depend on the private batch
             batch = self.task.make_batch(self.real_batch(update), rng, **extra)
-            if self.private is not None:
-                with autocast(self.device, self.dtype):
-                    fake = self.task.generate(self.ddp_generator, batch)
-                ok, stats = self._private_d_update(batch, detached(fake), update)
-                if not ok:
-                    break
-                continue
             with autocast(self.device, self.dtype):
                 fake = self.task.generate(self.ddp_generator, batch)
-                if adversarial:
-                    # (1) Update D: maximise log D(x) + log(1 - D(G(z))), i.e. minimise L_D.
+            if self.private is not None:
+                ok, stats = self._private_d_update(batch, detached(fake), update)
+            elif adversarial:
+                # (1) Update D: maximise log D(x) + log(1 - D(G(z))), i.e. minimise L_D.
+                with autocast(self.device, self.dtype):
                     loss_d, d_stats = self.task.discriminator_loss(self.ddp_discriminator, batch, detached(fake), update)
-                    stats = {"loss_d": loss_d.detach(), **d_stats}
-            if adversarial:
+                stats = {"loss_d": loss_d.detach(), **d_stats}
                 ok = self._update(self.opt_d, loss_d)
-                if not ok:
-                    break
+            if not ok:
+                break
 
         # (2) Update G: maximise log D(G(z)), i.e. minimise L_G = -log D(G(z)); D's weights stay fixed.
         with frozen(self.discriminator), autocast(self.device, self.dtype):
