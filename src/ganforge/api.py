@@ -87,7 +87,6 @@ class Model:
                       overwrite: bool) -> Path:
         if format not in onnx_export.FORMATS:
             raise UserError(f"--format: {format!r} is not one of {', '.join(onnx_export.FORMATS)}")
-        onnx_export.check_onnx_installed()
         return onnx_export.export_onnx(self.config, plan(), out, self.where, overwrite)
 
     def _cpu_net(self, net: torch.nn.Module | None = None) -> torch.nn.Module:
