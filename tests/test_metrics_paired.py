@@ -83,3 +83,19 @@ def test_rgb_to_y_matches_scikit_image_ycbcr_on_random_colours():
     x = torch.rand(1, 3, 4, 5, generator=torch.Generator().manual_seed(4)) * 2 - 1
     expected = rgb2ycbcr(_unit_numpy(x[0]))[..., 0]  # Y in [16, 235]
     assert ((rgb_to_y(x)[0, 0] + 1) / 2 * 255).double().numpy() == pytest.approx(expected, abs=1e-3)
+
+
+def test_sharpness_is_the_laplacian_variance_as_a_share_of_the_original():
+    from scipy import ndimage
+
+    from ganforge.metrics.superres import sharpness
+
+    g = torch.Generator().manual_seed(3)
+    original = torch.rand(2, 1, 40, 48, generator=g, dtype=torch.float64) * 2 - 1
+    blurred = torch.from_numpy(ndimage.gaussian_filter(original.numpy(), sigma=(0, 0, 1, 1)))
+    # By hand: the 4-neighbour Laplacian (scipy's, with the edges mirrored as scikit-image's filter does), variance.
+    by_hand = [np.var(ndimage.laplace(b[0].numpy(), mode="reflect")) / np.var(ndimage.laplace(o[0].numpy(), mode="reflect"))
+               for b, o in zip(blurred, original)]
+    assert sharpness(blurred, original) == pytest.approx(100 * np.mean(by_hand), rel=1e-6)
+    assert sharpness(original, original) == pytest.approx(100)
+    assert sharpness(blurred, original) < 30 < 100 < sharpness(original * 2, original)  # blur below, amplified above

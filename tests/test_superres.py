@@ -99,10 +99,12 @@ def test_dihedral_keeps_pixels():
 def test_patches_and_embedded_photos():
     train, held = load_photos("photos")
     assert len(train) >= 10 and len(held) == 4 and all(p.shape[0] == 3 and p.dtype == np.uint8 for p in train + held)
-    few, held_few = load_photos("photos", max_images=3)  # --max-images: 3 of the training photos, the same 3 each time
-    picked = [[i for i, t in enumerate(train) if np.array_equal(f, t)] for f in few]
-    assert len(few) == 3 and all(len(i) == 1 for i in picked) and len({i[0] for i in picked}) == 3
-    assert all(np.array_equal(f, again) for f, again in zip(few, load_photos("photos", max_images=3)[0]))
+    assert len(train) == 18 and not any(np.array_equal(t, h) for t in train for h in held if t.shape == h.shape)
+    few, held_few = load_photos("photos", max_images=3)  # --max-images: the first 3 training photos
+    assert all(np.array_equal(f, t) for f, t in zip(few, train[:3], strict=False)) and len(few) == 3
+    # The first 14 are the set the inpaint-photos recipe (max_images: 14) and the first SR models trained on.
+    first14 = [t.shape for t in load_photos("photos", max_images=14)[0]]
+    assert first14[0] == (3, 512, 512) and first14[-1] == (3, 427, 640) and len(first14) == 14
     assert all(np.array_equal(a, b) for a, b in zip(held_few, held, strict=True))  # held-out photos stay held out
     patches = extract_patches(train[:2], 96, max_patches=50)
     assert patches.shape[1:] == (3, 96, 96) and 2 <= len(patches) <= 50
@@ -142,6 +144,41 @@ def test_superres_resume_is_exact(tmp_path, photo_folder):
     assert main([*base, "--steps", "5", "--out", str(tmp_path / "b"), "--resume"]) == 0
     from safetensors.torch import load_file
 
+    a, b = (load_file(str(tmp_path / n / "checkpoints" / "last.safetensors")) for n in "ab")
+    assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_learning_rate_follows_a_half_cosine_and_an_interrupted_run_resumes_exactly(tmp_path, photo_folder, monkeypatch):
+    from safetensors.torch import load_file
+
+    from ganforge.training.trainer import Trainer, learning_rate_factor
+
+    assert [learning_rate_factor("cosine", s, 8) for s in (0, 2, 4, 6)] == pytest.approx(
+        [1, 0.5 + 0.5 * np.sqrt(0.5), 0.5, 0.5 - 0.5 * np.sqrt(0.5)])
+    assert learning_rate_factor("none", 5, 8) == 1
+    base = ["train", "--task", "superres", "--scale", "2", "--data", str(photo_folder), "--width", "8", "--blocks", "1",
+            "--patch-size", "32", "--batch-size", "4", "--fidelity-steps", "6", "--eval-every", "0", "--steps", "6",
+            "--lr", "0.001", "--lr-decay", "cosine", "--checkpoint-every", "2"]
+    rates, real_step = [], Trainer.train_step
+
+    def recording_step(self, step):
+        figures = real_step(self, step)
+        rates.append(self.opt_g.param_groups[0]["lr"])
+        return figures
+
+    monkeypatch.setattr(Trainer, "train_step", recording_step)
+    assert main([*base, "--out", str(tmp_path / "a")]) == 0
+    assert rates == pytest.approx([0.001 * learning_rate_factor("cosine", s, 6) for s in range(6)])
+
+    def killed_at_step_3(self, step):
+        if step == 3:
+            raise KeyboardInterrupt
+        return real_step(self, step)
+
+    monkeypatch.setattr(Trainer, "train_step", killed_at_step_3)
+    assert main([*base, "--out", str(tmp_path / "b")]) != 0
+    monkeypatch.setattr(Trainer, "train_step", real_step)
+    assert main([*base, "--out", str(tmp_path / "b"), "--resume"]) == 0  # from the checkpoint of step 2
     a, b = (load_file(str(tmp_path / n / "checkpoints" / "last.safetensors")) for n in "ab")
     assert all(torch.equal(a[k], b[k]) for k in a)
 

@@ -103,6 +103,9 @@ class TrainConfig:
     lr: float = option(2e-4, "Adam learning rate of both networks", group=OPTIM)
     lr_g: float | None = option(None, "G's learning rate (two time-scale update rule; default: --lr)", group=OPTIM)
     lr_d: float | None = option(None, "D's learning rate (default: --lr)", group=OPTIM, tasks=ADVERSARIAL)
+    lr_decay: str = option("none", "learning-rate schedule over --steps: none (constant) or cosine (from --lr down to 0, "
+                           "as EDSR and ESRGAN's later recipes anneal; the rate is a function of the step, so resume "
+                           "is exact)", group=OPTIM, choices=["none", "cosine"])
     beta1: float | None = option(0.5, "Adam beta1", group=OPTIM, by_task={"style": 0.9})
     beta2: float = option(0.999, "Adam beta2", group=OPTIM)
     init_generator: str | None = option(None, "start G (and its EMA) from a saved model of the same architecture: a run, a "

@@ -86,11 +86,11 @@ def evaluate_superres(where: str | Path, data: str | None = None, out: str | Pat
 
 def format_superres_report(report: dict) -> str:
     lines = [f"x{report['scale']} super-resolution on {report['photos']} {report['reference']} ({report['degradation']} inputs)",
-             f"protocol: {report['protocol']}", "", "| method | PSNR-Y (dB) | SSIM-Y | vs bicubic | s / output MP |",
-             "| --- | --- | --- | --- | --- |"]
+             f"protocol: {report['protocol']}", "", "| method | PSNR-Y (dB) | SSIM-Y | vs bicubic | sharpness (% of original) | s / output MP |",
+             "| --- | --- | --- | --- | --- | --- |"]
     base = report["scores"]["bicubic"]["psnr_y"]
     for name, s in report["scores"].items():
         speed = report["seconds_per_output_megapixel"].get(name)
-        lines.append(f"| {name} | {s['psnr_y']:.2f} | {s['ssim_y']:.4f} | {s['psnr_y'] - base:+.2f} dB | "
+        lines.append(f"| {name} | {s['psnr_y']:.2f} | {s['ssim_y']:.4f} | {s['psnr_y'] - base:+.2f} dB | {s['sharpness']:.0f} | "
                      f"{'-' if speed is None else f'{speed:.2f}'} |")
     return "\n".join(lines)

@@ -18,6 +18,7 @@ resumed steps equal 2N straight ones on the CPU, even when the run was killed mi
 import contextlib
 import json
 import logging
+import math
 import signal
 import threading
 import time
@@ -47,6 +48,14 @@ ROLLBACK_SEED_STRIDE = 1_000_000  # steps retried after rollback k draw from see
 
 def step_seed(seed: int, step: int, rank: int) -> int:
     return (seed * 1_000_003 + step) * 1_009 + rank
+
+
+def learning_rate_factor(schedule: str, step: int, total: int) -> float:
+    """The share of --lr that step `step` of `total` trains with: 1 throughout (none), or a half cosine from 1 at the
+    first step towards 0 after the last (cosine). A function of the step alone, so a resumed run is exact."""
+    if schedule == "cosine":
+        return 0.5 * (1 + math.cos(math.pi * step / total))
+    return 1.0
 
 
 def epoch_share(seed: int, epoch: int, num_images: int, rank: int, world_size: int, count: int) -> torch.Tensor:
@@ -154,6 +163,7 @@ class Trainer:
         self.opt_d = None if self.discriminator is None else torch.optim.Adam(
             self.discriminator.parameters(), lr=cfg.lr_d or cfg.lr, betas=betas)
         self.optimizers = {"generator": self.opt_g, **({"discriminator": self.opt_d} if self.opt_d is not None else {})}
+        self.base_lr = {name: opt.param_groups[0]["lr"] for name, opt in self.optimizers.items()}
         # ADA's probability belongs to the adversarial objective, which a task with no discriminator does not have.
         self.augment_p = None if self.discriminator is None else task.adversarial_objective.augment_p
         self.ema = EMA(self.generator, cfg.ema_decay) if cfg.ema_decay > 0 else None
@@ -253,6 +263,10 @@ class Trainer:
     def train_step(self, step: int) -> dict[str, torch.Tensor]:
         """One G update after `n_critic` D updates; a non-finite loss anywhere skips the whole step."""
         adversarial, ok, stats = self.task.adversarial(step), True, {}
+        factor = learning_rate_factor(self.cfg.lr_decay, step, self.total_steps)
+        for name, opt in self.optimizers.items():
+            for group in opt.param_groups:
+                group["lr"] = self.base_lr[name] * factor
         self.undo.save()
         for i in range(self.cfg.n_critic if adversarial else 1):
             update = step * self.cfg.n_critic + i
