@@ -34,12 +34,12 @@ from ganforge.nets.translate import DIRECTIONS
 from ganforge.pipelines import onnx_export
 from ganforge.pipelines.fast_stylize import image_through_network, load_style_model
 from ganforge.pipelines.image_files import read_image
-from ganforge.pipelines.inpainting import WORK_SIZE, fill_image, load_inpainter, mask_pixels
+from ganforge.pipelines.inpainting import WORK_SIZE, check_work_size, fill_image, load_inpainter, mask_pixels
 from ganforge.pipelines.sampling import load_generator, resolve_class, sample_images, walk_images
 from ganforge.pipelines.stylize import DEFAULT_SIZE, DEFAULT_STEPS, check_options, stylize_image
 from ganforge.pipelines.synthetic_data import write_synthetic_set
-from ganforge.pipelines.translation import load_translators, translate_image
-from ganforge.pipelines.upscaling import load_upscaler, pick_model, upscale_image
+from ganforge.pipelines.translation import check_direction, load_translators, translate_image
+from ganforge.pipelines.upscaling import check_tile, load_upscaler, pick_model, upscale_image
 from ganforge.saved_model import read_config, resolve_model, shipped_models
 
 ImageLike = Image.Image | str | Path  # an image, or the path of an image file
@@ -173,8 +173,7 @@ class Upscaler(Model):
     def upscale(self, image: ImageLike, tile: int = 256, as_tensor: bool = False) -> Image.Image | torch.Tensor:
         """`image` `scale` times wider and taller: colour through the network, greyscale back to greyscale, alpha
         by bicubic. Large images are run `tile` x `tile` pixels at a time, with no seams (any tile gives the same)."""
-        if tile < 16:
-            raise UserError(f"--tile: must be at least 16, got {tile}")
+        check_tile(tile)
         return _returned(upscale_image(self.net, _image(image), tile), as_tensor)
 
     def _export_plan(self) -> onnx_export.ExportPlan:
@@ -196,8 +195,7 @@ class Inpainter(Model):
         """
         image = _image(image)
         holes = np.asarray(mask, dtype=bool) if isinstance(mask, np.ndarray) else mask_pixels(_image(mask))
-        if work_size < 32:
-            raise UserError(f"--work-size: must be at least 32, got {work_size}")
+        check_work_size(work_size)
         return _returned(fill_image(self.net, self.config, image, holes, work_size), as_tensor)
 
     def _export_plan(self) -> onnx_export.ExportPlan:
@@ -237,8 +235,7 @@ class Translator(Model):
             net, self.config, f"translated {direction[0].upper()} to {direction[-1].upper()}"), overwrite)
 
     def _net_of(self, direction: str) -> torch.nn.Module:
-        if direction not in DIRECTIONS:
-            raise UserError(f"--direction: {direction!r} is not one of {', '.join(DIRECTIONS)}")
+        check_direction(direction)
         return self.nets[direction]
 
 

@@ -144,6 +144,12 @@ def fill_image(generator: torch.nn.Module, config: dict, im: Image.Image, mask: 
     return inpaint_image(generator, config, im, mask, work_size)
 
 
+def check_work_size(work_size: int) -> None:
+    """`--work-size`, checked before any model is loaded."""
+    if work_size < 32:
+        raise UserError(f"--work-size: must be at least 32, got {work_size}")
+
+
 def inpaint(source: str | Path, out: str | Path | None = None, mask: str | Path | None = None,
             boxes: list[str] | None = None, model: str | None = None, overwrite: bool = False, device: str = "auto",
             work_size: int = WORK_SIZE) -> Path:
@@ -151,8 +157,7 @@ def inpaint(source: str | Path, out: str | Path | None = None, mask: str | Path 
     source = Path(source)
     if (mask is None) == (not boxes):
         raise UserError("inpaint: give the holes as --mask FILE|FOLDER or as --box x,y,w,h (one or more), not both")
-    if work_size < 32:
-        raise UserError(f"--work-size: must be at least 32, got {work_size}")
+    check_work_size(work_size)
     if not source.exists():
         raise UserError(f"{source}: no such file or folder")
     parsed_boxes = [parse_box(b) for b in boxes or []]

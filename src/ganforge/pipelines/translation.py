@@ -34,10 +34,15 @@ def load_translators(where: str | Path):
     return build_model(build_cycle_generators, config, weights, folder).eval(), config
 
 
-def load_translator(where: str | Path, direction: str):
-    """The generator of one direction of a translation run, model folder or name, with the model's config."""
+def check_direction(direction: str) -> None:
+    """`--direction`: a2b or b2a."""
     if direction not in DIRECTIONS:
         raise UserError(f"--direction: {direction!r} is not one of {', '.join(DIRECTIONS)}")
+
+
+def load_translator(where: str | Path, direction: str):
+    """The generator of one direction of a translation run, model folder or name, with the model's config."""
+    check_direction(direction)
     pair, config = load_translators(where)
     return pair.direction(direction), config
 

@@ -95,6 +95,12 @@ def upscale_image(generator: torch.nn.Module, im: Image.Image, tile: int = 256, 
     return result
 
 
+def check_tile(tile: int) -> None:
+    """`--tile`, checked before any model is loaded (smaller tiles would be mostly context)."""
+    if tile < 16:
+        raise UserError(f"--tile: must be at least 16, got {tile}")
+
+
 def upscale(source: str | Path, out: str | Path | None = None, scale: int | None = None, model: str | None = None,
             variant: str | None = None, tile: int = 256, device: str = "auto", overwrite: bool = False) -> Path:
     """Upscale one image, or every image under a folder (mirrored into `out` as PNGs, see `output_paths`); returns `out`.
@@ -103,8 +109,7 @@ def upscale(source: str | Path, out: str | Path | None = None, scale: int | None
     interrupted run can be repeated), and reports them at the end.
     """
     source = Path(source)
-    if tile < 16:
-        raise UserError(f"--tile: must be at least 16, got {tile}")
+    check_tile(tile)
     if not source.exists():
         raise UserError(f"{source}: no such file or folder")
     generator, _ = load_upscaler(pick_model(model, scale, variant), scale, device)
