@@ -99,6 +99,11 @@ def _image_input(name: str, channels: int, meaning: str, size: str) -> dict:
             "layout": "NCHW", "channels": channels, "meaning": meaning, "size": size}
 
 
+def _image_output(shape: list, channels: int, meaning: str) -> dict:
+    return {"name": "output", "shape": shape, "dtype": "float32", "range": [-1, 1], "layout": "NCHW",
+            "channels": channels, "meaning": meaning}
+
+
 def plan_generator(net: nn.Module, config: dict) -> ExportPlan:
     latent_dim, classes = config["latent_dim"], config.get("num_classes")
     inputs = {"z": latents([0, 1], latent_dim)}
@@ -113,8 +118,7 @@ def plan_generator(net: nn.Module, config: dict) -> ExportPlan:
         described.append({"name": "label", "shape": ["batch"], "dtype": "int64", "range": [0, classes - 1],
                           "meaning": "class index of each image", "class_names": config["class_names"]})
     res, channels = config["resolution"], config["channels"]
-    output = {"name": "output", "shape": ["batch", channels, res, res], "dtype": "float32", "range": [-1, 1],
-              "layout": "NCHW", "channels": channels, "meaning": "the generated images, " + IMAGE_RANGE}
+    output = _image_output(["batch", channels, res, res], channels, "the generated images, " + IMAGE_RANGE)
     return ExportPlan(net, inputs, dynamic, {"inputs": described, "outputs": [output]})
 
 
@@ -122,9 +126,8 @@ def plan_superres(net: nn.Module, config: dict) -> ExportPlan:
     scale = config["scale"]
     height, width = _sides(1, 4)
     image = torch.rand(2, 3, 20, 24, generator=torch.Generator().manual_seed(0)) * 2 - 1
-    output = {"name": "output", "shape": ["batch", 3, f"{scale}*height", f"{scale}*width"], "dtype": "float32",
-              "range": [-1, 1], "layout": "NCHW", "channels": 3,
-              "meaning": f"the image upscaled x{scale}, " + IMAGE_RANGE}
+    output = _image_output(["batch", 3, f"{scale}*height", f"{scale}*width"], 3,
+                           f"the image upscaled x{scale}, " + IMAGE_RANGE)
     return ExportPlan(Clamped(net), {"image": image}, {"image": {0: _batch(), 2: height, 3: width}},
                       {"scale": scale, "outputs": [output], "inputs": [_image_input(
                           "image", 3, "the low-resolution RGB image, " + IMAGE_RANGE + " (ganforge runs large images "
@@ -152,10 +155,9 @@ def plan_inpaint(net: nn.Module, config: dict) -> ExportPlan:
                            size),
               {"name": "mask", "shape": ["batch", 1, "height", "width"], "dtype": "float32", "range": [0, 1],
                "meaning": "1 where the image has a hole to fill, 0 elsewhere", "size": "the image's"}]
-    output = {"name": "output", "shape": ["batch", channels, "height", "width"], "dtype": "float32", "range": [-1, 1],
-              "layout": "NCHW", "channels": channels,
-              "meaning": "the whole image as the network predicts it; keep the known pixels and take only the holes "
-                         "from it, as ganforge does, " + IMAGE_RANGE}
+    output = _image_output(["batch", channels, "height", "width"], channels,
+                           "the whole image as the network predicts it; keep the known pixels and take only the holes "
+                           "from it, as ganforge does, " + IMAGE_RANGE)
     return ExportPlan(net, {"image": image, "mask": mask}, dynamic,
                       {"inputs": inputs, "outputs": [output], "size_multiple": 1 if fixed else multiple,
                        "fixed_size": [side, side] if fixed else None})
@@ -171,8 +173,7 @@ def plan_image_to_image(net: nn.Module, config: dict, what: str) -> ExportPlan:
     if noise:
         meaning += (f"; then {noise} channels of standard normal noise (ganforge draws them with torch.randn(1, "
                     f"{noise}, H, W, generator=torch.Generator().manual_seed(0)))")
-    output = {"name": "output", "shape": ["batch", 3, "height", "width"], "dtype": "float32", "range": [-1, 1],
-              "layout": "NCHW", "channels": 3, "meaning": f"the image {what}, " + IMAGE_RANGE}
+    output = _image_output(["batch", 3, "height", "width"], 3, f"the image {what}, " + IMAGE_RANGE)
     return ExportPlan(Clamped(net), {"image": image}, {"image": {0: _batch(), 2: height, 3: width}},
                       {"inputs": [_image_input("image", 3 + noise, meaning, size)], "outputs": [output],
                        "size_multiple": 4, "noise_channels": noise, "tileable": net.tileable})
