@@ -4,6 +4,7 @@ torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; without them the run is a single 
 Backend: NCCL for CUDA, gloo otherwise.
 """
 
+import gc
 import os
 from dataclasses import dataclass
 
@@ -79,9 +80,16 @@ def barrier(info: DistInfo) -> None:
 
 
 def shutdown(info: DistInfo) -> None:
-    """Leave the process group together: a rank that destroyed it while rank 0 was still writing the last
-    checkpoint was seen to abort at exit ("terminate called without an active exception", SIGABRT)."""
+    """Leave the process group together, after freeing the run's DDP wrappers.
+
+    A DDP module that has run a backward lives in a reference cycle, so it outlives the trainer that held it
+    until the cycle collector runs; if that is at interpreter exit, destroying its reducer aborts the process
+    ("terminate called without an active exception", SIGABRT, torch 2.13 with gloo). Measured with a
+    two-process script under CPU load: 10 aborts in 30 runs, none in 30 with `gc.collect()` before the end.
+    The barrier keeps a rank from leaving while rank 0 still writes the last checkpoint.
+    """
     if info.enabled and dist.is_initialized():
+        gc.collect()
         dist.barrier()
         dist.destroy_process_group()
 
