@@ -3,6 +3,7 @@
 import argparse
 import dataclasses
 import logging
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -40,7 +41,8 @@ def _train(args) -> None:
     # What --config sets is given as much as a flag: a resumed run applies the same rules to both.
     given = {name: getattr(cfg, name) for name in {**base, **flags}}
     out = train(cfg, resume=args.resume, given=given)
-    print(f"run saved in {out}  (samples: {out}/samples/latest.png, model: {out}/model)")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, one line for the run, not one per process
+        print(f"run saved in {out}  (samples: {out}/samples/latest.png, model: {out}/model)")
 
 
 def _model_location(args) -> str:
