@@ -11,7 +11,7 @@ from PIL import Image
 from ganforge.cli import main
 from ganforge.data.degrade import bicubic_downsample, bicubic_upsample, degrade, gaussian_blur, quantize
 from ganforge.data.photos import extract_patches, load_photos
-from ganforge.nets.sr import PatchDiscriminator, SRGenerator
+from ganforge.nets.sr import PatchDiscriminator, SRGenerator, deepened
 from ganforge.tasks.superres import random_dihedral
 from ganforge.tiling import upscale_tensor
 
@@ -373,6 +373,38 @@ def test_init_generator_fine_tunes_a_saved_model(tmp_path, sr_run, photo_folder,
     assert main([*args, str(tmp_path / "bad"), "--init-generator", "superres-x4"]) == 2
     err = capsys.readouterr().err
     assert "--init-generator: superres-x4 has another architecture" in err and "scale 4 vs 2" in err
+
+
+@pytest.mark.parametrize("scale", [2, 4])
+def test_a_deepened_generator_computes_what_the_shallow_one_did_and_then_learns(scale):
+    shallow = trained_like(SRGenerator(scale, 3, 8, 2))
+    torch.manual_seed(1)
+    deep = SRGenerator(scale, 3, 8, 5)
+    deep.load_state_dict(deepened(shallow.state_dict(), deep.state_dict(), 2))
+    x = torch.rand(2, 3, 11, 9) * 2 - 1
+    assert torch.equal(deep(x), shallow(x))
+    assert torch.equal(deep.body[5].weight, shallow.body[2].weight)  # the body's last convolution, moved
+    # the new blocks are identities that can learn: their first convolutions as built, gradients reach both
+    assert deep.body[3].body[0].weight.abs().sum() > 0 and deep.body[3].body[2].weight.abs().sum() == 0
+    deep(x).square().mean().backward()
+    assert deep.body[3].body[2].weight.grad.abs().sum() > 0
+
+
+def test_init_generator_deepens_a_model_with_fewer_blocks_and_refuses_more(tmp_path, sr_run, photo_folder, capsys):
+    from safetensors.torch import load_file
+
+    args = ["train", "--task", "superres", "--scale", "2", "--data", str(photo_folder), "--width", "8",
+            "--patch-size", "32", "--batch-size", "2", "--steps", "1", "--fidelity-steps", "0", "--eval-every", "0",
+            "--lr", "1e-9", "--ema-decay", "0", "--init-generator", str(sr_run / "model-fidelity"), "--out"]
+    assert main([*args, str(tmp_path / "deep"), "--blocks", "3"]) == 0
+    start, deep = (load_file(str(p / "generator.safetensors")) for p in (sr_run / "model-fidelity", tmp_path / "deep" / "model"))
+    assert torch.allclose(start["body.1.weight"], deep["body.3.weight"], atol=1e-6)
+    assert deep["body.2.body.2.weight"].abs().max() < 1e-6  # a new block, still (almost) the identity
+    capsys.readouterr()
+    shallower = [*args[:-3], "--init-generator", str(tmp_path / "deep"), "--blocks", "2", "--out", str(tmp_path / "shallow")]
+    assert main(shallower) == 2
+    assert "has another architecture than this run (blocks 3 vs 2)" in capsys.readouterr().err
+    assert not (tmp_path / "shallow").exists()
 
 
 @pytest.mark.parametrize("scale", [2, 4])

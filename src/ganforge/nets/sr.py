@@ -61,6 +61,25 @@ class SRGenerator(nn.Module):
         return F.interpolate(x, scale_factor=self.scale, mode="bicubic", align_corners=False) + residual
 
 
+def deepened(weights: dict[str, torch.Tensor], built: dict[str, torch.Tensor], blocks: int) -> dict[str, torch.Tensor]:
+    """The weights of a `blocks`-block generator for a deeper one whose freshly built weights are `built`.
+
+    The old blocks keep their places and the body's last convolution moves after the new blocks. Each new block
+    starts as the identity: its second convolution is zero, its first as built (were both zero, no gradient would
+    ever reach them). The deeper network then computes exactly what the shallower one did, and training more
+    capacity starts from a trained model instead of from scratch.
+    """
+    deeper = sum(1 for k in built if k.startswith("body.") and k.endswith(".body.0.weight"))
+    end = f"body.{blocks}."
+    grown = {(f"body.{deeper}." + k.removeprefix(end) if k.startswith(end) else k): v for k, v in weights.items()}
+    for i in range(blocks, deeper):
+        grown[f"body.{i}.body.0.weight"] = built[f"body.{i}.body.0.weight"]
+        grown[f"body.{i}.body.0.bias"] = built[f"body.{i}.body.0.bias"]
+        grown[f"body.{i}.body.2.weight"] = torch.zeros_like(built[f"body.{i}.body.2.weight"])
+        grown[f"body.{i}.body.2.bias"] = torch.zeros_like(built[f"body.{i}.body.2.bias"])
+    return grown
+
+
 def build_sr_generator(model: dict) -> SRGenerator:
     """The generator described by a saved super-resolution model's config."""
     return SRGenerator(model["scale"], model["channels"], model["width"], model["blocks"])

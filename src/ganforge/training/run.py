@@ -19,6 +19,7 @@ from ganforge.data.photos import EMBEDDED_PHOTOS, extract_patches, load_photo, l
 from ganforge.errors import UserError
 from ganforge.imageio import UNREADABLE_IMAGE, check_writable_folder
 from ganforge.nets.brief import BRIEF_RESOLUTION
+from ganforge.nets.sr import deepened
 from ganforge.nets.style import load_style_features
 from ganforge.saved_model import load_model, resolve_model
 from ganforge.seeding import seed_everything
@@ -185,9 +186,14 @@ SETUPS = {"generation": generation_setup, "superres": superres_setup, "inpaint":
           "translate": translate_setup}
 
 
-def init_weights(where: str, model: dict) -> dict:
-    """The generator weights of `where`, checked to fit the architecture this run builds."""
+def init_weights(where: str, model: dict, built: dict[str, torch.Tensor]) -> dict:
+    """The generator weights of `where`, checked to fit the architecture this run builds (`model`, whose freshly
+    built weights are `built`). A super-resolution model may have fewer residual blocks: it is deepened
+    (`sr.deepened`), so that a longer budget can grow a trained model instead of starting afresh."""
     config, weights = load_model(resolve_model(where), "generator")
+    if model.get("task") == "superres" and config.get("task") == "superres" and config["blocks"] < model["blocks"]:
+        weights = deepened(weights, built, config["blocks"])
+        config = {**config, "blocks": model["blocks"]}
     # What a model was trained on and with, not what it is: a style network may start from one of another style.
     ignored = {"variant", "steps", "fidelity_steps", "init_generator", "ganforge_version", "degradation", "data", "max_images",
                "masks", "style", "style_sha256", "strength", "features", "style_side", "patch_size", "data_b",
@@ -279,7 +285,7 @@ def _train(cfg: TrainConfig, out: Path, resume: bool, device: torch.device, dist
     trainer = Trainer(cfg, task, images, out, device, dtype, dist, monitor=monitor, labels=labels)
     resumed = resume and trainer.resume()  # False for a run killed before its first checkpoint: it starts afresh
     if not resumed and cfg.init_generator:
-        trainer.init_generator(init_weights(cfg.init_generator, task.model))
+        trainer.init_generator(init_weights(cfg.init_generator, task.model, trainer.generator.state_dict()))
     if dist.is_main:
         environment = {
             "ganforge": ganforge.__version__, "torch": str(torch.__version__), "python": platform.python_version(),
