@@ -109,7 +109,8 @@ class TrainConfig:
     beta1: float | None = option(0.5, "Adam beta1", group=OPTIM, by_task={"style": 0.9})
     beta2: float = option(0.999, "Adam beta2", group=OPTIM)
     init_generator: str | None = option(None, "start G (and its EMA) from a saved model of the same architecture: a run, a "
-                                        "model folder or a shipped name (e.g. superres-x4 to fine-tune it)", group=NETS)
+                                        "model folder or a shipped name (e.g. superres-x4 to fine-tune it); a superres model with "
+                                        "fewer --blocks is deepened, its new blocks starting as identities", group=NETS)
     seed: int = option(0, "seed of everything random; the same seed gives the same run on the CPU", group=RUN)
     device: str = option("auto", "auto (CUDA, then MPS, then CPU), cpu, cuda, cuda:N or mps", group=RUN)
     precision: str = option("auto", "auto (bf16 where fast, else fp32), fp32, bf16 or fp16 (CUDA)",
