@@ -3,7 +3,6 @@
 import argparse
 import dataclasses
 import logging
-import os
 import sys
 import warnings
 from pathlib import Path
@@ -32,6 +31,7 @@ def _add_train_options(p: argparse.ArgumentParser) -> None:
 
 
 def _train(args) -> None:
+    from ganforge.training.distributed import main_process_from_env
     from ganforge.training.run import train
 
     names = {f.name for f in dataclasses.fields(TrainConfig)}
@@ -41,7 +41,7 @@ def _train(args) -> None:
     # What --config sets is given as much as a flag: a resumed run applies the same rules to both.
     given = {name: getattr(cfg, name) for name in {**base, **flags}}
     out = train(cfg, resume=args.resume, given=given)
-    if os.environ.get("RANK", "0") == "0":  # under torchrun, one line for the run, not one per process
+    if main_process_from_env():  # under torchrun, one line for the run, not one per process
         print(f"run saved in {out}  (samples: {out}/samples/latest.png, model: {out}/model)")
 
 

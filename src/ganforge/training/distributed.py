@@ -74,6 +74,11 @@ def local_rank_from_env() -> int:
     return int(os.environ.get("LOCAL_RANK", "0"))
 
 
+def main_process_from_env() -> bool:
+    """Whether this is rank 0 (or the only process), known without a process group: after `train` has left it."""
+    return int(os.environ.get("RANK", "0")) == 0
+
+
 def barrier(info: DistInfo) -> None:
     if info.enabled:
         dist.barrier()
