@@ -10,11 +10,14 @@ Photos (with `--photos-model`): the four held-out embedded photos, each with fou
 LaMa's "thick" setting and four of boxes; the same hole scores, and a distribution distance that
 no method optimised: FID and KID in the features of a contrastive domain network trained on crops
 of the 14 training photos, between the 64x64 crops (stride 32) that are at least a quarter hole
-in the filled photos and the same crops of the originals. Cost: seconds per megapixel and peak resident memory of `ganforge inpaint`
-on a 4096x4096 photo with a 20% mask, in a fresh process.
+in the filled photos and the same crops of the originals. With `--texture`, each photo model also
+fills with `ganforge inpaint --texture` (its own row, and a column in the picture). Cost: seconds
+per megapixel and peak resident memory of `ganforge inpaint` on a 4096x4096 photo with a 20% mask,
+in a fresh process.
 
     python benchmarks/inpaint.py --digits-model runs/inpaint-digits
     python benchmarks/inpaint.py --digits-model inpaint-digits --photos-model runs/inpaint-photos --large
+    python benchmarks/inpaint.py --skip-digits --photos-model inpaint-photos --texture --large
 """
 
 import argparse
@@ -29,6 +32,7 @@ import numpy as np
 import torch
 from PIL import Image
 from sklearn.svm import SVC
+from tqdm import tqdm
 
 from ganforge.classical_inpaint import available_methods
 from ganforge.data import load_imageset, split
@@ -53,9 +57,9 @@ def centre_box(h: int, w: int) -> np.ndarray:
 
 
 def fill_all(images: list[np.ndarray], masks: list[np.ndarray], models: dict) -> dict[str, list[torch.Tensor]]:
-    """Every classical method's and every model's ({name: (generator, config)}) fills, (1, C, H, W) in [-1, 1]."""
-    out = {name: [fill_with_model(generator, config, im, m) for im, m in zip(images, masks)]
-           for name, (generator, config) in models.items()}
+    """Every classical method's and every model's ({name: (generator, config, texture)}) fills, (1, C, H, W) in [-1, 1]."""
+    out = {name: [fill_with_model(generator, config, im, m, texture) for im, m in zip(images, masks)]
+           for name, (generator, config, texture) in tqdm(models.items(), desc="models", unit="model")}
     for method in available_methods():
         out[method] = [fill_classically(method, im, m) for im, m in zip(images, masks)]
     return out
@@ -77,7 +81,7 @@ def score_table(title: str, images: list[np.ndarray], masks: list[np.ndarray], f
 
 
 def digits(model: str, picture: Path) -> None:
-    models = {model: load_inpainter(model, "cpu")}
+    models = {model: (*load_inpainter(model, "cpu"), False)}
     train, held = split(load_imageset("mnist5k", 28), 4000)
     classifier = domain_features(train)
     labels = held.labels
@@ -138,9 +142,12 @@ def hole_crops(images: list[torch.Tensor], masks: list[np.ndarray], size: int = 
     return torch.stack(crops)
 
 
-def photos(names: list[str], picture: Path) -> None:
-    """The photo rows for every model in `names`; the picture shows the first one."""
-    models = {name: load_inpainter(name, "cpu") for name in names}
+def photos(names: list[str], picture: Path, texture: bool) -> None:
+    """The photo rows for every model in `names` (and with `texture`, for each again with it); the picture shows the
+    first one."""
+    models = {name: (*load_inpainter(name, "cpu"), False) for name in names}
+    if texture:
+        models.update({f"{name} + texture": (*models[name][:2], True) for name in names})
     train, held = load_photos("photos", max_images=14)  # the set inpaint-photos trained on and the table was measured with
     crops = extract_patches(train, 64, max_patches=4000)
     features = domain_features(ImageSet(crops, torch.full((len(crops),), -1), source="training photo crops"))
@@ -158,22 +165,24 @@ def photos(names: list[str], picture: Path) -> None:
 
         score_table(f"held-out photos, {kind} masks ({len(images)} fills; FID/KID on {len(originals)} crops, "
                     "KID x 1000)", images, masks, fills, distance, "FID | KID")
-        rows += [photo_row(images[i], masks[i], fills, names[0], i) for i in range(0, len(images), PHOTO_MASKS)]
-    save_image(make_grid(torch.cat(rows), nrow=4), picture)
-    print(f"\npicture (input with hole | biharmonic | model | original), centre crops: {picture}")
+        shown = [names[0]] + ([f"{names[0]} + texture"] if texture else [])
+        rows += [photo_row(images[i], masks[i], fills, shown, i) for i in range(0, len(images), PHOTO_MASKS)]
+    save_image(make_grid(torch.cat(rows), nrow=len(shown) + 3), picture)
+    print(f"\npicture (input with hole | biharmonic | {' | '.join(shown)} | original), centre crops: {picture}")
 
 
-def photo_row(image: np.ndarray, mask: np.ndarray, fills: dict, model: str, i: int, size: int = 192) -> torch.Tensor:
-    """input with hole | biharmonic | model | original, the centre `size` crop of image i, at 1:1."""
+def photo_row(image: np.ndarray, mask: np.ndarray, fills: dict, models: list[str], i: int,
+              size: int = 192) -> torch.Tensor:
+    """input with hole | biharmonic | each of `models` | original, the centre `size` crop of image i, at 1:1."""
     h, w = mask.shape
     y, x = (h - size) // 2, (w - size) // 2
     original = uint8_to_float(torch.from_numpy(image))[None]
     hole = torch.from_numpy(mask)[None, None].float()
-    shown = [original * (1 - hole) + hole, fills["biharmonic"][i], fills[model][i], original]
+    shown = [original * (1 - hole) + hole, fills["biharmonic"][i], *(fills[m][i] for m in models), original]
     return torch.cat([t[:, :, y : y + size, x : x + size] for t in shown])
 
 
-def large(model: str) -> None:
+def large(model: str, texture: bool) -> None:
     """`ganforge inpaint` on a 4096x4096 photo with a 20% mask, in a fresh process: seconds and peak memory."""
     with tempfile.TemporaryDirectory() as tmp:
         _, held = load_photos("photos")
@@ -186,11 +195,11 @@ def large(model: str) -> None:
         Image.fromarray(mask.astype(np.uint8) * 255).save(f"{tmp}/mask.png")
         start = time.perf_counter()
         subprocess.run([sys.executable, "-m", "ganforge", "inpaint", f"{tmp}/big.png", "--mask", f"{tmp}/mask.png",
-                        "--model", model, "--out", f"{tmp}/out.png"], check=True)
+                        "--model", model, "--out", f"{tmp}/out.png", *(["--texture"] if texture else [])], check=True)
         seconds = time.perf_counter() - start
         peak = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 2**20
-        print(f"\n4096x4096 photo, {100 * mask.mean():.0f}% mask: {seconds:.1f} s ({seconds / 16.8:.2f} s per megapixel), "
-              f"peak RSS {peak:.2f} GiB")
+        print(f"\n4096x4096 photo, {100 * mask.mean():.0f}% mask{', --texture' if texture else ''}: {seconds:.1f} s "
+              f"({seconds / 16.8:.2f} s per megapixel), peak RSS {peak:.2f} GiB")
 
 
 def main() -> None:
@@ -199,6 +208,7 @@ def main() -> None:
     parser.add_argument("--skip-digits", action="store_true", help="only the photo rows")
     parser.add_argument("--photos-model", action="append", default=[],
                         help="an inpainting model for colour photos, repeatable (photo rows are skipped without one)")
+    parser.add_argument("--texture", action="store_true", help="also fill with each photo model and --texture")
     parser.add_argument("--large", action="store_true", help="also time a 4096x4096 photo (needs --photos-model)")
     parser.add_argument("--picture", default="docs/inpaint_digits.png")
     parser.add_argument("--photos-picture", default="docs/inpaint_photos.png")
@@ -207,9 +217,9 @@ def main() -> None:
     if not args.skip_digits:
         digits(args.digits_model, Path(args.picture))
     if args.photos_model:
-        photos(args.photos_model, Path(args.photos_picture))
+        photos(args.photos_model, Path(args.photos_picture), args.texture)
         if args.large:
-            large(args.photos_model[0])
+            large(args.photos_model[0], args.texture)
 
 
 if __name__ == "__main__":

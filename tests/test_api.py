@@ -157,3 +157,17 @@ def test_import_ganforge_is_cheap_and_load_is_there():
     assert ganforge.load is api.load and ganforge.stylize is api.stylize and ganforge.list_models is api.list_models
     with pytest.raises(AttributeError):
         ganforge.no_such_thing
+
+
+def test_inpaint_with_texture_is_the_command_with_texture(tmp_path):
+    rng = np.random.default_rng(2)
+    Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "p.png")
+    holes = np.zeros((64, 64), dtype=bool)
+    holes[20:40, 24:44] = True
+    model = ganforge.load("inpaint-photos", device="cpu")
+    textured = np.asarray(model.inpaint(tmp_path / "p.png", holes, texture=True))
+    assert main(["inpaint", str(tmp_path / "p.png"), "--box", "24,20,20,20", "--texture", "--out",
+                 str(tmp_path / "t.png")]) == 0
+    assert np.array_equal(textured, pixels_of(tmp_path / "t.png"))
+    assert np.array_equal(textured[~holes], pixels_of(tmp_path / "p.png")[~holes])
+    assert not np.array_equal(textured, np.asarray(model.inpaint(tmp_path / "p.png", holes)))  # the texture is added

@@ -105,7 +105,8 @@ def test_saved_models_without_the_newer_keys_build_as_they_were_trained():
     assert sum(isinstance(m, torch.nn.Upsample) for m in g.modules()) == 2
 
 
-def test_holes_are_filled_window_by_window_independently_of_layout():
+@pytest.mark.parametrize("texture", [False, True])
+def test_holes_are_filled_window_by_window_independently_of_layout(texture):
     torch.manual_seed(0)
     g = InpaintGenerator(3, 8, 2, 1).eval()
     image = torch.rand(1, 3, 200, 300) * 2 - 1
@@ -113,15 +114,18 @@ def test_holes_are_filled_window_by_window_independently_of_layout():
     near[20:40, 20:50] = True
     far = np.zeros((200, 300), bool)
     far[150:170, 240:280] = True
-    both = fill_holes(g, image, near | far, context=16, work_size=512)
+    both = fill_holes(g, image, near | far, context=16, work_size=512, texture=texture)
     assert len(hole_windows(near | far, 16)) == 2
     outside = ~torch.from_numpy(near | far)
     assert torch.equal(both[:, :, outside], image[:, :, outside])
     for hole in (near, far):  # each hole's fill is what it gets alone
-        alone = fill_holes(g, image, hole, context=16, work_size=512)
+        alone = fill_holes(g, image, hole, context=16, work_size=512, texture=texture)
         assert torch.equal(both[:, :, torch.from_numpy(hole)], alone[:, :, torch.from_numpy(hole)])
     # A larger working size changes nothing for windows that already fit.
-    assert torch.equal(fill_holes(g, image, near | far, context=16, work_size=1024), both)
+    assert torch.equal(fill_holes(g, image, near | far, context=16, work_size=1024, texture=texture), both)
+    if texture:  # and the texture is there: the fill differs from the plain one
+        plain = fill_holes(g, image, near | far, context=16, work_size=512)
+        assert not torch.equal(both, plain)
 
 
 def test_each_hole_has_its_own_window_with_nearby_holes_masked():
@@ -196,12 +200,13 @@ def _photo(path, mode="RGB", size=(40, 30), exif_rotate=False):
     return path
 
 
-@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
-def test_only_hole_pixels_change_and_modes_are_kept(tmp_path, inpaint_run, mode):
+@pytest.mark.parametrize("mode,texture", [("RGB", []), ("RGBA", []), ("L", []), ("RGBA", ["--texture"]),
+                                          ("L", ["--texture"])])
+def test_only_hole_pixels_change_and_modes_are_kept(tmp_path, inpaint_run, mode, texture):
     src = _photo(tmp_path / "in.png", mode)
     out = tmp_path / "out.png"
     assert main(["inpaint", str(src), "--box", "5,6,12,10", "--box", "30,20,8,8", "--model", str(inpaint_run),
-                 "--out", str(out)]) == 0
+                 "--out", str(out), *texture]) == 0
     before, after = np.asarray(Image.open(src)), np.asarray(Image.open(out))
     assert Image.open(out).mode == mode and after.shape == before.shape
     hole = np.zeros((30, 40), bool)

@@ -186,17 +186,19 @@ class Inpainter(Model):
     task = "inpaint"
 
     def inpaint(self, image: ImageLike, mask: ImageLike | np.ndarray, work_size: int = WORK_SIZE,
-                as_tensor: bool = False) -> Image.Image | torch.Tensor:
+                texture: bool = False, as_tensor: bool = False) -> Image.Image | torch.Tensor:
         """`image` with its holes filled; every pixel outside them is returned exactly as given.
 
         `mask`: a boolean array (H, W), True in the holes, or a mask image of the image's size whose non-zero
         pixels are holes (with an alpha channel: its visible non-black pixels). A hole's window larger than
-        `work_size` is filled at that size and scaled back.
+        `work_size` is filled at that size and scaled back. `texture`: quilt the known pixels' detail into
+        each fill (`ganforge inpaint --texture`).
         """
         image = _image(image)
         holes = np.asarray(mask, dtype=bool) if isinstance(mask, np.ndarray) else mask_pixels(_image(mask))
         check_work_size(work_size)
-        return _returned(fill_image(self.net, self.config, image, holes, work_size), as_tensor)
+        return _returned(fill_image(self.net, self.config, image, holes, work_size, texture=texture),
+                        as_tensor)
 
     def _export_plan(self) -> onnx_export.ExportPlan:
         return onnx_export.plan_inpaint(self._cpu_net(), self.config)

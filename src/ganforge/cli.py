@@ -108,7 +108,7 @@ def _inpaint(args) -> None:
     from ganforge.pipelines.inpainting import inpaint
 
     out = inpaint(args.input, args.out, mask=args.mask, boxes=args.box, model=args.model, overwrite=args.overwrite,
-                  device=args.device, work_size=args.work_size)
+                  device=args.device, work_size=args.work_size, texture=args.texture)
     print(f"saved {out}")
 
 
@@ -306,6 +306,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--work-size", type=int, default=512,
                    help="the largest window the model fills at full size; larger ones are filled at this size and "
                         "scaled back (bounds memory)")
+    p.add_argument("--texture", action="store_true",
+                   help="quilt the detail of the image's known pixels (fur, grass, grain) into each smooth fill, at "
+                        "full resolution; slower, and it can copy a thin line or edge along with the texture")
     _add_output_options(p)
     p.set_defaults(func=_inpaint)
 

@@ -14,12 +14,18 @@ merged, because merging lets a cluster of holes grow one window as large as the 
 A window larger than `work_size` is filled at a reduced size that sees all of its context (the
 fast Fourier convolutions see the whole window at once) and the fill is scaled back up; only the
 hole's pixels are ever taken from the generator, so known pixels come back bit-identical.
+
+With `texture`, each hole's fill then gets the known pixels' detail quilted in at full resolution
+(`ganforge.texture_transfer`), from its own window, with a seed set by the window's place, so the
+result still depends on neither the order of the holes nor the holes outside the window.
 """
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from skimage.measure import label, regionprops
+
+from ganforge.texture_transfer import add_texture
 
 Window = tuple[int, int, int, int]  # y0, x0, y1, x1
 
@@ -66,15 +72,20 @@ def fill_window(generator: torch.nn.Module, image: torch.Tensor, mask: torch.Ten
 
 
 def fill_holes(generator: torch.nn.Module, image: torch.Tensor, mask: np.ndarray, context: int,
-               work_size: int) -> torch.Tensor:
-    """`image` (1, C, H, W) in [-1, 1] with its holes (`mask` (H, W), True = hole) filled by `generator`.
+               work_size: int, texture: bool = False) -> torch.Tensor:
+    """`image` (1, C, H, W) in [-1, 1] with its holes (`mask` (H, W), True = hole) filled by `generator`,
+    and with the known pixels' detail added to each fill where `texture`.
 
     Pixels outside the holes are returned exactly as given.
     """
     out = image.clone()
     holes = torch.from_numpy(np.array(mask, dtype=bool))  # a writable copy
     for (y0, x0, y1, x1), own in hole_windows(mask, context):
-        prediction = fill_window(generator, image[:, :, y0:y1, x0:x1], holes[y0:y1, x0:x1].float()[None, None], work_size)
+        window = image[:, :, y0:y1, x0:x1]
+        prediction = fill_window(generator, window, holes[y0:y1, x0:x1].float()[None, None], work_size)
+        filled = torch.where(torch.from_numpy(own)[None, None], prediction, window)
+        if texture:
+            filled = add_texture(filled, own, mask[y0:y1, x0:x1], seed=y0 * image.shape[-1] + x0)
         region = out[:, :, y0:y1, x0:x1]
-        region.copy_(torch.where(torch.from_numpy(own)[None, None], prediction, region))
+        region.copy_(torch.where(torch.from_numpy(own)[None, None], filled, region))
     return out

@@ -56,9 +56,10 @@ def heldout_images(where: str | Path, data: str | None, channels: int) -> tuple[
             for p in photos], source
 
 
-def fill_with_model(generator: torch.nn.Module, config: dict, image: np.ndarray, mask: np.ndarray) -> torch.Tensor:
+def fill_with_model(generator: torch.nn.Module, config: dict, image: np.ndarray, mask: np.ndarray,
+                    texture: bool = False) -> torch.Tensor:
     """The model's fill of a uint8 (C, H, W) image, rounded to 8 bits like a saved output, in [-1, 1]."""
-    return uint8_to_float(torch.from_numpy(fill_pixels(generator, config, image, mask)))[None]
+    return uint8_to_float(torch.from_numpy(fill_pixels(generator, config, image, mask, texture=texture)))[None]
 
 
 def fill_classically(method: str, image: np.ndarray, mask: np.ndarray) -> torch.Tensor:

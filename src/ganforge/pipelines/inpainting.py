@@ -97,16 +97,16 @@ def check_coverage(mask: np.ndarray, where: str) -> None:
 
 @torch.no_grad()
 def fill_pixels(generator: torch.nn.Module, config: dict, image: np.ndarray, mask: np.ndarray,
-                work_size: int = WORK_SIZE) -> np.ndarray:
+                work_size: int = WORK_SIZE, texture: bool = False) -> np.ndarray:
     """A uint8 (C, H, W) image with its holes (`mask` (H, W)) filled by the model; other pixels are the input's."""
     x = uint8_to_float(torch.from_numpy(np.ascontiguousarray(image)))[None]
-    filled = float_to_uint8(fill_holes(generator, x, mask, config["resolution"] // 2, work_size))[0].numpy()
+    filled = float_to_uint8(fill_holes(generator, x, mask, config["resolution"] // 2, work_size, texture))[0].numpy()
     return np.where(mask[None], filled, image)
 
 
 @torch.no_grad()
 def inpaint_image(generator: torch.nn.Module, config: dict, im: Image.Image, mask: np.ndarray,
-                  work_size: int = WORK_SIZE) -> Image.Image:
+                  work_size: int = WORK_SIZE, texture: bool = False) -> Image.Image:
     """`im` with the pixels where `mask` (H, W) is True filled by the model; every other pixel is kept."""
     im = plain_mode(im)
     alpha = im.getchannel("A") if im.mode in ("RGBA", "LA") else None
@@ -115,7 +115,8 @@ def inpaint_image(generator: torch.nn.Module, config: dict, im: Image.Image, mas
     if config["channels"] == 1 and not grey:
         log.info("the model fills greyscale images: the result is greyscale")
         grey = True
-    out = fill_pixels(generator, config, pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1), mask, work_size)
+    out = fill_pixels(generator, config, pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1), mask, work_size,
+                      texture)
     result = Image.fromarray(out[0] if out.shape[0] == 1 else out.transpose(1, 2, 0))
     if grey:
         result = result.convert("L")
@@ -125,15 +126,16 @@ def inpaint_image(generator: torch.nn.Module, config: dict, im: Image.Image, mas
     return result
 
 
-def _fill_file(generator, config, image_path: Path, mask_path: Path | None, boxes, work_size: int) -> Image.Image:
+def _fill_file(generator, config, image_path: Path, mask_path: Path | None, boxes, work_size: int,
+               texture: bool) -> Image.Image:
     """Read one image and its holes, and fill them (an image without holes comes back unchanged)."""
     im = read_image(image_path)
     mask = read_mask(mask_path, im.size) if mask_path is not None else box_mask(im.size, boxes)
-    return fill_image(generator, config, im, mask, work_size, str(mask_path or image_path))
+    return fill_image(generator, config, im, mask, work_size, str(mask_path or image_path), texture)
 
 
 def fill_image(generator: torch.nn.Module, config: dict, im: Image.Image, mask: np.ndarray, work_size: int = WORK_SIZE,
-               where: str = "mask") -> Image.Image:
+               where: str = "mask", texture: bool = False) -> Image.Image:
     """`inpaint_image` after the mask's checks: no hole gives the image back unchanged; `where` names the mask."""
     if mask.shape != (im.height, im.width):
         raise UserError(f"{where}: the mask is {mask.shape[1]}x{mask.shape[0]} but its image is {im.width}x{im.height}")
@@ -141,7 +143,7 @@ def fill_image(generator: torch.nn.Module, config: dict, im: Image.Image, mask: 
         log.info("%s: the mask has no hole; the image is kept unchanged", where)
         return im
     check_coverage(mask, where)
-    return inpaint_image(generator, config, im, mask, work_size)
+    return inpaint_image(generator, config, im, mask, work_size, texture)
 
 
 def check_work_size(work_size: int) -> None:
@@ -152,8 +154,11 @@ def check_work_size(work_size: int) -> None:
 
 def inpaint(source: str | Path, out: str | Path | None = None, mask: str | Path | None = None,
             boxes: list[str] | None = None, model: str | None = None, overwrite: bool = False, device: str = "auto",
-            work_size: int = WORK_SIZE) -> Path:
-    """Fill the holes of one image, or of every image under a folder (masks matched by file stem); returns `out`."""
+            work_size: int = WORK_SIZE, texture: bool = False) -> Path:
+    """Fill the holes of one image, or of every image under a folder (masks matched by file stem); returns `out`.
+
+    With `texture`, the known pixels' detail is quilted into each fill (`ganforge.texture_transfer`).
+    """
     source = Path(source)
     if (mask is None) == (not boxes):
         raise UserError("inpaint: give the holes as --mask FILE|FOLDER or as --box x,y,w,h (one or more), not both")
@@ -169,7 +174,7 @@ def inpaint(source: str | Path, out: str | Path | None = None, mask: str | Path 
         if mask is not None and mask.is_dir():
             raise UserError(f"--mask: {mask} is a folder; a single image takes a mask file")
         generator, config = load_inpainter(model or DEFAULT_MODEL, device)
-        save_image_file(_fill_file(generator, config, source, mask, parsed_boxes, work_size), out)
+        save_image_file(_fill_file(generator, config, source, mask, parsed_boxes, work_size, texture), out)
         return out
     if mask is not None and not mask.is_dir():
         raise UserError(f"--mask: {mask} is a file; a folder of images takes a folder of masks (matched by file stem)")
@@ -185,7 +190,7 @@ def inpaint(source: str | Path, out: str | Path | None = None, mask: str | Path 
                 raise UserError(f"no mask named {key}.* in {mask}" if not found else
                                 f"{len(found)} masks named {key}.* in {mask}: {', '.join(p.name for p in found)}")
             mask_path = found[0]
-        return _fill_file(generator, config, path, mask_path, parsed_boxes, work_size)
+        return _fill_file(generator, config, path, mask_path, parsed_boxes, work_size, texture)
 
     map_folder(source, out, fill, overwrite, "inpainted")
     return out
