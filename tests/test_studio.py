@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+import ganforge
 from ganforge.cli import main
 from ganforge.errors import UserError
 from ganforge.studio import uploads
@@ -124,6 +125,22 @@ def test_upscale_caps_the_input_it_multiplies(studio, tmp_path):
     Image.new("RGB", (1100, 1000)).save(tmp_path / "big.png")
     with pytest.raises(UserError, match=r"refused, 1100x1000 is 1.1 megapixels; the studio takes at most 1.0 here"):
         studio.upscale("superres-x2", str(tmp_path / "big.png"))
+
+
+def test_inpaint_fills_the_painted_strokes_with_or_without_texture(studio, tmp_path):
+    rng = np.random.default_rng(0)
+    photo = Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))
+    photo.save(tmp_path / "p.png")
+    strokes = np.zeros((64, 64, 4), dtype=np.uint8)
+    strokes[20:40, 24:44] = (255, 0, 255, 255)
+    Image.fromarray(strokes).save(tmp_path / "strokes.png")
+    editor = {"background": str(tmp_path / "p.png"), "layers": [str(tmp_path / "strokes.png")]}
+    holes = strokes[..., 3] > 0
+    model = ganforge.load("inpaint-photos", device="cpu")
+    for texture in (False, True):
+        shown = np.asarray(studio.inpaint("inpaint-photos", editor, texture))
+        assert np.array_equal(shown, np.asarray(model.inpaint(photo, holes, texture=texture)))
+        assert np.array_equal(shown[~holes], np.asarray(photo)[~holes])
 
 
 def test_a_training_zip_starts_a_run_in_the_runs_folder(studio, tmp_path):

@@ -197,10 +197,12 @@ def build(studio: Studio) -> gr.Blocks:
                     inpainter = model_menu("inpaint")
                     editor = image_editor("image: paint over what should go", "inpaint-in")
                     brush_note = gr.Markdown(elem_id="brush-note")
+                    texture = gr.Checkbox(False, label="texture: quilt the photo's own fine detail (fur, grass) into "
+                                                       "the smooth fill (slower; it can copy a thin line too)")
                     inpaint = gr.Button("inpaint", variant="primary")
                 with gr.Column(scale=1):
                     filled = image_output("filled", "inpainted", pixels=True)
-            inpaint.click(shown(studio.inpaint), [inpainter, editor], filled, concurrency_id=WORK)
+            inpaint.click(shown(studio.inpaint), [inpainter, editor, texture], filled, concurrency_id=WORK)
             editor.upload(fitted_brush, editor, [editor, brush_note], queue=False, show_progress="hidden")
 
         with gr.Tab("stylize", id="stylize"):

@@ -110,8 +110,8 @@ class Studio:
         result = model.upscale(im)
         return im.convert(result.mode).resize(result.size, Image.Resampling.NEAREST), result
 
-    def inpaint(self, name: str, editor: dict | None) -> Image.Image:
-        """The editor's image with the strokes drawn on it filled."""
+    def inpaint(self, name: str, editor: dict | None, texture: bool = False) -> Image.Image:
+        """The editor's image with the strokes drawn on it filled (with the image's own detail quilted in: `texture`)."""
         model = self.model(name, "inpaint")
         if not editor or not editor.get("background"):
             raise UserError("image: upload an image and paint over what should go")
@@ -126,7 +126,7 @@ class Studio:
             holes |= np.asarray(strokes.convert("RGBA"))[..., 3] > 0
         if not holes.any():
             raise UserError("mask: paint over the part of the image to fill (the brush marks the holes)")
-        return model.inpaint(im, holes)
+        return model.inpaint(im, holes, texture=bool(texture))
 
     def stylize(self, name: str, image: str | None) -> Image.Image:
         return self.model(name, "style").stylize(checked_image(image))
