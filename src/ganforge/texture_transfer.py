@@ -35,6 +35,7 @@ ENERGY_SIGMA = 8.0  # the neighbourhood of a pixel's local detail energy
 OVERLAP_WEIGHT, GUIDE_WEIGHT, ENERGY_WEIGHT = 0.8, 0.2, 1.0  # set by eye on the held-out photos (README)
 TOLERANCE = 0.2  # a patch within 20% of the best error may be picked
 MAX_SOURCES = 8000  # patches of known pixels sampled to choose from
+PEAK_CLIP = 2.0  # laid detail is kept within this many expected standard deviations
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
@@ -183,5 +184,8 @@ def add_texture(image: torch.Tensor, fill: np.ndarray, unknown: np.ndarray, seed
     # where the laid detail came out stronger than expected (a copied edge), turn it down to the expectation
     laid_energy = _blur_known(added.pow(2).mean(1, keepdim=True), fill_t[None, None].float(), ENERGY_SIGMA)
     added = added * (expected_energy / laid_energy.clamp(min=1e-12)).sqrt().clamp(max=1.0)
+    # and a copied thin line (a whisker, a tripod's leg) stands out of grain by its peaks: clip those
+    reach = PEAK_CLIP * expected_energy.sqrt()
+    added = torch.maximum(torch.minimum(added, reach), -reach)
     textured = (x + added).clamp(-1, 1).to(image.dtype)
     return torch.where(fill_t[None, None], textured, image)
