@@ -89,6 +89,17 @@ def _grid(first: int, last: int, limit: int) -> list[int]:
     return sorted(set(origins))
 
 
+def _patches(image: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
+    """The PATCH x PATCH patches of `image` (C, H, W) at origins (ys, xs), flattened as F.unfold does: (N, C * PATCH^2).
+
+    Gathered one by one rather than unfolded, so memory follows the sample, not the window.
+    """
+    offsets = torch.arange(PATCH)
+    rows = (ys[:, None] + offsets)[:, :, None]  # (N, PATCH, 1)
+    cols = (xs[:, None] + offsets)[:, None, :]  # (N, 1, PATCH)
+    return image[:, rows, cols].permute(1, 0, 2, 3).reshape(len(ys), -1)
+
+
 def _waves(rows: int, cols: int) -> list[list[tuple[int, int]]]:
     """The grid's patches (row, column) in waves: patch (i, j) overlaps only (i - 1, j + 1) and patches of earlier
     rows or columns, all in earlier waves (2i + j smaller), and no two patches of one wave overlap."""
@@ -145,9 +156,8 @@ def add_texture(image: torch.Tensor, fill: np.ndarray, unknown: np.ndarray, seed
     if len(ys) > MAX_SOURCES:
         keep = torch.randperm(len(ys), generator=rng)[:MAX_SOURCES]
         ys, xs = ys[keep], xs[keep]
-    at = ys * (w - PATCH + 1) + xs
-    source_detail = F.unfold(detail, PATCH)[0][:, at].T  # (S, C * PATCH * PATCH)
-    source_guide = F.unfold(guide, PATCH)[0][:, at].T
+    source_detail = _patches(detail[0], ys, xs)  # (S, C * PATCH * PATCH)
+    source_guide = _patches(guide[0], ys, xs)
     source_energy = source_detail.pow(2).mean(1)
     # every error below is one product with this matrix: squared distances written as |s|^2 - 2 s.t + |t|^2
     sources = torch.cat([source_detail.pow(2), source_detail, source_guide], dim=1)
