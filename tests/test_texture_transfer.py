@@ -8,7 +8,7 @@ import torch
 from scipy import ndimage
 
 from ganforge.classical_inpaint import smooth_fill
-from ganforge.texture_transfer import PATCH, add_texture, gaussian_blur, seam_mask
+from ganforge.texture_transfer import PATCH, add_texture, blur, seam_mask
 
 
 def _textured_image(size=96, seed=0):
@@ -59,7 +59,7 @@ def test_texture_brings_back_the_detail_a_smooth_fill_lacks():
     assert _laplacian_variance(smooth, inner) < 0.05 * reference
     assert 0.5 * reference < _laplacian_variance(textured, inner) < 1.5 * reference
     # the colours stay the fill's: the detail is added, the low-pass is kept
-    low_smooth, low_textured = gaussian_blur(smooth, 3.0), gaussian_blur(textured, 3.0)
+    low_smooth, low_textured = blur(smooth, 3.0), blur(textured, 3.0)
     assert (low_textured - low_smooth)[:, :, torch.from_numpy(inner)].abs().mean() < 0.03
     # only the hole changes
     assert torch.equal(textured[:, :, torch.from_numpy(~hole)], smooth[:, :, torch.from_numpy(~hole)])
@@ -101,7 +101,7 @@ def test_pixels_of_other_holes_are_never_copied():
     garbage[:, :, 50:90, 50:90] = image[:, :, 50:90, 50:90].mean((2, 3), keepdim=True) + stripes
     smooth = smooth_fill(garbage, torch.from_numpy(fill)[None, None])
     textured = add_texture(smooth, fill, fill | other, seed=0)
-    detail = (textured - gaussian_blur(textured, 2.0))[0].mean(0)[12:32, 12:32]
+    detail = (textured - blur(textured, 2.0))[0].mean(0)[12:32, 12:32]
     down, across = detail.diff(dim=0).pow(2).mean(), detail.diff(dim=1).pow(2).mean()
     assert 0.7 < down / across < 1.4  # random grain; the stripes alone would make it far above 1
     assert torch.equal(textured[:, :, torch.from_numpy(~fill)], smooth[:, :, torch.from_numpy(~fill)])

@@ -40,13 +40,14 @@ def bicubic_upsample(lr: torch.Tensor, scale: int) -> torch.Tensor:
 
 
 def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
-    """Blur each image of `x` with its own isotropic Gaussian (`sigma` has one entry per image)."""
+    """Blur each image of `x` with its own isotropic Gaussian (`sigma` has one entry per image), reflected at the
+    border (repeated where the image is too small to reflect)."""
     radius = int(np.ceil(3 * float(sigma.max())))
     t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
     k = torch.exp(-(t[None] ** 2) / (2 * sigma[:, None].to(x) ** 2))
     k = k / k.sum(dim=1, keepdim=True)  # (N, 2r+1)
     n, c, h, w = x.shape
-    padded = F.pad(x.reshape(1, n * c, h, w), (radius,) * 4, mode="reflect")
+    padded = F.pad(x.reshape(1, n * c, h, w), (radius,) * 4, mode="reflect" if min(h, w) > radius else "replicate")
     kernels = k.repeat_interleave(c, dim=0)
     rows = F.conv2d(padded, kernels[:, None, None, :], groups=n * c)
     return F.conv2d(rows, kernels[:, None, :, None], groups=n * c).reshape(n, c, h, w)
