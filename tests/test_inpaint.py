@@ -114,18 +114,35 @@ def test_holes_are_filled_window_by_window_independently_of_layout(texture):
     near[20:40, 20:50] = True
     far = np.zeros((200, 300), bool)
     far[150:170, 240:280] = True
-    both = fill_holes(g, image, near | far, context=16, work_size=512, texture=texture)
-    assert len(hole_windows(near | far, 16)) == 2
+    both = fill_holes(g, image, near | far, context=24, work_size=512, texture=texture)
+    assert len(hole_windows(near | far, 24)) == 2
     outside = ~torch.from_numpy(near | far)
     assert torch.equal(both[:, :, outside], image[:, :, outside])
-    for hole in (near, far):  # each hole's fill is what it gets alone
-        alone = fill_holes(g, image, hole, context=16, work_size=512, texture=texture)
-        assert torch.equal(both[:, :, torch.from_numpy(hole)], alone[:, :, torch.from_numpy(hole)])
+    plain = fill_holes(g, image, near | far, context=24, work_size=512)
+    for hole in map(torch.from_numpy, (near, far)):  # each hole's fill is what it gets alone
+        alone = fill_holes(g, image, hole.numpy(), context=24, work_size=512, texture=texture)
+        assert torch.equal(both[:, :, hole], alone[:, :, hole])
+        assert texture == (not torch.equal(both[:, :, hole], plain[:, :, hole]))  # with texture, it is there
     # A larger working size changes nothing for windows that already fit.
-    assert torch.equal(fill_holes(g, image, near | far, context=16, work_size=1024, texture=texture), both)
-    if texture:  # and the texture is there: the fill differs from the plain one
-        plain = fill_holes(g, image, near | far, context=16, work_size=512)
-        assert not torch.equal(both, plain)
+    assert torch.equal(fill_holes(g, image, near | far, context=24, work_size=1024, texture=texture), both)
+
+
+@pytest.mark.parametrize("texture", [False, True])
+def test_a_fill_never_depends_on_the_pixels_under_other_holes(texture):
+    """Two holes close enough to share a window: what lies under one is gone, so it cannot shape the other's fill."""
+    torch.manual_seed(0)
+    g = InpaintGenerator(3, 8, 2, 1).eval()
+    image = torch.rand(1, 3, 120, 120) * 2 - 1
+    holes = np.zeros((120, 120), bool)
+    holes[30:60, 30:60] = True
+    holes[64:90, 40:80] = True
+    changed = image.clone()
+    changed[:, :, 64:90, 40:80] = -image[:, :, 64:90, 40:80]
+    first = fill_holes(g, image, holes, context=32, work_size=512, texture=texture)
+    second = fill_holes(g, changed, holes, context=32, work_size=512, texture=texture)
+    assert torch.equal(first[:, :, 30:60, 30:60], second[:, :, 30:60, 30:60])
+    plain = fill_holes(g, image, holes, context=32, work_size=512)
+    assert texture == (not torch.equal(first[:, :, 30:60, 30:60], plain[:, :, 30:60, 30:60]))  # texture was added
 
 
 def test_each_hole_has_its_own_window_with_nearby_holes_masked():
@@ -200,13 +217,12 @@ def _photo(path, mode="RGB", size=(40, 30), exif_rotate=False):
     return path
 
 
-@pytest.mark.parametrize("mode,texture", [("RGB", []), ("RGBA", []), ("L", []), ("RGBA", ["--texture"]),
-                                          ("L", ["--texture"])])
-def test_only_hole_pixels_change_and_modes_are_kept(tmp_path, inpaint_run, mode, texture):
+@pytest.mark.parametrize("mode", ["RGB", "RGBA", "L"])
+def test_only_hole_pixels_change_and_modes_are_kept(tmp_path, inpaint_run, mode):
     src = _photo(tmp_path / "in.png", mode)
     out = tmp_path / "out.png"
     assert main(["inpaint", str(src), "--box", "5,6,12,10", "--box", "30,20,8,8", "--model", str(inpaint_run),
-                 "--out", str(out), *texture]) == 0
+                 "--out", str(out)]) == 0
     before, after = np.asarray(Image.open(src)), np.asarray(Image.open(out))
     assert Image.open(out).mode == mode and after.shape == before.shape
     hole = np.zeros((30, 40), bool)
@@ -216,6 +232,19 @@ def test_only_hole_pixels_change_and_modes_are_kept(tmp_path, inpaint_run, mode,
     if mode == "RGBA":
         assert np.array_equal(after[..., 3], before[..., 3])
     assert not np.array_equal(after[hole], before[hole])
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "L"])
+def test_texture_changes_only_the_hole_and_keeps_the_mode(tmp_path, mode):
+    src = _photo(tmp_path / "in.png", mode, size=(64, 64))
+    for name, extra in (("plain.png", []), ("textured.png", ["--texture"])):
+        assert main(["inpaint", str(src), "--box", "24,20,20,20", "--out", str(tmp_path / name), *extra]) == 0
+    before, plain, textured = (np.asarray(Image.open(tmp_path / n)) for n in ("in.png", "plain.png", "textured.png"))
+    assert Image.open(tmp_path / "textured.png").mode == mode
+    hole = np.zeros((64, 64), bool)
+    hole[20:40, 24:44] = True
+    assert np.array_equal(textured[~hole], before[~hole])  # alpha included
+    assert not np.array_equal(textured[hole], plain[hole])  # the texture is there
 
 
 def test_mask_file_any_mode_and_exif_orientation(tmp_path, inpaint_run):

@@ -8,7 +8,7 @@ import torch
 from scipy import ndimage
 
 from ganforge.classical_inpaint import smooth_fill
-from ganforge.texture_transfer import PATCH, add_texture, blur, seam_mask
+from ganforge.texture_transfer import PATCH, _grid, _waves, add_texture, blur, seam_mask
 
 
 def _textured_image(size=96, seed=0):
@@ -61,7 +61,8 @@ def test_texture_brings_back_the_detail_a_smooth_fill_lacks():
     # the colours stay the fill's: the detail is added, the low-pass is kept
     low_smooth, low_textured = blur(smooth, 3.0), blur(textured, 3.0)
     assert (low_textured - low_smooth)[:, :, torch.from_numpy(inner)].abs().mean() < 0.03
-    # only the hole changes
+    # every hole pixel gets detail, and only the hole changes
+    assert (textured == smooth)[:, :, torch.from_numpy(hole)].float().mean() < 0.02
     assert torch.equal(textured[:, :, torch.from_numpy(~hole)], smooth[:, :, torch.from_numpy(~hole)])
 
 
@@ -105,3 +106,50 @@ def test_pixels_of_other_holes_are_never_copied():
     down, across = detail.diff(dim=0).pow(2).mean(), detail.diff(dim=1).pow(2).mean()
     assert 0.7 < down / across < 1.4  # random grain; the stripes alone would make it far above 1
     assert torch.equal(textured[:, :, torch.from_numpy(~fill)], smooth[:, :, torch.from_numpy(~fill)])
+
+
+@pytest.mark.parametrize("value", [-1.0, 0.0, 0.5, 0.37])
+def test_a_flat_image_gets_nothing_added(value):
+    """A perfect match scores zero; rounding in the expanded squares must not make that an error."""
+    image = torch.full((1, 3, 64, 64), value)
+    hole = _box(64, 20, 20, 20)
+    assert torch.equal(add_texture(image, hole, hole, seed=0), image)
+
+
+def test_the_fill_ignores_what_lies_under_other_holes():
+    """Pixels under another hole of the same window are what the user wants gone: changing them changes nothing."""
+    image = _textured_image()
+    fill, other = _box(96, 10, 10, 24), _box(96, 36, 12, 30)  # two pixels below the fill
+    hidden = image.clone()
+    hidden[:, :, 36:66, 12:42] = torch.rand(1, 3, 30, 30, generator=torch.Generator().manual_seed(5)) * 2 - 1
+    smooth = smooth_fill(image, torch.from_numpy(fill | other)[None, None])
+    first = add_texture(torch.where(torch.from_numpy(other), image, smooth), fill, fill | other, seed=0)
+    second = add_texture(torch.where(torch.from_numpy(other), hidden, smooth), fill, fill | other, seed=0)
+    assert torch.equal(first[:, :, torch.from_numpy(fill)], second[:, :, torch.from_numpy(fill)])
+
+
+def test_the_grid_covers_every_hole_and_no_wave_holds_overlapping_patches():
+    for size in range(PATCH, 60):
+        limit = size - PATCH
+        for first in range(0, size):
+            for last in range(first, size):
+                origins = _grid(max(0, first - 6), last, limit)
+                covered = set().union(*(range(o, o + PATCH) for o in origins))
+                assert set(range(first, last + 1)) <= covered and 0 <= origins[0] and origins[-1] <= limit
+                if len(origins) >= 4:
+                    assert all(4 <= b - a <= 6 for a, b in zip(origins, origins[1:])), origins
+    origins = _grid(0, 63, 52)  # a hole as wide as the image: steps below 6
+    rows, cols = origins[:5], origins
+    place = {(i, j): (rows[i], cols[j]) for i in range(len(rows)) for j in range(len(cols))}
+    waves = _waves(len(rows), len(cols))
+    wave_of = {p: k for k, wave in enumerate(waves) for p in wave}
+    assert sorted(wave_of) == sorted(place)
+
+    def overlap(p, q):
+        return abs(place[p][0] - place[q][0]) < PATCH and abs(place[p][1] - place[q][1]) < PATCH
+
+    for p in place:
+        for q in place:
+            if p != q and overlap(p, q):
+                assert wave_of[p] != wave_of[q]
+                assert (wave_of[q] < wave_of[p]) == (q < p)  # raster order decides who is laid first

@@ -186,7 +186,7 @@ class Inpainter(Model):
     task = "inpaint"
 
     def inpaint(self, image: ImageLike, mask: ImageLike | np.ndarray, work_size: int = WORK_SIZE,
-                texture: bool = False, as_tensor: bool = False) -> Image.Image | torch.Tensor:
+                as_tensor: bool = False, texture: bool = False) -> Image.Image | torch.Tensor:
         """`image` with its holes filled; every pixel outside them is returned exactly as given.
 
         `mask`: a boolean array (H, W), True in the holes, or a mask image of the image's size whose non-zero

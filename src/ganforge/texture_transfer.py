@@ -71,18 +71,18 @@ def seam_mask(error: torch.Tensor, overlap: int) -> torch.Tensor:
 
 
 def _grid(first: int, last: int, limit: int) -> list[int]:
-    """Patch origins a patch-minus-overlap apart, from about `first` until a patch covers `last`, all in [0, limit].
+    """Patch origins in [0, limit], from about `first` until a patch covers `last`, at most PATCH - OVERLAP apart.
 
-    Where the last patch would pass `limit` (the image's edge), the grid moves back as a whole so
-    that it stays regular; only a hole about as wide as the image leaves its last step shorter.
+    Where the last patch would pass `limit` (the image's edge), the grid moves back as a whole; a
+    hole about as wide as the image instead gets its origins spread evenly, a little closer. Either
+    way consecutive origins are 4 to 6 pixels apart (once there are four or more), which `_waves`
+    relies on.
     """
     step = PATCH - OVERLAP
     count = max(1, math.ceil((last + 1 - first - PATCH) / step) + 1)
     start = max(0, min(first, limit - (count - 1) * step))
-    origins = [min(start + k * step, limit) for k in range(count)]
-    if origins[-1] + PATCH <= last:
-        origins.append(limit)
-    return sorted(set(origins))
+    end = min(start + (count - 1) * step, limit)
+    return sorted({round(v) for v in np.linspace(start, end, count)})
 
 
 def _patches(image: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> torch.Tensor:
@@ -97,12 +97,13 @@ def _patches(image: torch.Tensor, ys: torch.Tensor, xs: torch.Tensor) -> torch.T
 
 
 def _waves(rows: int, cols: int) -> list[list[tuple[int, int]]]:
-    """The grid's patches (row, column) in waves: patch (i, j) overlaps only (i - 1, j + 1) and patches of earlier
-    rows or columns, all in earlier waves (2i + j smaller), and no two patches of one wave overlap."""
-    waves: list[list[tuple[int, int]]] = [[] for _ in range(2 * (rows - 1) + cols)]
+    """The grid's patches (row, column) in waves, 3 x row + column: with origins 4 to 6 pixels apart, a patch
+    overlaps only patches at most two rows and two columns away, so every patch it overlaps that comes before
+    it in raster order is in an earlier wave, and no two patches of one wave overlap (three columns apart)."""
+    waves: list[list[tuple[int, int]]] = [[] for _ in range(3 * (rows - 1) + cols)]
     for i in range(rows):
         for j in range(cols):
-            waves[2 * i + j].append((i, j))
+            waves[3 * i + j].append((i, j))
     return waves
 
 
@@ -137,13 +138,15 @@ def add_texture(image: torch.Tensor, fill: np.ndarray, unknown: np.ndarray, seed
     x = image.float()
     hole = torch.from_numpy(np.asarray(unknown, dtype=bool))[None, None].float()
     known = 1 - hole
+    fill_t = torch.from_numpy(np.asarray(fill, dtype=bool))
     detail = (x - _blur_known(x, known, DETAIL_SIGMA)) * known
-    guide = blur(x, DETAIL_SIGMA)  # the fill's low-pass in the hole, the image's elsewhere
+    # the fill's low-pass in the hole, the image's elsewhere; never what lies under the window's other holes
+    guide = _blur_known(x, torch.maximum(known, fill_t[None, None].float()), DETAIL_SIGMA)
     local_energy = _blur_known(detail.pow(2).mean(1, keepdim=True), known, ENERGY_SIGMA)
     expected_energy = smooth_fill(local_energy, hole)[0, 0]
 
-    # sources: patches clear of the holes by the low-pass's reach, so their detail is the image's own
-    margin = math.ceil(2 * DETAIL_SIGMA)
+    # sources: patches clear of the holes by the low-pass's reach, so their detail and guide are the image's own
+    margin = math.ceil(3 * DETAIL_SIGMA)
     near_hole = F.max_pool2d(F.max_pool2d(hole, 2 * margin + 1, 1, margin), PATCH, 1)[0, 0]
     ys, xs = torch.nonzero(near_hole == 0, as_tuple=True)
     if len(ys) == 0:
@@ -161,7 +164,6 @@ def add_texture(image: torch.Tensor, fill: np.ndarray, unknown: np.ndarray, seed
 
     laid = detail[0].clone()  # the known detail, and the hole's as it is laid
     defined = known[0, 0].clone()
-    fill_t = torch.from_numpy(np.asarray(fill, dtype=bool))
     rows, cols = np.nonzero(fill)
     top_rows = _grid(max(0, rows.min() - OVERLAP), rows.max(), h - PATCH)
     left_cols = _grid(max(0, cols.min() - OVERLAP), cols.max(), w - PATCH)
@@ -182,6 +184,7 @@ def add_texture(image: torch.Tensor, fill: np.ndarray, unknown: np.ndarray, seed
         energy = torch.stack(energies)
         error = (sources @ torch.stack(columns, dim=1) + source_guide_norms + torch.stack(constants)
                  + ENERGY_WEIGHT * (source_energy[:, None] - energy).pow(2) / (energy + 1e-6))
+        error = error.clamp(min=0)  # a sum of squares, but expanded: rounding can take a perfect match below zero
         for k, (ty, tx, below_a_row, after_a_column) in enumerate(places):
             near_best = torch.nonzero(error[:, k] <= error[:, k].min() * (1 + TOLERANCE) + 1e-12).flatten()
             chosen = int(near_best[torch.randint(len(near_best), (1,), generator=rng)])
