@@ -124,6 +124,27 @@ def _lay(patch: torch.Tensor, laid: torch.Tensor, defined: torch.Tensor, fill: t
     known[target] = 1
 
 
+def _source_origins(hole: torch.Tensor, rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Origins (ys, xs) of at most MAX_SOURCES seeded patches clear of `hole` (1, 1, H, W) by the low-pass's reach,
+    so that their detail and guide are the image's own."""
+    margin = math.ceil(3 * DETAIL_SIGMA)
+    near_hole = F.max_pool2d(F.max_pool2d(hole, 2 * margin + 1, 1, margin), PATCH, 1)[0, 0]
+    ys, xs = torch.nonzero(near_hole == 0, as_tuple=True)
+    if len(ys) > MAX_SOURCES:
+        keep = torch.randperm(len(ys), generator=rng)[:MAX_SOURCES]
+        ys, xs = ys[keep], xs[keep]
+    return ys, xs
+
+
+def _toned_down(added: torch.Tensor, fill: torch.Tensor, expected_energy: torch.Tensor) -> torch.Tensor:
+    """The laid detail `added` (1, C, H, W), turned down where it came out stronger than expected (a copied edge),
+    and with the peaks of a copied thin line (a whisker, a tripod's leg) clipped where they stand out of grain."""
+    laid_energy = _blur_known(added.pow(2).mean(1, keepdim=True), fill[None, None].float(), ENERGY_SIGMA)
+    added = added * (expected_energy / laid_energy.clamp(min=1e-12)).sqrt().clamp(max=1.0)
+    reach = PEAK_CLIP * expected_energy.sqrt()
+    return torch.maximum(torch.minimum(added, reach), -reach)
+
+
 @torch.no_grad()
 def add_texture(image: torch.Tensor, fill: np.ndarray, unknown: np.ndarray, seed: int) -> torch.Tensor:
     """`image` (1, C, H, W) in [-1, 1] with detail quilted into its `fill` pixels (H, W), every other pixel as given.
@@ -145,16 +166,10 @@ def add_texture(image: torch.Tensor, fill: np.ndarray, unknown: np.ndarray, seed
     local_energy = _blur_known(detail.pow(2).mean(1, keepdim=True), known, ENERGY_SIGMA)
     expected_energy = smooth_fill(local_energy, hole)[0, 0]
 
-    # sources: patches clear of the holes by the low-pass's reach, so their detail and guide are the image's own
-    margin = math.ceil(3 * DETAIL_SIGMA)
-    near_hole = F.max_pool2d(F.max_pool2d(hole, 2 * margin + 1, 1, margin), PATCH, 1)[0, 0]
-    ys, xs = torch.nonzero(near_hole == 0, as_tuple=True)
+    rng = torch.Generator().manual_seed(seed)
+    ys, xs = _source_origins(hole, rng)
     if len(ys) == 0:
         return image
-    rng = torch.Generator().manual_seed(seed)
-    if len(ys) > MAX_SOURCES:
-        keep = torch.randperm(len(ys), generator=rng)[:MAX_SOURCES]
-        ys, xs = ys[keep], xs[keep]
     source_detail = _patches(detail[0], ys, xs)  # (S, C * PATCH * PATCH)
     source_guide = _patches(guide[0], ys, xs)
     source_energy = source_detail.pow(2).mean(1)
@@ -189,12 +204,5 @@ def add_texture(image: torch.Tensor, fill: np.ndarray, unknown: np.ndarray, seed
             near_best = torch.nonzero(error[:, k] <= error[:, k].min() * (1 + TOLERANCE) + 1e-12).flatten()
             chosen = int(near_best[torch.randint(len(near_best), (1,), generator=rng)])
             _lay(source_detail[chosen].view(c, PATCH, PATCH), laid, defined, fill_t, ty, tx, below_a_row, after_a_column)
-    added = laid[None] * fill_t
-    # where the laid detail came out stronger than expected (a copied edge), turn it down to the expectation
-    laid_energy = _blur_known(added.pow(2).mean(1, keepdim=True), fill_t[None, None].float(), ENERGY_SIGMA)
-    added = added * (expected_energy / laid_energy.clamp(min=1e-12)).sqrt().clamp(max=1.0)
-    # and a copied thin line (a whisker, a tripod's leg) stands out of grain by its peaks: clip those
-    reach = PEAK_CLIP * expected_energy.sqrt()
-    added = torch.maximum(torch.minimum(added, reach), -reach)
-    textured = (x + added).clamp(-1, 1).to(image.dtype)
+    textured = (x + _toned_down(laid[None] * fill_t, fill_t, expected_energy)).clamp(-1, 1).to(image.dtype)
     return torch.where(fill_t[None, None], textured, image)
