@@ -128,6 +128,7 @@ def screenshots(url: str, files: dict[str, Path], out: Path) -> None:
         chooser.value.set_files(files["cat"])
         expect(page.locator("#brush-note")).to_contain_text("brush radius", timeout=60_000)
         paint(page, "#inpaint-in", [[(0.42, 0.30), (0.50, 0.36), (0.58, 0.30)], [(0.30, 0.70), (0.45, 0.72)]])
+        page.get_by_label("texture: quilt the photo's own fine detail", exact=False).check()
         page.get_by_role("button", name="inpaint", exact=True).click()
         wait_for_images(page, "#inpainted")
         page.screenshot(path=out / "inpaint.png", full_page=True)
