@@ -105,11 +105,15 @@ def test_saved_models_without_the_newer_keys_build_as_they_were_trained():
     assert sum(isinstance(m, torch.nn.Upsample) for m in g.modules()) == 2
 
 
+def _small_generator_and_image(height: int, width: int) -> tuple[InpaintGenerator, torch.Tensor]:
+    """A small untrained inpainting generator and a noise image (1, 3, height, width), both seeded."""
+    torch.manual_seed(0)
+    return InpaintGenerator(3, 8, 2, 1).eval(), torch.rand(1, 3, height, width) * 2 - 1
+
+
 @pytest.mark.parametrize("texture", [False, True])
 def test_holes_are_filled_window_by_window_independently_of_layout(texture):
-    torch.manual_seed(0)
-    g = InpaintGenerator(3, 8, 2, 1).eval()
-    image = torch.rand(1, 3, 200, 300) * 2 - 1
+    g, image = _small_generator_and_image(200, 300)
     near = np.zeros((200, 300), bool)
     near[20:40, 20:50] = True
     far = np.zeros((200, 300), bool)
@@ -130,9 +134,7 @@ def test_holes_are_filled_window_by_window_independently_of_layout(texture):
 @pytest.mark.parametrize("texture", [False, True])
 def test_a_fill_never_depends_on_the_pixels_under_other_holes(texture):
     """Two holes close enough to share a window: what lies under one is gone, so it cannot shape the other's fill."""
-    torch.manual_seed(0)
-    g = InpaintGenerator(3, 8, 2, 1).eval()
-    image = torch.rand(1, 3, 120, 120) * 2 - 1
+    g, image = _small_generator_and_image(120, 120)
     holes = np.zeros((120, 120), bool)
     holes[30:60, 30:60] = True
     holes[64:90, 40:80] = True
