@@ -17,7 +17,8 @@ hole's pixels are ever taken from the generator, so known pixels come back bit-i
 
 With `texture`, each hole's fill then gets the known pixels' detail quilted in at full resolution
 (`ganforge.texture_transfer`), from its own window, with a seed set by the window's place, so the
-result still depends on neither the order of the holes nor the holes outside the window.
+result still depends on neither the order of the holes, nor the holes outside the window, nor the
+pixels under the other holes inside it.
 """
 
 import numpy as np
