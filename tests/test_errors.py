@@ -202,6 +202,8 @@ def test_ctrl_c_message_fits_the_command(capsys, monkeypatch, command, args, say
     (["--masks", "box"], "--masks: only applies to --task inpaint"),
     (["--task", "superres", "--inpaint-net", "conv"], "--inpaint-net: only applies to --task inpaint"),
     (["--augment-p", "0.5"], "--augment-p: only applies with --augment"),
+    (["--task", "superres", "--topk", "0.5"], "--topk: only applies to --task generation"),
+    (["--topk", "0"], "--topk: must be in (0, 1]"),
     (["--augment-target", "0.6"], "--augment-target: only applies with --augment"),
     (["--cond-d", "acgan"], "--cond-d: only applies with --conditional"),
     (["--conditional", "--ac-weight", "2"], "--ac-weight: only applies with --cond-d acgan"),

@@ -122,6 +122,7 @@ def test_ema_blends_every_parameter_and_copies_buffers_with_the_warm_up_decay():
         ["--loss", "wgan-gp", "--n-critic", "2"],
         ["--r1-gamma", "1", "--r1-every", "2", "--lr-d", "0.0004", "--lr-g", "0.0001"],
         ["--augment", "color,translation,cutout"],
+        ["--topk", "0.5"],
     ],
 )
 def test_every_stabiliser_trains_and_resumes(tmp_path, small_args, extra):
@@ -334,3 +335,46 @@ def test_logged_metrics_reach_the_disk_before_the_checkpoint_commits(tmp_path, m
     trainer._log({"step": 0, "loss_d": 1.0})
     trainer.save_checkpoint()
     assert events == [("fsync", "metrics.jsonl"), ("checkpoint",)]
+
+
+def test_top_k_training_learns_only_from_the_fakes_d_rates_most_real():
+    from ganforge.adversarial import AdversarialObjective
+
+    logits = torch.tensor([2.0, -1.0, 0.5, -3.0, 1.0, 0.0, -0.5, 4.0])
+    critic = lambda fake: logits  # noqa: E731 - D's verdict on 8 fakes, whatever they are
+    best_half = torch.tensor([4.0, 2.0, 1.0, 0.5])  # sorted by hand
+    floor_half, floor_03 = AdversarialObjective("bce", topk=0.5), AdversarialObjective("bce", topk=0.3)
+    assert floor_half.generator_loss(critic, torch.zeros(8), epoch=1000).item() == pytest.approx(
+        float(torch.log1p(torch.exp(-best_half)).mean()), rel=1e-6)
+    assert floor_03.generator_loss(critic, torch.zeros(8), epoch=1000).item() == pytest.approx(
+        float(torch.log1p(torch.exp(-best_half[:3])).mean()), rel=1e-6)  # ceil(0.3 * 8) = 3
+    every_fake = float(torch.log1p(torch.exp(-logits)).mean())
+    assert floor_half.generator_loss(critic, torch.zeros(8), epoch=0).item() == pytest.approx(every_fake, rel=1e-6)
+    assert AdversarialObjective("bce").generator_loss(critic, torch.zeros(8), epoch=1000).item() == pytest.approx(
+        every_fake, rel=1e-6)
+
+
+def test_top_k_share_shrinks_by_one_percent_per_epoch_down_to_the_floor():
+    from ganforge.adversarial import AdversarialObjective
+
+    objective = AdversarialObjective("bce", topk=0.5)
+    assert objective.kept_share(0) == 1.0
+    assert objective.kept_share(1) == pytest.approx(0.99)
+    assert objective.kept_share(39) == pytest.approx(0.99 ** 39)
+    assert objective.kept_share(200) == 0.5  # 0.99 ** 200 = 0.13 is below the floor
+    assert AdversarialObjective("bce").kept_share(10**6) == 1.0
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_generation_tasks_count_top_k_epochs_in_steps(conditional):
+    from ganforge.tasks.conditional import ConditionalGenerationTask
+    from ganforge.tasks.generation import GenerationTask
+
+    cfg = TrainConfig(topk=0.5, width=8)
+    task = (ConditionalGenerationTask(cfg, 1, 28, ["a", "b"], steps_per_epoch=78) if conditional
+            else GenerationTask(cfg, 1, 28, steps_per_epoch=78))
+    seen = []
+    task.adversarial_objective.generator_loss = lambda critic, fake, epoch: seen.append(epoch) or torch.zeros(())
+    batch = {"labels": torch.zeros(4, dtype=torch.long)}
+    task.generator_loss(None, batch, torch.zeros(4, 1, 28, 28), 39 * 78)
+    assert seen == [pytest.approx(39)]

@@ -5,6 +5,7 @@ everything that stabilises GAN training on the D side lives here, once.
 """
 
 import contextlib
+import math
 from typing import Callable
 
 import torch
@@ -22,19 +23,21 @@ def eager_if(condition: bool):
 
 class AdversarialObjective:
     def __init__(self, loss: str = "bce", augment: list[str] | None = None, r1_gamma: float = 0.0,
-                 r1_every: int = 16, gp_weight: float = 10.0, augment_target: float = 0.0, augment_p: float = 1.0):
+                 r1_every: int = 16, gp_weight: float = 10.0, augment_target: float = 0.0, augment_p: float = 1.0,
+                 topk: float = 1.0):
         self.loss = loss
         self.d_loss_fn, self.g_loss_fn = ADVERSARIAL_LOSSES[loss]
         self.real_term, self.fake_term = DISCRIMINATOR_TERMS[loss]
         self.augment = augment or []
         self.augment_p = AdaptiveProbability(augment_target if self.augment else 0.0, fixed_p=augment_p)
         self.r1_gamma, self.r1_every, self.gp_weight = r1_gamma, r1_every, gp_weight
+        self.topk = topk
 
     @classmethod
     def from_config(cls, cfg) -> "AdversarialObjective":
-        """The objective a run's `--loss`, `--augment*`, `--r1-*` and `--gp-weight` describe."""
+        """The objective a run's `--loss`, `--augment*`, `--r1-*`, `--gp-weight` and `--topk` describe."""
         return cls(cfg.loss, parse_policy(cfg.augment), cfg.r1_gamma, cfg.r1_every, cfg.gp_weight,
-                   cfg.augment_target, cfg.augment_p)
+                   cfg.augment_target, cfg.augment_p, cfg.topk)
 
     def discriminator_loss(self, critic: Critic, real: torch.Tensor, fake: torch.Tensor, step: int):
         """L_D (+ gradient penalty for WGAN-GP, + lazy R1 every `r1_every` steps); stats for the log."""
@@ -77,5 +80,16 @@ class AdversarialObjective:
         fake_logits = critic(diff_augment(fake, self.augment, self.augment_p.p)).float()
         return self.fake_term(fake_logits).mean(), {"d_fake": torch.sigmoid(fake_logits.detach()).mean()}
 
-    def generator_loss(self, critic: Critic, fake: torch.Tensor) -> torch.Tensor:
-        return self.g_loss_fn(critic(diff_augment(fake, self.augment, self.augment_p.p)).float())
+    def generator_loss(self, critic: Critic, fake: torch.Tensor, epoch: float = 0.0) -> torch.Tensor:
+        """L_G; with `--topk`, only over the share of the fakes that D rates most real (`kept_share`)."""
+        logits = critic(diff_augment(fake, self.augment, self.augment_p.p)).float()
+        keep = self.kept_share(epoch)
+        if keep < 1:
+            logits = logits.topk(max(1, math.ceil(keep * logits.numel()))).values
+        return self.g_loss_fn(logits)
+
+    def kept_share(self, epoch: float) -> float:
+        """Top-k training (Sinha et al. 2020): G learns from every fake at first, then from a share that shrinks
+        0.99x per epoch down to `topk`. Late in training the worst fakes' gradients point away from the data
+        more than towards it, so dropping them sharpens the samples without losing modes."""
+        return 1.0 if self.topk >= 1 else max(self.topk, 0.99 ** epoch)

@@ -76,6 +76,9 @@ class TrainConfig:
                                     "benchmarks/stability.py", group=LOSSES, tasks=ADVERSARIAL, private=0.0)
     r1_every: int = option(16, "apply R1 every N steps, scaled by N (lazy regularisation; 1: every step)",
                            group=LOSSES, needs="r1_gamma")
+    topk: float = option(1.0, "top-k training (Sinha et al. 2020): G learns only from the fakes D rates most real, a share "
+                         "that shrinks 0.99x per epoch from all of them down to this floor (e.g. 0.5); 1: off",
+                         group=LOSSES, tasks=NOISE)
     spectral_norm: bool = option(False, "spectral normalisation in D (replaces its batch norm)",
                                  group=NETS, tasks=NOISE)
     ema_decay: float | None = option(0.999, "EMA of G's weights, used for sampling and export (0: off)", group=LOSSES,
@@ -253,6 +256,8 @@ class TrainConfig:
             raise UserError(f"--augment-target: must be in [0, 1), got {self.augment_target}")
         if not 0 < self.augment_p <= 1:
             raise UserError(f"--augment-p: must be in (0, 1], got {self.augment_p}")
+        if not 0 < self.topk <= 1:
+            raise UserError(f"--topk: must be in (0, 1] (the smallest share of fakes G learns from), got {self.topk}")
         if not 0 <= self.ema_decay < 1:
             raise UserError(f"--ema-decay: must be in [0, 1), got {self.ema_decay}")
         parse_policy(self.augment)

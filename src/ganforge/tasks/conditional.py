@@ -41,7 +41,8 @@ def check_labels(labels: torch.Tensor, class_names: list[str], source: str) -> N
 class ConditionalGenerationTask(AdversarialThroughout):
     """Batches of (real images, their classes, noise); the conditional DCGAN pair; adversarial (+ AC) losses."""
 
-    def __init__(self, cfg, channels: int, resolution: int, class_names: list[str], source: str = ""):
+    def __init__(self, cfg, channels: int, resolution: int, class_names: list[str], source: str = "",
+                 steps_per_epoch: int = 1):
         check_resolution(cfg.arch, resolution)
         if cfg.arch != "dcgan":
             raise UserError(f"--conditional: works with --arch dcgan, not --arch {cfg.arch}")
@@ -57,6 +58,7 @@ class ConditionalGenerationTask(AdversarialThroughout):
         self.ac_weight = cfg.ac_weight if cfg.cond_d == "acgan" else 0.0
         self.adversarial_objective = AdversarialObjective.from_config(cfg)
         self.grid_columns = max(1, math.ceil(cfg.grid_size / len(class_names)))
+        self.steps_per_epoch = steps_per_epoch  # top-k training's schedule counts epochs
 
     def make_batch(self, real: torch.Tensor, rng: torch.Generator, labels: torch.Tensor | None = None,
                    public_fakes: int | None = None) -> dict:
@@ -113,7 +115,8 @@ class ConditionalGenerationTask(AdversarialThroughout):
 
     def generator_loss(self, discriminator: nn.Module, batch: dict, fake: torch.Tensor, step: int):
         class_logits: list[torch.Tensor] = []
-        loss = self.adversarial_objective.generator_loss(self._critic(discriminator, batch["labels"], class_logits), fake)
+        loss = self.adversarial_objective.generator_loss(self._critic(discriminator, batch["labels"], class_logits), fake,
+                                                         step / self.steps_per_epoch)
         if not self.ac_weight:
             return loss, {}
         ac = F.cross_entropy(class_logits[0].float(), batch["labels"])

@@ -35,8 +35,9 @@ class AdversarialThroughout:
 class GenerationTask(AdversarialThroughout):
     """Batches of (real images, noise), the DCGAN pair, and the adversarial losses."""
 
-    def __init__(self, cfg, channels: int, resolution: int):
+    def __init__(self, cfg, channels: int, resolution: int, steps_per_epoch: int = 1):
         check_resolution(cfg.arch, resolution)
+        self.steps_per_epoch = steps_per_epoch  # top-k training's schedule counts epochs
         self.model = {
             "task": "generation",
             "arch": cfg.arch,
@@ -71,7 +72,7 @@ class GenerationTask(AdversarialThroughout):
         return self.adversarial_objective.fake_loss(discriminator, fake)
 
     def generator_loss(self, discriminator: nn.Module, batch: dict, fake: torch.Tensor, step: int):
-        return self.adversarial_objective.generator_loss(discriminator, fake), {}
+        return self.adversarial_objective.generator_loss(discriminator, fake, step / self.steps_per_epoch), {}
 
     def preview_inputs(self, n: int, seed: int) -> torch.Tensor:
         """The fixed noise behind every sample grid of a run, so grids are comparable over time."""

@@ -33,7 +33,7 @@ from ganforge.device import pick_device, pick_dtype
 from ganforge.training.distributed import init_distributed, local_rank_from_env, shutdown
 from ganforge.training.checkpoint import checkpoint_meta
 from ganforge.training.monitors import MONITOR_PHOTOS, InpaintMonitor, SuperResMonitor, TrainingMonitor
-from ganforge.training.trainer import Trainer, total_steps
+from ganforge.training.trainer import Trainer, total_steps, updates_per_epoch
 
 log = logging.getLogger("ganforge")
 DEFAULT_STEPS = 5000
@@ -85,11 +85,13 @@ def generation_setup(cfg: TrainConfig, dist):
         log.info("differentially private training: D's batch norm is replaced by group norm (batch norm mixes the "
                  "images of a batch, which per-image gradient clipping cannot have); batches are Poisson samples; R1 "
                  "and the in-training checks are off")
+    steps_per_epoch = max(1, updates_per_epoch(cfg.batch_size, len(data), dist.world_size) // cfg.n_critic)
     if cfg.conditional:
         check_labels(data.labels, data.class_names, cfg.data)
-        task = ConditionalGenerationTask(cfg, data.channels, data.resolution, data.class_names, cfg.data)
+        task = ConditionalGenerationTask(cfg, data.channels, data.resolution, data.class_names, cfg.data,
+                                         steps_per_epoch)
     else:
-        task = GenerationTask(cfg, data.channels, data.resolution)
+        task = GenerationTask(cfg, data.channels, data.resolution, steps_per_epoch)
     monitor = None
     if cfg.eval_every and dist.is_main:
         monitor = TrainingMonitor(data, cfg.eval_samples, cfg.seed, cfg.latent_dim, task.model.get("num_classes", 0))
