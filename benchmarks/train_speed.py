@@ -169,11 +169,11 @@ def main() -> None:
                     "warm-up column)")
     args = ap.parse_args()
     common = {"batch": args.batch, "steps": args.steps, "warmup": args.warmup, "device": args.device}
-    plain = {"r1_gamma": 0.0, "ema_decay": 0.0}  # the reference's algorithm: no R1, no EMA
+    plain = {"r1_gamma": 0.0, "ema_decay": 0.0, "augment": "none"}  # the reference's algorithm: no R1, EMA or DiffAugment
     rows = [
         ("pytorch/examples DCGAN (reference)", {"impl": "reference", "resolution": 64, "arch": "dcgan", "precision": "fp32"}),
-        ("ganforge plain DCGAN (--r1-gamma 0 --ema-decay 0)", {"impl": "ganforge", "resolution": 64, "arch": "dcgan", "precision": "auto", "options": plain}),
-        ("ganforge default (+ lazy R1 + EMA)", {"impl": "ganforge", "resolution": 64, "arch": "dcgan", "precision": "auto", "options": {}}),
+        ("ganforge plain DCGAN (--r1-gamma 0 --ema-decay 0 --augment none)", {"impl": "ganforge", "resolution": 64, "arch": "dcgan", "precision": "auto", "options": plain}),
+        ("ganforge default (+ lazy R1 + EMA + colour DiffAugment)", {"impl": "ganforge", "resolution": 64, "arch": "dcgan", "precision": "auto", "options": {}}),
         ("ganforge --arch seed, plain (56x56)", {"impl": "ganforge", "resolution": 56, "arch": "seed", "precision": "auto", "options": plain}),
     ]
     if args.compile:

@@ -21,7 +21,7 @@ from ganforge.tasks.conditional import ConditionalGenerationTask
 
 
 def tiny_cfg(**kw):
-    return TrainConfig(resolution=8, width=8, latent_dim=4, r1_gamma=0.0, ema_decay=0.0, conditional=True, **kw)
+    return TrainConfig(resolution=8, width=8, latent_dim=4, r1_gamma=0.0, ema_decay=0.0, conditional=True, **{"augment": "none", **kw})
 
 
 def test_class_embedding_reaches_the_output():

@@ -144,6 +144,7 @@ def test_poisson_sampling_rate_shards_and_replay():
 def private_task(conditional: bool, cond_d: str = "projection", **options):
     """The trainer's task and D under --dp-epsilon (D as the trainer holds it: contiguous weights, no batch norm)."""
     torch.manual_seed(0)
+    options = {"augment": "none", **options}  # by-hand gradients need the same images as the clipped ones
     cfg = TrainConfig(width=4, dp_epsilon=8.0, conditional=conditional, cond_d=cond_d, **options).validate()
     return ConditionalGenerationTask(cfg, 1, 8, DIGITS) if conditional else GenerationTask(cfg, 1, 8)
 

@@ -89,8 +89,9 @@ class TrainConfig:
                          group=NETS, needs="conditional", choices=["projection", "acgan"])
     ac_weight: float = option(1.0, "weight of the AC-GAN class cross-entropy in D's and G's losses (with --cond-d acgan)",
                               group=LOSSES, needs=("cond_d", "acgan"))
-    augment: str = option("none", "differentiable augmentation of real and fake images: none, or a list of color,translation,cutout",
-                          group=LOSSES, tasks=ADVERSARIAL)
+    augment: str | None = option("none", "differentiable augmentation of real and fake images: none, or a list of color,translation,cutout "
+                          "(color improved every digit generator measured)",
+                          group=LOSSES, tasks=ADVERSARIAL, by_task={"generation": "color"})
     augment_target: float = option(0.0, "adaptive augmentation (ADA): augment each image with a probability that rises while "
                                    "D's sign(D(x)) averages above this target (0.6 is ADA's); 0: a fixed probability, --augment-p",
                                    group=LOSSES, needs="augment")
@@ -260,7 +261,8 @@ class TrainConfig:
             raise UserError(f"--topk: must be in (0, 1] (the smallest share of fakes G learns from), got {self.topk}")
         if not 0 <= self.ema_decay < 1:
             raise UserError(f"--ema-decay: must be in [0, 1), got {self.ema_decay}")
-        parse_policy(self.augment)
+        if self.augment is not None:  # None: a task with no discriminator
+            parse_policy(self.augment)
         for name in ("beta1", "beta2"):
             if not 0 <= getattr(self, name) < 1:
                 raise UserError(f"--{name}: must be in [0, 1), got {getattr(self, name)}")
