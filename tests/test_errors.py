@@ -258,6 +258,9 @@ def test_defaults_that_depend_on_the_task(capsys):
     assert (generation.lr, generation.beta1, generation.batch_size, generation.ema_decay) == (2e-4, 0.5, 64, 0.999)
     assert (generation.loss, TrainConfig(task="translate").loss, TrainConfig(task="translate", loss="hinge").loss) == (
         "bce", "lsgan", "hinge")
+    # colour DiffAugment for generation only; a style run has no discriminator to augment for
+    assert (generation.augment, TrainConfig(task="superres").augment, style.augment) == ("color", "none", None)
+    assert TrainConfig(augment="none").validate().augment == "none"
     assert TrainConfig(task="style", style="s.png", beta1=0.5, batch_size=64).validate().beta1 == 0.5
     # A style run saved when bce was every task's default still loads (and resumes); a null is refused in one line.
     assert TrainConfig.from_dict({"task": "style", "style": "s.png", "loss": "bce"}).validate().loss is None
