@@ -187,7 +187,7 @@ class Trainer:
         self.batch_size = min(cfg.batch_size, per_rank)
         if self.batch_size < cfg.batch_size and dist.is_main:
             log.warning("--batch-size %d is more than the %d images each process has; using %d", cfg.batch_size, per_rank, self.batch_size)
-        self.steps_per_epoch = updates_per_epoch(cfg.batch_size, len(images), dist.world_size)
+        self.updates_per_epoch = updates_per_epoch(cfg.batch_size, len(images), dist.world_size)
         self.total_steps = total_steps(cfg, len(images), dist.world_size)
         self._perm_epoch, self._perm = -1, None
         self.sampler, self.private = (self._private_setup(len(images)) if private else (None, None))
@@ -242,10 +242,10 @@ class Trainer:
         differentially private training a Poisson sample of this rank's shard."""
         if self.sampler is not None:
             return self.sampler.indices(update).to(self.index_device)
-        epoch, i = divmod(update, self.steps_per_epoch)
+        epoch, i = divmod(update, self.updates_per_epoch)
         if epoch != self._perm_epoch:
             share = epoch_share(self.cfg.seed, epoch, len(self.images), self.dist.rank, self.dist.world_size,
-                                self.steps_per_epoch * self.batch_size)
+                                self.updates_per_epoch * self.batch_size)
             self._perm_epoch, self._perm = epoch, share.to(self.index_device)
         return self._perm[i * self.batch_size : (i + 1) * self.batch_size]
 
