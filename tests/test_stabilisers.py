@@ -378,3 +378,16 @@ def test_generation_tasks_count_top_k_epochs_in_steps(conditional):
     batch = {"labels": torch.zeros(4, dtype=torch.long)}
     task.generator_loss(None, batch, torch.zeros(4, 1, 28, 28), 39 * 78)
     assert seen == [pytest.approx(39)]
+
+
+def test_top_k_epochs_are_counted_as_epochs_counts_them():
+    """With n_critic D updates per step, a step reads n_critic batches: top-k's epoch is the one --epochs counts."""
+    from ganforge.training.distributed import DistInfo
+    from ganforge.training.run import generation_defaults, generation_setup
+    from ganforge.training.trainer import total_steps
+
+    cfg = TrainConfig(data="digits", topk=0.5, n_critic=5, width=8, eval_every=0, epochs=1).validate()
+    generation_defaults(cfg)
+    task, images, _, _ = generation_setup(cfg, DistInfo())
+    assert task.steps_per_epoch == pytest.approx(len(images) // 64 / 5)  # 1797 digits: 28 updates, 5.6 steps
+    assert task.steps_per_epoch == pytest.approx(total_steps(cfg, len(images), 1), abs=0.5)

@@ -42,7 +42,7 @@ class ConditionalGenerationTask(AdversarialThroughout):
     """Batches of (real images, their classes, noise); the conditional DCGAN pair; adversarial (+ AC) losses."""
 
     def __init__(self, cfg, channels: int, resolution: int, class_names: list[str], source: str = "",
-                 steps_per_epoch: int = 1):
+                 steps_per_epoch: float = 1.0):
         check_resolution(cfg.arch, resolution)
         if cfg.arch != "dcgan":
             raise UserError(f"--conditional: works with --arch dcgan, not --arch {cfg.arch}")

@@ -35,7 +35,7 @@ class AdversarialThroughout:
 class GenerationTask(AdversarialThroughout):
     """Batches of (real images, noise), the DCGAN pair, and the adversarial losses."""
 
-    def __init__(self, cfg, channels: int, resolution: int, steps_per_epoch: int = 1):
+    def __init__(self, cfg, channels: int, resolution: int, steps_per_epoch: float = 1.0):
         check_resolution(cfg.arch, resolution)
         self.steps_per_epoch = steps_per_epoch  # top-k training's schedule counts epochs
         self.model = {

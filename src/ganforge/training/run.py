@@ -85,13 +85,12 @@ def generation_setup(cfg: TrainConfig, dist):
         log.info("differentially private training: D's batch norm is replaced by group norm (batch norm mixes the "
                  "images of a batch, which per-image gradient clipping cannot have); batches are Poisson samples; R1 "
                  "and the in-training checks are off")
-    steps_per_epoch = max(1, updates_per_epoch(cfg.batch_size, len(data), dist.world_size) // cfg.n_critic)
+    epoch_steps = updates_per_epoch(cfg.batch_size, len(data), dist.world_size) / cfg.n_critic  # as --epochs counts
     if cfg.conditional:
         check_labels(data.labels, data.class_names, cfg.data)
-        task = ConditionalGenerationTask(cfg, data.channels, data.resolution, data.class_names, cfg.data,
-                                         steps_per_epoch)
+        task = ConditionalGenerationTask(cfg, data.channels, data.resolution, data.class_names, cfg.data, epoch_steps)
     else:
-        task = GenerationTask(cfg, data.channels, data.resolution, steps_per_epoch)
+        task = GenerationTask(cfg, data.channels, data.resolution, epoch_steps)
     monitor = None
     if cfg.eval_every and dist.is_main:
         monitor = TrainingMonitor(data, cfg.eval_samples, cfg.seed, cfg.latent_dim, task.model.get("num_classes", 0))
