@@ -22,7 +22,7 @@ from ganforge.pipelines.evaluation import evaluate
 from ganforge.training.checkpoint import checkpoint_meta
 from ganforge.training.run import train
 
-PLAIN = {"loss": "bce", "r1_gamma": 0.0, "ema_decay": 0.0, "width": 64, "augment": "none"}  # every option the defaults might set, spelled out
+PLAIN = {"loss": "bce", "r1_gamma": 0.0, "ema_decay": 0.0, "width": 64, "depth": 0, "augment": "none"}  # every option the defaults might set, spelled out
 COMBINATIONS = {
     "bce (the brief's plain DCGAN)": {},
     "bce + EMA": {"ema_decay": 0.999},

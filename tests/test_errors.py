@@ -210,6 +210,9 @@ def test_ctrl_c_message_fits_the_command(capsys, monkeypatch, command, args, say
     (["--gp-weight", "5"], "--gp-weight: only applies with --loss wgan-gp"),
     (["--r1-gamma", "0", "--r1-every", "4"], "--r1-every: only applies with --r1-gamma"),
     (["--arch", "seed", "--width", "32"], "--width: only applies with --arch dcgan"),
+    (["--arch", "seed", "--depth", "1"], "--depth: only applies with --arch dcgan"),
+    (["--task", "superres", "--depth", "1"], "--depth: only applies to --task generation"),
+    (["--depth", "-1"], "--depth: must be at least 0, got -1"),
 ])
 def test_options_that_do_not_apply_are_refused(capsys, tmp_path, args, needle):
     code, err = run_cli(capsys, "train", "--data", "digits", *args, "--out", str(tmp_path / "run"))

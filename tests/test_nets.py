@@ -64,3 +64,49 @@ def test_spectral_norm_keeps_the_dcgan_init(make, layers):
     first = d.features[0] if isinstance(d, ProjectionDiscriminator) else d.main[0]
     sigma = torch.linalg.matrix_norm(first.weight.flatten(1).detach(), ord=2).item()
     assert 0.8 < sigma < 1.2
+
+
+def test_depth_adds_one_3x3_convolution_per_resolution_and_side():
+    """At 28 px (width 32: 64 channels at 7x7, 32 at 14x14) depth 1 adds a 3x3 convolution with its batch norm at both
+    of G's hidden resolutions, and one after D's normalised strided convolution (64 channels at 7x7), each keeping
+    the map's size; depth 0 is the DCGAN as it was."""
+    def count(m):
+        return sum(p.numel() for p in m.parameters())
+
+    def refinements(m):
+        return [(c.in_channels, c.kernel_size, c.stride) for c in m.modules()
+                if isinstance(c, torch.nn.Conv2d) and c.kernel_size == (3, 3)]
+
+    g0, g1, g2 = (DCGANGenerator(28, 1, 100, 32, depth) for depth in (0, 1, 2))
+    d0, d1 = DCGANDiscriminator(28, 1, 32), DCGANDiscriminator(28, 1, 32, depth=1)
+    assert refinements(g0) == refinements(d0) == []
+    assert refinements(g1) == [(64, (3, 3), (1, 1)), (32, (3, 3), (1, 1))]
+    assert refinements(d1) == [(64, (3, 3), (1, 1))]
+    conv_bn = lambda c: c * c * 9 + 2 * c  # a bias-free 3x3 convolution and its batch norm's scale and shift
+    assert count(g1) - count(g0) == conv_bn(64) + conv_bn(32) and count(g2) - count(g0) == 2 * (conv_bn(64) + conv_bn(32))
+    assert count(d1) - count(d0) == conv_bn(64)
+    # each sits after its resolution's activation and before the next up-convolution (or D's next strided one)
+    kinds = [type(m).__name__ for m in g1.main]
+    assert kinds == ["ConvTranspose2d", "BatchNorm2d", "ReLU", "Conv2d", "BatchNorm2d", "ReLU",
+                     "ConvTranspose2d", "BatchNorm2d", "ReLU", "Conv2d", "BatchNorm2d", "ReLU", "ConvTranspose2d", "Tanh"]
+    assert [type(m).__name__ for m in d1.main] == ["Conv2d", "LeakyReLU", "Conv2d", "BatchNorm2d", "LeakyReLU",
+                                                   "Conv2d", "BatchNorm2d", "LeakyReLU", "Conv2d"]
+    x = g2(torch.randn(3, 100))
+    assert x.shape == (3, 1, 28, 28) and d1(x).shape == (3,)
+
+
+def test_conditional_depth_conditions_every_added_layer():
+    """The conditional G's added 3x3 convolutions each get a class-conditional batch norm; depth 0 is unchanged."""
+    from ganforge.nets.conditional import ConditionalBatchNorm2d, ConditionalDCGANGenerator
+
+    g0 = ConditionalDCGANGenerator(28, 1, 16, 32, num_classes=10)
+    g1 = ConditionalDCGANGenerator(28, 1, 16, 32, num_classes=10, depth=1)
+    assert [type(c).__name__ for c in g0.convs] == ["ConvTranspose2d", "ConvTranspose2d"]
+    assert [(type(c).__name__, c.out_channels) for c in g1.convs] == [
+        ("ConvTranspose2d", 64), ("Conv2d", 64), ("ConvTranspose2d", 32), ("Conv2d", 32)]
+    assert all(isinstance(n, ConditionalBatchNorm2d) and n.bn.num_features == c.out_channels
+               for n, c in zip(g1.norms, g1.convs))
+    d1 = ProjectionDiscriminator(28, 1, 32, 10, depth=1)
+    assert sum(isinstance(m, torch.nn.Conv2d) and m.kernel_size == (3, 3) for m in d1.modules()) == 1
+    y = torch.arange(4) % 10
+    assert g1(torch.randn(4, 16), y).shape == (4, 1, 28, 28) and d1(g1(torch.randn(4, 16), y), y).shape == (4,)

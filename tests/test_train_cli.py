@@ -156,18 +156,35 @@ def test_split_is_disjoint_and_fixed():
 
 
 def test_small_images_default_to_a_smaller_longer_run():
-    """At 32 px or less, width 32 and 7000 steps unless given (the quickstart's measured recipe); 64 and 5000 above."""
+    """At 32 px or less, width 32, depth 1 and 7000 steps unless given (the quickstart's measured recipe); width 64,
+    depth 0 (the paper's DCGAN) and 5000 steps above."""
     from ganforge.config import TrainConfig
     from ganforge.training.run import generation_defaults
 
-    cases = [({"data": "mnist5k"}, (28, 32, 7000)), ({"data": "mnist5k", "resolution": 64}, (64, 64, None)),
-             ({"data": "mnist5k", "width": 48}, (28, 48, 7000)), ({"data": "mnist5k", "epochs": 3.0}, (28, 32, None)),
-             ({"data": "mnist5k", "steps": 10}, (28, 32, 10))]
+    cases = [({"data": "mnist5k"}, (28, 32, 1, 7000)), ({"data": "mnist5k", "resolution": 64}, (64, 64, 0, None)),
+             ({"data": "mnist5k", "resolution": 32}, (32, 32, 1, 7000)),
+             ({"data": "mnist5k", "width": 48}, (28, 48, 1, 7000)), ({"data": "mnist5k", "epochs": 3.0}, (28, 32, 1, None)),
+             ({"data": "mnist5k", "steps": 10}, (28, 32, 1, 10)), ({"data": "mnist5k", "depth": 0}, (28, 32, 0, 7000)),
+             ({"data": "mnist5k", "resolution": 64, "depth": 2}, (64, 64, 2, None)),
+             ({"data": "mnist5k", "arch": "seed"}, (56, None, None, None))]  # the brief's nets are fixed
     for options, expected in cases:
         cfg = TrainConfig(**options)
         generation_defaults(cfg)
-        assert (cfg.resolution, cfg.width, cfg.steps) == expected, options
+        assert (cfg.resolution, cfg.width, cfg.depth, cfg.steps) == expected, options
     assert TrainConfig(task="superres").width == 64  # other tasks keep their width
+    assert TrainConfig(task="superres").depth is None  # and have no depth
+
+
+def test_run_saved_before_depth_existed_resumes_with_the_papers_dcgan(tmp_path, small_args):
+    """A config.yaml without `depth` (written before the option) is depth 0: the network its checkpoint holds."""
+    out = tmp_path / "run"
+    assert main(small_args(out, "--steps", "2", "--depth", "0")) == 0
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    del saved["depth"]
+    (out / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert main(small_args(out, "--steps", "3", "--resume")) == 0
+    assert yaml.safe_load((out / "config.yaml").read_text())["depth"] == 0
+    assert "depth" not in json.loads((out / "model" / "config.json").read_text())  # as old models, which load
 
 
 def test_compiled_run_matches_eager_and_resumes_exactly(tmp_path, small_args):

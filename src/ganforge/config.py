@@ -66,6 +66,9 @@ class TrainConfig:
     width: int | None = option(DEFAULT_WIDTH, "base channel width of G and D (ngf = ndf); for generation 32 at 32 px or less and 64 "
                                "above; the brief's networks (--arch seed) have fixed widths", group=NETS,
                                needs=("arch", "dcgan"), by_task={"generation": None})  # resolved with the resolution
+    depth: int | None = option(0, "extra 3x3 convolutions per resolution in G and D (a DCGAN at 28 px has only two layers "
+                               "a side); for generation 1 at 32 px or less, 0 above (the paper's DCGAN)", group=NETS,
+                               tasks=NOISE, needs=("arch", "dcgan"), by_task={"generation": None})  # by resolution
     latent_dim: int = option(100, "size of the noise vector z", group=NETS, tasks=NOISE)
     loss: str | None = option("bce", "adversarial loss: the brief's non-saturating bce, hinge, lsgan or wgan-gp",
                               by_task={"translate": "lsgan"},  # CycleGAN's
@@ -216,6 +219,8 @@ class TrainConfig:
         for name in positive:  # None: resolved later (the width of generation, by resolution)
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UserError(f"--{flag(name)}: must be at least 1, got {getattr(self, name)}")
+        if self.depth is not None and self.depth < 0:
+            raise UserError(f"--depth: must be at least 0, got {self.depth}")
         if self.steps is not None and self.steps < 1:
             raise UserError(f"--steps: must be at least 1, got {self.steps}")
         for name in ("max_images", "max_minutes"):

@@ -1,4 +1,7 @@
-"""The generation networks a saved model's config describes, built in one place for training and for sampling."""
+"""The generation networks a saved model's config describes, built in one place for training and for sampling.
+
+A DCGAN's `depth` is in its config only where it is not 0: models saved before the option existed have none.
+"""
 
 from torch import nn
 
@@ -11,10 +14,11 @@ def build_generator(model: dict) -> nn.Module:
     """The generator described by a saved model's config (class-conditional where it has `num_classes`)."""
     if model.get("num_classes"):
         return ConditionalDCGANGenerator(model["resolution"], model["channels"], model["latent_dim"], model["width"],
-                                         model["num_classes"])
+                                         model["num_classes"], depth=model.get("depth", 0))
     if model["arch"] == "seed":
         return BriefGenerator(model["channels"], model["latent_dim"])
-    return DCGANGenerator(model["resolution"], model["channels"], model["latent_dim"], model["width"])
+    return DCGANGenerator(model["resolution"], model["channels"], model["latent_dim"], model["width"],
+                          model.get("depth", 0))
 
 
 def build_discriminator(model: dict, spectral_norm: bool = False, norm: str = "batch",
@@ -23,7 +27,8 @@ def build_discriminator(model: dict, spectral_norm: bool = False, norm: str = "b
     if model.get("num_classes"):
         return ProjectionDiscriminator(model["resolution"], model["channels"], model["width"], model["num_classes"],
                                        spectral_norm, norm, projection=cond_d == "projection",
-                                       aux_classifier=cond_d == "acgan")
+                                       aux_classifier=cond_d == "acgan", depth=model.get("depth", 0))
     if model["arch"] == "seed":
         return BriefDiscriminator(model["channels"], spectral_norm)  # the brief's D has no batch norm
-    return DCGANDiscriminator(model["resolution"], model["channels"], model["width"], spectral_norm, norm)
+    return DCGANDiscriminator(model["resolution"], model["channels"], model["width"], spectral_norm, norm,
+                              model.get("depth", 0))

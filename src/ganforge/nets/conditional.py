@@ -41,16 +41,19 @@ class ConditionalDCGANGenerator(nn.Module):
     """(z (N, latent_dim), class y (N,)) -> image (N, channels, resolution, resolution) in [-1, 1]."""
 
     def __init__(self, resolution: int = 64, channels: int = 3, latent_dim: int = 100, width: int = 64,
-                 num_classes: int = 10, embed_dim: int = 50):
+                 num_classes: int = 10, embed_dim: int = 50, depth: int = 0):
         super().__init__()
         base, k = resolution_plan(resolution)
         widths = _widths(width, k)
         self.embed = nn.Embedding(num_classes, embed_dim)
-        self.convs = nn.ModuleList([nn.ConvTranspose2d(latent_dim + embed_dim, widths[0], base, 1, 0, bias=False)])
-        self.norms = nn.ModuleList([ConditionalBatchNorm2d(widths[0], num_classes)])
-        for cin, cout in zip(widths, widths[1:]):
-            self.convs.append(nn.ConvTranspose2d(cin, cout, 4, 2, 1, bias=False))
+        self.convs, self.norms = nn.ModuleList(), nn.ModuleList()
+        ins = [latent_dim + embed_dim] + widths[:-1]
+        for i, (cin, cout) in enumerate(zip(ins, widths)):  # each resolution: its up-convolution, then `depth` 3x3 ones
+            self.convs.append(nn.ConvTranspose2d(cin, cout, *((base, 1, 0) if i == 0 else (4, 2, 1)), bias=False))
             self.norms.append(ConditionalBatchNorm2d(cout, num_classes))
+            for _ in range(depth):  # (nets/dcgan.py); built in this order, a depth-0 net draws its weights as before
+                self.convs.append(nn.Conv2d(cout, cout, 3, 1, 1, bias=False))
+                self.norms.append(ConditionalBatchNorm2d(cout, num_classes))
         self.to_image = nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1, bias=False)
         self.latent_dim, self.num_classes = latent_dim, num_classes
         init_dcgan_weights(self)
@@ -68,9 +71,9 @@ class ProjectionDiscriminator(nn.Module):
 
     def __init__(self, resolution: int = 64, channels: int = 3, width: int = 64, num_classes: int = 10,
                  spectral_norm: bool = False, norm: str = "batch", projection: bool = True,
-                 aux_classifier: bool = False):
+                 aux_classifier: bool = False, depth: int = 0):
         super().__init__()
-        layers, last_width, base = discriminator_trunk(resolution, channels, width, spectral_norm, norm)
+        layers, last_width, base = discriminator_trunk(resolution, channels, width, spectral_norm, norm, depth)
         self.features = nn.Sequential(*layers)
         self.psi = nn.Conv2d(last_width, 1, base, 1, 0, bias=False)
         self.embed = nn.Embedding(num_classes, last_width) if projection else None

@@ -48,7 +48,7 @@ class ConditionalGenerationTask(AdversarialThroughout):
             raise UserError(f"--conditional: works with --arch dcgan, not --arch {cfg.arch}")
         self.model = {
             "task": "generation", "arch": cfg.arch, "resolution": resolution, "channels": channels,
-            "latent_dim": cfg.latent_dim, "width": cfg.width,
+            "latent_dim": cfg.latent_dim, "width": cfg.width, **({"depth": cfg.depth} if cfg.depth else {}),
             "num_classes": len(class_names), "class_names": list(class_names),
             "data": source, "max_images": cfg.max_images,
         }  # fmt: skip

@@ -45,6 +45,7 @@ class GenerationTask(AdversarialThroughout):
             "channels": channels,
             "latent_dim": cfg.latent_dim,
             "width": cfg.width,
+            **({"depth": cfg.depth} if cfg.depth else {}),  # nets/build.py: absent in models saved before it
         }
         self.nets = {"generator": build_generator(self.model),
                      "discriminator": build_discriminator(self.model, cfg.spectral_norm, cfg.discriminator_norm)}
