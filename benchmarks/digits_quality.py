@@ -2,7 +2,7 @@
 
     python benchmarks/digits_quality.py score mnist5k runs/mnist --truncation 1 0.7 0.5
     python benchmarks/digits_quality.py sweep --work runs/quickstart-sweep \\
-        --candidate "default=" --candidate "old-default=--width 64 --steps 5000"   # "default=": today's defaults
+        --candidate "default=" --candidate "depth-0=--depth 0"   # "default=": today's defaults
 
 `score` rates generators (shipped names (a conditional one makes 200 of each class), runs or model folders) on 2000 samples (seeds 0-1999)
 with a domain classifier of mnist5k trained on 3000 of its digits (`split(mnist5k, 3000)`; 400
