@@ -102,7 +102,7 @@ class TrainConfig:
                               "DiffAugment; below 1 keeps transforms such as translation from leaking into the samples)",
                               group=LOSSES, needs="augment")
     batch_size: int | None = option(64, "images per step and per process", group=OPTIM, by_task={"style": 4})
-    steps: int | None = option(None, "training steps (D and G updates); default 5000 unless --epochs (7000 for "
+    steps: int | None = option(None, "training steps (D and G updates); default 5000 unless --epochs (6000 for "
                                      "generation at 32 px or less)", group=OPTIM)
     epochs: float | None = option(None, "training length in passes over the data (instead of --steps)", group=OPTIM)
     max_minutes: float | None = option(None, "stop (with a checkpoint) after this many minutes of training, whatever --steps says",
