@@ -1,6 +1,7 @@
 """The generation networks a saved model's config describes, built in one place for training and for sampling.
 
-A DCGAN's `depth` is in its config only where it is not 0: models saved before the option existed have none.
+A DCGAN's `depth` is in its config only where it is not 0 (`depth_entry`): models saved before the option existed
+have none, and read as 0.
 """
 
 from torch import nn
@@ -8,6 +9,11 @@ from torch import nn
 from ganforge.nets.brief import BriefDiscriminator, BriefGenerator
 from ganforge.nets.conditional import ConditionalDCGANGenerator, ProjectionDiscriminator
 from ganforge.nets.dcgan import DCGANDiscriminator, DCGANGenerator
+
+
+def depth_entry(depth: int | None) -> dict:
+    """What a generation task's model config holds of `depth`: nothing where it is 0 (or unset, --arch seed)."""
+    return {"depth": depth} if depth else {}
 
 
 def build_generator(model: dict) -> nn.Module:

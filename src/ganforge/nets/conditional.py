@@ -47,9 +47,9 @@ class ConditionalDCGANGenerator(nn.Module):
         widths = _widths(width, k)
         self.embed = nn.Embedding(num_classes, embed_dim)
         self.convs, self.norms = nn.ModuleList(), nn.ModuleList()
-        ins = [latent_dim + embed_dim] + widths[:-1]
-        for i, (cin, cout) in enumerate(zip(ins, widths)):  # each resolution: its up-convolution, then `depth` 3x3 ones
-            self.convs.append(nn.ConvTranspose2d(cin, cout, *((base, 1, 0) if i == 0 else (4, 2, 1)), bias=False))
+        ups = [(latent_dim + embed_dim, widths[0], base, 1, 0)] + [(cin, cout, 4, 2, 1) for cin, cout in zip(widths, widths[1:])]
+        for cin, cout, kernel, stride, padding in ups:  # each resolution: its up-convolution, then `depth` 3x3 ones
+            self.convs.append(nn.ConvTranspose2d(cin, cout, kernel, stride, padding, bias=False))
             self.norms.append(ConditionalBatchNorm2d(cout, num_classes))
             for _ in range(depth):  # (nets/dcgan.py); built in this order, a depth-0 net draws its weights as before
                 self.convs.append(nn.Conv2d(cout, cout, 3, 1, 1, bias=False))

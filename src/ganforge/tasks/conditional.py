@@ -21,7 +21,7 @@ from torch import nn
 from ganforge.adversarial import AdversarialObjective
 from ganforge.errors import UserError
 from ganforge.imageio import make_grid
-from ganforge.nets.build import build_discriminator, build_generator
+from ganforge.nets.build import build_discriminator, build_generator, depth_entry
 from ganforge.tasks.generation import AdversarialThroughout, check_resolution
 
 
@@ -48,7 +48,7 @@ class ConditionalGenerationTask(AdversarialThroughout):
             raise UserError(f"--conditional: works with --arch dcgan, not --arch {cfg.arch}")
         self.model = {
             "task": "generation", "arch": cfg.arch, "resolution": resolution, "channels": channels,
-            "latent_dim": cfg.latent_dim, "width": cfg.width, **({"depth": cfg.depth} if cfg.depth else {}),
+            "latent_dim": cfg.latent_dim, "width": cfg.width, **depth_entry(cfg.depth),
             "num_classes": len(class_names), "class_names": list(class_names),
             "data": source, "max_images": cfg.max_images,
         }  # fmt: skip

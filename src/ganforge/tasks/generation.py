@@ -5,7 +5,7 @@ from torch import nn
 
 from ganforge.adversarial import AdversarialObjective
 from ganforge.nets.brief import BRIEF_RESOLUTION
-from ganforge.nets.build import build_discriminator, build_generator
+from ganforge.nets.build import build_discriminator, build_generator, depth_entry
 from ganforge.nets.dcgan import resolution_plan
 from ganforge.errors import UserError
 from ganforge.imageio import make_grid
@@ -45,7 +45,7 @@ class GenerationTask(AdversarialThroughout):
             "channels": channels,
             "latent_dim": cfg.latent_dim,
             "width": cfg.width,
-            **({"depth": cfg.depth} if cfg.depth else {}),  # nets/build.py: absent in models saved before it
+            **depth_entry(cfg.depth),
         }
         self.nets = {"generator": build_generator(self.model),
                      "discriminator": build_discriminator(self.model, cfg.spectral_norm, cfg.discriminator_norm)}
