@@ -114,6 +114,55 @@ def test_ema_blends_every_parameter_and_copies_buffers_with_the_warm_up_decay():
         assert torch.equal(ema.model.state_dict()[name], b), name
 
 
+def test_ema_statistics_are_the_plain_mean_over_batches_of_its_own_activations():
+    """Running mean = mean of the batches' means, running variance = mean of their unbiased variances, both of the
+    average's own layer outputs; then eval mode and the old momentum (an exponential average would fail here)."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(2, 3, 1), torch.nn.BatchNorm2d(3))
+    ema = EMA(model, decay=0.9)
+    with torch.no_grad():
+        ema.model[0].weight.mul_(3.0)  # the average differs from the live model, whose statistics it holds
+    model(torch.randn(8, 2, 4, 4) + 5)
+    ema.update(model, step=1000)
+    batches = [torch.randn(6, 2, 5, 5) * (i + 1) + i for i in range(5)]
+    feed = iter(batches)
+    ema.recompute_statistics(lambda net: net(next(feed)), batches=len(batches))
+    with torch.no_grad():
+        outputs = [ema.model[0](x) for x in batches]
+    bn = ema.model[1]
+    assert torch.allclose(bn.running_mean, torch.stack([y.mean((0, 2, 3)) for y in outputs]).mean(0), atol=1e-5)
+    assert torch.allclose(bn.running_var, torch.stack([y.var((0, 2, 3)) for y in outputs]).mean(0), rtol=1e-5)
+    assert int(bn.num_batches_tracked) == len(batches)
+    assert not ema.model.training and bn.momentum == 0.1
+    assert not torch.allclose(model[1].running_mean, bn.running_mean)  # the live model's are left alone
+
+
+def test_exported_generator_normalises_with_statistics_of_its_own_weights(tmp_path, small_args):
+    """The EMA generator a run exports: each batch norm's running mean and variance are what its input shows on
+    fresh noise (4096 other latents), not the live generator's statistics, which a lagging average does not share."""
+    from safetensors.torch import load_file
+
+    from ganforge.pipelines.sampling import load_generator
+
+    run = tmp_path / "run"
+    assert main(small_args(run, "--steps", "30", "--ema-decay", "0.9", "--lr", "0.002")) == 0
+    generator, model = load_generator(run / "model", "cpu")
+    norms = {name: m for name, m in generator.named_modules() if isinstance(m, torch.nn.BatchNorm2d)}
+    seen = {}
+    for name, m in norms.items():  # a copy: the ReLU after each norm works in place
+        m.register_forward_pre_hook(lambda m, inputs, name=name: seen.setdefault(name, inputs[0].clone()))
+    with torch.no_grad():
+        generator(torch.randn(4096, model["latent_dim"], generator=torch.Generator().manual_seed(99)))
+    live = load_file(str(run / "checkpoints" / "last.safetensors"))
+    live_error = {}
+    for name, bn in norms.items():
+        own_mean, own_var = seen[name].mean((0, 2, 3)), seen[name].var((0, 2, 3))
+        assert ((bn.running_mean - own_mean).abs() / own_var.sqrt()).max() < 0.05, name
+        assert ((bn.running_var / own_var).log().abs()).max() < 0.1, name
+        live_error[name] = ((live[f"net.generator.{name}.running_mean"] - own_mean).abs() / own_var.sqrt()).max()
+    assert max(live_error.values()) > 0.2  # the live statistics would have failed the first check
+
+
 @pytest.mark.parametrize(
     "extra",
     [

@@ -76,6 +76,11 @@ class ConditionalGenerationTask(AdversarialThroughout):
     def generate(self, generator: nn.Module, batch: dict) -> torch.Tensor:
         return generator(batch["z"], batch["labels"])
 
+    def standing_inputs(self, n: int, rng: torch.Generator) -> dict:
+        """`n` noises and classes drawn uniformly, to measure the EMA generator's batch-norm statistics on."""
+        return {"z": torch.randn(n, self.model["latent_dim"], generator=rng),
+                "labels": torch.randint(self.model["num_classes"], (n,), generator=rng)}
+
     def _critic(self, discriminator: nn.Module, labels: torch.Tensor, class_logits: list):
         """D closed over the batch's classes; AC-GAN class logits are kept in call order (real, then fake)."""
         if not self.ac_weight:

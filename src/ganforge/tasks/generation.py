@@ -60,6 +60,10 @@ class GenerationTask(AdversarialThroughout):
     def generate(self, generator: nn.Module, batch: dict) -> torch.Tensor:
         return generator(batch["z"])
 
+    def standing_inputs(self, n: int, rng: torch.Generator) -> dict:
+        """`n` of G's inputs as training draws them, to measure the EMA generator's batch-norm statistics on."""
+        return {"z": torch.randn(n, self.model["latent_dim"], generator=rng)}
+
     def discriminator_loss(self, discriminator: nn.Module, batch: dict, fake: torch.Tensor, step: int):
         """L_D on real images and detached fakes; also returns D(x) and D(G(z)) for the log."""
         return self.adversarial_objective.discriminator_loss(discriminator, batch["real"], fake, step)

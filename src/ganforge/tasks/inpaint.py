@@ -77,6 +77,7 @@ class InpaintTask(AdversarialThroughout):
         # Fixed, not trained, so not one of `nets`: it is neither checkpointed nor exported.
         self.perceptual = PerceptualLoss(cfg.perceptual_weights) if cfg.perceptual_weights else None
         self.texture_features = load_style_features(cfg.features) if cfg.texture_weight else None
+        self.images = images
         pick = torch.linspace(0, len(images) - 1, PREVIEW_IMAGES).round().long()
         self.preview_images = uint8_to_float(read_images(images, pick))
 
@@ -88,6 +89,12 @@ class InpaintTask(AdversarialThroughout):
 
     def generate(self, generator: nn.Module, batch: dict) -> torch.Tensor:
         return generator(batch["real"], batch["mask"])
+
+    def standing_inputs(self, n: int, rng: torch.Generator) -> dict[str, torch.Tensor]:
+        """`n` training images with masks, as training draws them, to measure the EMA generator's batch-norm
+        statistics on."""
+        pick = torch.randint(len(self.images), (n,), generator=rng)
+        return self.make_batch(uint8_to_float(read_images(self.images, pick)), rng)
 
     def _critic(self, discriminator: nn.Module, mask: torch.Tensor):
         return lambda x: discriminator(x, mask)
