@@ -6,7 +6,7 @@ training; samples and exported models use the average by default.
 Batch-norm statistics cannot be averaged like weights: the live G's running means and variances
 describe the live G's activations, not the average's. Copied as they are, they left the average
 normalising with the wrong statistics, and its samples swung with them: a depth-3 mnist5k model's
-domain FID was 17.3 with the live G's statistics and 3.3 with its own (the real-vs-real floor is
+domain FID was 17.3 with the live G's statistics and 3.1 with its own (the real-vs-real floor is
 3.45). So before the average is used, `recompute_statistics` measures them on the average
 itself, as BigGAN's "standing statistics" do.
 """
