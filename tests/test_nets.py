@@ -5,7 +5,7 @@ from torch.nn.utils import parametrize
 from ganforge.errors import UserError
 from ganforge.nets.conditional import ProjectionDiscriminator
 from ganforge.nets.brief import BriefDiscriminator, BriefGenerator
-from ganforge.nets.dcgan import DCGANDiscriminator, DCGANGenerator, resolution_plan
+from ganforge.nets.dcgan import DCGANDiscriminator, DCGANGenerator, LatentProjection, resolution_plan
 
 
 @pytest.mark.parametrize("resolution", [8, 16, 28, 32, 48, 56, 64, 128, 256])
@@ -27,6 +27,26 @@ def test_dcgan_at_64_is_the_reference_architecture():
     convs = [m for m in d.modules() if isinstance(m, torch.nn.Conv2d)]
     assert [(c.in_channels, c.out_channels) for c in convs] == [(3, 64), (64, 128), (128, 256), (256, 512), (512, 1)]
     assert sum(p.numel() for p in g.parameters()) == 3_576_704  # pytorch/examples netG at nc=3
+
+
+@pytest.mark.parametrize("latent, channels, kernel", [(100, 64, 7), (150, 32, 4), (100, 512, 4)])
+@pytest.mark.parametrize("layout", [torch.contiguous_format, torch.channels_last])
+def test_latent_projection_is_the_transposed_convolution(latent, channels, kernel, layout):
+    """G's first layer as a matrix product: the same map, the same gradients, as ConvTranspose2d on its weight."""
+    torch.manual_seed(0)
+    layer = LatentProjection(latent, channels, kernel).to(memory_format=layout)
+    z = torch.randn(8, latent, 1, 1, requires_grad=True)
+    upstream = torch.randn(8, channels, kernel, kernel)
+    out = layer(z)
+    out.backward(upstream)
+    grads = layer.weight.grad.clone(), z.grad.clone()
+    layer.weight.grad = z.grad = None
+    expected = torch.nn.functional.conv_transpose2d(z, layer.weight)
+    expected.backward(upstream)
+    torch.testing.assert_close(out, expected, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grads[0], layer.weight.grad, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(grads[1], z.grad, rtol=1e-5, atol=1e-5)
+    assert out.is_contiguous(memory_format=torch.channels_last)  # what the channels_last layers after it take
 
 
 @pytest.mark.parametrize("resolution", [30, 3, 9, 100])
@@ -87,7 +107,7 @@ def test_depth_adds_one_3x3_convolution_per_resolution_and_side():
     assert count(d1) - count(d0) == conv_bn(64)
     # each sits after its resolution's activation and before the next up-convolution (or D's next strided one)
     kinds = [type(m).__name__ for m in g1.main]
-    assert kinds == ["ConvTranspose2d", "BatchNorm2d", "ReLU", "Conv2d", "BatchNorm2d", "ReLU",
+    assert kinds == ["LatentProjection", "BatchNorm2d", "ReLU", "Conv2d", "BatchNorm2d", "ReLU",
                      "ConvTranspose2d", "BatchNorm2d", "ReLU", "Conv2d", "BatchNorm2d", "ReLU", "ConvTranspose2d", "Tanh"]
     assert [type(m).__name__ for m in d1.main] == ["Conv2d", "LeakyReLU", "Conv2d", "BatchNorm2d", "LeakyReLU",
                                                    "Conv2d", "BatchNorm2d", "LeakyReLU", "Conv2d"]
@@ -101,9 +121,9 @@ def test_conditional_depth_conditions_every_added_layer():
 
     g0 = ConditionalDCGANGenerator(28, 1, 16, 32, num_classes=10)
     g1 = ConditionalDCGANGenerator(28, 1, 16, 32, num_classes=10, depth=1)
-    assert [type(c).__name__ for c in g0.convs] == ["ConvTranspose2d", "ConvTranspose2d"]
+    assert [type(c).__name__ for c in g0.convs] == ["LatentProjection", "ConvTranspose2d"]
     assert [(type(c).__name__, c.out_channels) for c in g1.convs] == [
-        ("ConvTranspose2d", 64), ("Conv2d", 64), ("ConvTranspose2d", 32), ("Conv2d", 32)]
+        ("LatentProjection", 64), ("Conv2d", 64), ("ConvTranspose2d", 32), ("Conv2d", 32)]
     assert all(isinstance(n, ConditionalBatchNorm2d) and n.bn.num_features == c.out_channels
                for n, c in zip(g1.norms, g1.convs))
     d1 = ProjectionDiscriminator(28, 1, 32, 10, depth=1)

@@ -12,10 +12,12 @@ where phi(x) is D's last feature map and psi the DCGAN's final convolution to on
 pooled features; `forward(x, y, with_classes=True)` returns (logits, class_logits).
 """
 
+from functools import partial
+
 import torch
 from torch import nn
 
-from ganforge.nets.dcgan import _widths, discriminator_trunk, init_dcgan_weights, resolution_plan, spectral_normalise
+from ganforge.nets.dcgan import LatentProjection, _widths, discriminator_trunk, init_dcgan_weights, resolution_plan, spectral_normalise
 
 # Scale of G's input class embedding. Measured on mnist5k (28x28, 1.5 CPU minutes): at N(0, 1), as loud as z,
 # G ignored z and made one image per class; at 0.1 the class was barely heard; 0.3 gave both.
@@ -47,13 +49,15 @@ class ConditionalDCGANGenerator(nn.Module):
         widths = _widths(width, k)
         self.embed = nn.Embedding(num_classes, embed_dim)
         self.convs, self.norms = nn.ModuleList(), nn.ModuleList()
-        ups = [(latent_dim + embed_dim, widths[0], base, 1, 0)] + [(cin, cout, 4, 2, 1) for cin, cout in zip(widths, widths[1:])]
-        for cin, cout, kernel, stride, padding in ups:  # each resolution: its up-convolution, then `depth` 3x3 ones
-            self.convs.append(nn.ConvTranspose2d(cin, cout, kernel, stride, padding, bias=False))
-            self.norms.append(ConditionalBatchNorm2d(cout, num_classes))
+        ups = [partial(LatentProjection, latent_dim + embed_dim, widths[0], base)]
+        ups += [partial(nn.ConvTranspose2d, cin, cout, 4, 2, 1, bias=False) for cin, cout in zip(widths, widths[1:])]
+        for up in ups:  # each resolution: its up-convolution, then `depth` 3x3 ones
+            conv = up()
+            self.convs.append(conv)
+            self.norms.append(ConditionalBatchNorm2d(conv.out_channels, num_classes))
             for _ in range(depth):  # (nets/dcgan.py); built in this order, a depth-0 net draws its weights as before
-                self.convs.append(nn.Conv2d(cout, cout, 3, 1, 1, bias=False))
-                self.norms.append(ConditionalBatchNorm2d(cout, num_classes))
+                self.convs.append(nn.Conv2d(conv.out_channels, conv.out_channels, 3, 1, 1, bias=False))
+                self.norms.append(ConditionalBatchNorm2d(conv.out_channels, num_classes))
         self.to_image = nn.ConvTranspose2d(widths[-1], channels, 4, 2, 1, bias=False)
         self.latent_dim, self.num_classes = latent_dim, num_classes
         init_dcgan_weights(self)

