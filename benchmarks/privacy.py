@@ -39,7 +39,7 @@ from ganforge.pipelines.evaluation import evaluate
 from ganforge.pipelines.sampling import load_generator
 
 COMMON = "--data mnist5k --max-images 500 --steps 3000 --eval-every 0 --seed 0 --depth 0"  # a later --max-images wins;
-# depth 0: the networks the README's privacy tables were measured with, before depth 1 became the default at 28 px
+# depth 0: the networks the README's privacy tables were measured with, before depth (1, then 2) became the default at 28 px
 CONFIGS = {  # row: (run folder, options)
     "no DP": ("no-DP", ""),
     "epsilon inf (clipping only)": ("epsilon-inf", "--dp-epsilon inf"),

@@ -155,16 +155,16 @@ def test_split_is_disjoint_and_fixed():
     assert sum(bytes(x.numpy()) in rows for x in held_a.images) < 5  # digits has a few duplicate images
 
 
-def test_small_images_default_to_a_smaller_longer_run():
-    """At 32 px or less, width 32, depth 1 and 6000 steps unless given (the quickstart's measured recipe); width 64,
+def test_small_images_default_to_a_narrower_deeper_net():
+    """At 32 px or less, width 32, depth 2 and 3500 steps unless given (the quickstart's measured recipe); width 64,
     depth 0 (the paper's DCGAN) and 5000 steps above."""
     from ganforge.config import TrainConfig
     from ganforge.training.run import generation_defaults
 
-    cases = [({"data": "mnist5k"}, (28, 32, 1, 6000)), ({"data": "mnist5k", "resolution": 64}, (64, 64, 0, None)),
-             ({"data": "mnist5k", "resolution": 32}, (32, 32, 1, 6000)),
-             ({"data": "mnist5k", "width": 48}, (28, 48, 1, 6000)), ({"data": "mnist5k", "epochs": 3.0}, (28, 32, 1, None)),
-             ({"data": "mnist5k", "steps": 10}, (28, 32, 1, 10)), ({"data": "mnist5k", "depth": 0}, (28, 32, 0, 6000)),
+    cases = [({"data": "mnist5k"}, (28, 32, 2, 3500)), ({"data": "mnist5k", "resolution": 64}, (64, 64, 0, None)),
+             ({"data": "mnist5k", "resolution": 32}, (32, 32, 2, 3500)),
+             ({"data": "mnist5k", "width": 48}, (28, 48, 2, 3500)), ({"data": "mnist5k", "epochs": 3.0}, (28, 32, 2, None)),
+             ({"data": "mnist5k", "steps": 10}, (28, 32, 2, 10)), ({"data": "mnist5k", "depth": 0}, (28, 32, 0, 3500)),
              ({"data": "mnist5k", "resolution": 64, "depth": 2}, (64, 64, 2, None)),
              ({"data": "mnist5k", "arch": "seed"}, (56, None, None, None))]  # the brief's nets are fixed
     for options, expected in cases:

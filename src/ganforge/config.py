@@ -67,7 +67,7 @@ class TrainConfig:
                                "above; the brief's networks (--arch seed) have fixed widths", group=NETS,
                                needs=("arch", "dcgan"), by_task={"generation": None})  # resolved with the resolution
     depth: int | None = option(0, "extra 3x3 convolutions per resolution in G and D (a DCGAN at 28 px has only two layers "
-                               "a side); for generation 1 at 32 px or less, 0 above (the paper's DCGAN)", group=NETS,
+                               "a side); for generation 2 at 32 px or less, 0 above (the paper's DCGAN)", group=NETS,
                                tasks=NOISE, needs=("arch", "dcgan"), by_task={"generation": None})  # by resolution
     latent_dim: int = option(100, "size of the noise vector z", group=NETS, tasks=NOISE)
     loss: str | None = option("bce", "adversarial loss: the brief's non-saturating bce, hinge, lsgan or wgan-gp",
@@ -102,7 +102,7 @@ class TrainConfig:
                               "DiffAugment; below 1 keeps transforms such as translation from leaking into the samples)",
                               group=LOSSES, needs="augment")
     batch_size: int | None = option(64, "images per step and per process", group=OPTIM, by_task={"style": 4})
-    steps: int | None = option(None, "training steps (D and G updates); default 5000 unless --epochs (6000 for "
+    steps: int | None = option(None, "training steps (D and G updates); default 5000 unless --epochs (3500 for "
                                      "generation at 32 px or less)", group=OPTIM)
     epochs: float | None = option(None, "training length in passes over the data (instead of --steps)", group=OPTIM)
     max_minutes: float | None = option(None, "stop (with a checkpoint) after this many minutes of training, whatever --steps says",

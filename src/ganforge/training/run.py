@@ -37,11 +37,12 @@ from ganforge.training.trainer import Trainer, total_steps, updates_per_epoch
 
 log = logging.getLogger("ganforge")
 DEFAULT_STEPS = 5000
-# Generation at 32 px or less (the quickstart's 28 px digits): half the width, one more convolution per resolution
-# (depth 1), 20% more steps. On mnist5k, width 32 beat width 64 (the old shipped model) on confidence, class entropy
-# and domain FID at 2.5x the speed; depth 1 then beat depth 0 by far in the same time, and 6000 steps of it keep the
-# quickstart within 6 minutes on 2 cores (7000 took 5:48 and 6:25) (benchmarks/digits_quality.py; README, "Quickstart").
-SMALL_IMAGE_SIDE, SMALL_IMAGE_WIDTH, SMALL_IMAGE_DEPTH, SMALL_IMAGE_STEPS = 32, 32, 1, 6000
+# Generation at 32 px or less (the quickstart's 28 px digits): half the width, two more convolutions per resolution
+# (depth 2), 3500 steps. On mnist5k, width 32 beat width 64 (the old shipped model) at 2.5x the speed; depth then beat
+# everything else: of depths 1-4 given the same wall time, depth 2's 3500 steps scored best on confidence, class
+# entropy and domain FID, and keep the quickstart within 6 minutes on 2 cores (5:31 on a slow day, when depth 1's
+# 6000 steps took 6:22) (benchmarks/digits_quality.py; README, "Quickstart").
+SMALL_IMAGE_SIDE, SMALL_IMAGE_WIDTH, SMALL_IMAGE_DEPTH, SMALL_IMAGE_STEPS = 32, 32, 2, 3500
 SAVED_DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}  # config.yaml's environment.dtype
 RESUMABLE_CHANGES = {"steps", "epochs", "max_minutes", "device", "sample_every", "checkpoint_every", "log_every",
                      "eval_every", "eval_samples"}
