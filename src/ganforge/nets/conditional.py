@@ -17,7 +17,8 @@ from functools import partial
 import torch
 from torch import nn
 
-from ganforge.nets.dcgan import LatentProjection, _widths, discriminator_trunk, init_dcgan_weights, resolution_plan, spectral_normalise
+from ganforge.nets.dcgan import (LatentProjection, _widths, discriminator_trunk, init_dcgan_weights, resolution_plan,
+                                 spectral_normalise)
 
 # Scale of G's input class embedding. Measured on mnist5k (28x28, 1.5 CPU minutes): at N(0, 1), as loud as z,
 # G ignored z and made one image per class; at 0.1 the class was barely heard; 0.3 gave both.
