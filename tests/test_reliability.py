@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file
+from safetensors.torch import load_file, save_file
 
 import ganforge.atomic as atomic
 from ganforge.atomic import atomic_folder, atomic_path, read_together, remove_leftovers
@@ -103,6 +103,22 @@ def test_atomic_path_syncs_data_before_the_rename_and_the_rename_after(tmp_path,
         tmp.write_text("new")
     assert calls == [("fsync", tmp.name), ("rename", "a.txt"), ("fsync", tmp_path.name)]
     assert (tmp_path / "a.txt").read_text() == "new" and not tmp.exists()
+
+
+def test_written_files_get_the_mode_a_plain_write_gives(tmp_path, monkeypatch):
+    """safetensors writes its files owner-only (0o600); a model folder or checkpoint must be as readable as any file
+    the user's umask allows, or a folder shared with a group, or served by another user, cannot be loaded."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    assert atomic.FILE_MODE == 0o666 & ~mask
+    for mode in (atomic.FILE_MODE, 0o640):
+        monkeypatch.setattr(atomic, "FILE_MODE", mode)
+        save_model(tmp_path / "model", {"version": 1}, {"generator": {"w": torch.zeros(3)}})
+        with atomic_path(tmp_path / "weights.safetensors") as tmp:
+            save_file({"w": torch.zeros(3)}, str(tmp))
+        written = [tmp_path / "model" / "generator.safetensors", tmp_path / "model" / "config.json",
+                   tmp_path / "weights.safetensors"]
+        assert [oct(p.stat().st_mode & 0o777) for p in written] == [oct(mode)] * 3
 
 
 @pytest.mark.parametrize("exchange", [True, False], ids=["renameat2", "fallback"])

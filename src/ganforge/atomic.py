@@ -22,6 +22,18 @@ ASIDE = ".tmp-old"  # suffix of an old folder that `atomic_folder` moved aside
 FOLDER_HANDLES = os.open in os.supports_dir_fd  # not on Windows
 
 
+def _umask() -> int:
+    mask = os.umask(0o022)  # the only way to read it; put back at once (this runs at import, before any thread)
+    os.umask(mask)
+    return mask
+
+
+# What `open()` gives a new file (0o644 under the usual umask). Some writers create files owner-only
+# (safetensors' save_file makes 0o600), which a model folder shared with a group or served by another
+# user would then refuse; every file these helpers publish gets the mode a plain write would have.
+FILE_MODE = 0o666 & ~_umask()
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path):
     """Yield a temporary path beside `path`; it replaces `path` only when the block succeeds.
@@ -35,6 +47,7 @@ def atomic_path(path: str | Path):
     tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp{path.suffix}")
     try:
         yield tmp
+        os.chmod(tmp, FILE_MODE)
         fsync(tmp)
         os.replace(tmp, path)
         _fsync_folder(path.parent)
@@ -59,6 +72,8 @@ def atomic_folder(folder: str | Path):
     try:
         yield tmp
         for path in tmp.rglob("*"):  # files, and sub-folders' entries
+            if path.is_file():
+                os.chmod(path, FILE_MODE)
             fsync(path)
         _fsync_folder(tmp)
         if not folder.exists():
