@@ -28,6 +28,8 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
+from ganforge.device import pick_dtype
+
 R1_EVERY = 16  # ganforge's default lazy R1 interval (--r1-every)
 
 
@@ -93,7 +95,6 @@ def reference_step_fn(batch: int, resolution: int, device: torch.device):
 def ganforge_step_fn(arch: str, precision: str, batch: int, resolution: int, device: torch.device, options: dict):
     from ganforge.config import TrainConfig
     from ganforge.tasks.generation import GenerationTask
-    from ganforge.device import pick_dtype
     from ganforge.training.distributed import DistInfo
     from ganforge.training.trainer import Trainer
 
@@ -164,25 +165,28 @@ def main() -> None:
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--bf16", action="store_true", help="add a bf16-autocast row (slow on CPUs without AVX512-BF16)")
+    ap.add_argument("--bf16", action="store_true", help="add bf16-autocast rows where auto chose fp32 (slow on CPUs without "
+                    "AVX512-BF16)")
     ap.add_argument("--compile", action="store_true", help="add --compile rows (torch.compile; its compilation is in the "
                     "warm-up column)")
     args = ap.parse_args()
     common = {"batch": args.batch, "steps": args.steps, "warmup": args.warmup, "device": args.device}
     plain = {"r1_gamma": 0.0, "ema_decay": 0.0, "augment": "none"}  # the reference's algorithm: no R1, EMA or DiffAugment
+    auto = str(pick_dtype("auto", torch.device(args.device))).removeprefix("torch.")
+    dcgan = {"impl": "ganforge", "resolution": 64, "arch": "dcgan"}
     rows = [
         ("pytorch/examples DCGAN (reference)", {"impl": "reference", "resolution": 64, "arch": "dcgan", "precision": "fp32"}),
-        ("ganforge plain DCGAN (--r1-gamma 0 --ema-decay 0 --augment none)", {"impl": "ganforge", "resolution": 64, "arch": "dcgan", "precision": "auto", "options": plain}),
-        ("ganforge default (+ lazy R1 + EMA + colour DiffAugment)", {"impl": "ganforge", "resolution": 64, "arch": "dcgan", "precision": "auto", "options": {}}),
-        ("ganforge --arch seed, plain (56x56)", {"impl": "ganforge", "resolution": 56, "arch": "seed", "precision": "auto", "options": plain}),
+        (f"ganforge plain DCGAN (--r1-gamma 0 --ema-decay 0 --augment none), auto: {auto}", {**dcgan, "precision": "auto", "options": plain}),
+        (f"ganforge default (+ lazy R1 + EMA + colour DiffAugment), auto: {auto}", {**dcgan, "precision": "auto", "options": {}}),
+        (f"ganforge --arch seed, plain (56x56), auto: {auto}", {"impl": "ganforge", "resolution": 56, "arch": "seed", "precision": "auto", "options": plain}),
     ]
+    # The precisions auto did not choose, where the CPU could run them: fp32 always, bf16 when asked for.
+    for precision in ["fp32"] * (auto != "float32") + ["bf16"] * (args.bf16 and auto != "bfloat16"):
+        rows.append((f"ganforge plain DCGAN --precision {precision}", {**dcgan, "precision": precision, "options": plain}))
+        rows.append((f"ganforge default --precision {precision}", {**dcgan, "precision": precision, "options": {}}))
     if args.compile:
-        rows.insert(3, ("ganforge plain DCGAN --compile", {"impl": "ganforge", "resolution": 64, "arch": "dcgan", "precision": "auto",
-                                                             "options": {**plain, "compile": True}}))
-        rows.insert(4, ("ganforge default --compile", {"impl": "ganforge", "resolution": 64, "arch": "dcgan", "precision": "auto",
-                                                        "options": {"compile": True}}))
-    if args.bf16:
-        rows.insert(2, ("ganforge plain DCGAN --precision bf16", {"impl": "ganforge", "resolution": 64, "arch": "dcgan", "precision": "bf16", "options": plain}))
+        rows.append(("ganforge plain DCGAN --compile", {**dcgan, "precision": "auto", "options": {**plain, "compile": True}}))
+        rows.append(("ganforge default --compile", {**dcgan, "precision": "auto", "options": {"compile": True}}))
     print(f"device: {args.device}, torch {torch.__version__}, {torch.get_num_threads()} threads, batch {args.batch}, "
           f"{args.steps} timed steps after {args.warmup} warm-up")
     print(f"| {'configuration':50} | {'images/s':>9} | {'vs reference':>12} | {'peak MB':>8} | {'GFLOP/s':>8} | {'warm-up s':>9} |")

@@ -24,12 +24,40 @@ def test_cpu_flags_are_read_from_the_flags_lines():
     assert parse_cpu_flags("model name\t: flags and more\n") == frozenset()  # only a line named flags
 
 
-@pytest.mark.parametrize("extra, expected", [("", torch.float32), ("avx512_bf16", torch.float32),
-                                             ("amx_bf16 amx_tile", torch.bfloat16), ("avx512_fp16", torch.float32)])
-def test_auto_precision_on_the_cpu_follows_native_bf16(monkeypatch, extra, expected):
+@pytest.mark.parametrize("extra, speedup, expected", [
+    ("", 3.0, torch.float32),  # no AVX512-BF16: emulated, whatever a probe would say
+    ("amx_bf16 amx_tile avx512_bf16", 0.5, torch.bfloat16),  # AMX: fast, with no probe
+    ("avx512_bf16", 1.48, torch.bfloat16),  # AVX512-BF16 alone: the probe decides (an AMD EPYC)...
+    ("avx512_bf16", 0.74, torch.float32),  # ... (a Xeon)
+    ("avx512_bf16", 1.1, torch.float32),  # within the margin, fp32
+    ("avx512_fp16", 3.0, torch.float32)])
+def test_auto_precision_on_the_cpu_follows_its_flags_then_the_probe(monkeypatch, extra, speedup, expected):
     monkeypatch.setattr(device_module, "cpu_flags", lambda: parse_cpu_flags(CPUINFO.format(extra=extra)))
+    monkeypatch.setattr(device_module, "remembered_bf16_speedup", lambda: speedup)
     assert pick_dtype("auto", torch.device("cpu")) == expected
     assert pick_dtype("fp32", torch.device("cpu")) == torch.float32  # asked for, whatever the CPU has
+
+
+def test_the_probe_is_the_ratio_of_the_best_times(monkeypatch):
+    """fp32's best time over bf16's; the first of each (kernel building) is not counted."""
+    times = {torch.float32: iter([0.01, 0.5, 0.4, 0.6]), torch.bfloat16: iter([0.01, 0.3, 0.2, 0.25])}
+    monkeypatch.setattr(device_module, "time_convolutions", lambda dtype, inputs, weights: next(times[dtype]))
+    assert device_module.measure_bf16_speedup(repeats=3) == pytest.approx(0.4 / 0.2)
+
+
+def test_the_probe_runs_once_per_machine_and_leaves_the_rng_alone(monkeypatch, tmp_path):
+    monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path))
+    device_module.remembered_bf16_speedup.cache_clear()
+    state = torch.get_rng_state()
+    first = device_module.remembered_bf16_speedup()  # the real probe, on this machine
+    assert torch.equal(torch.get_rng_state(), state)  # a seeded run draws the same numbers whether it probed or not
+    assert first > 0
+    kept = json.loads((tmp_path / "bf16-speedup.json").read_text())
+    assert kept == {device_module.probe_key(): pytest.approx(first, abs=1e-3)}
+    device_module.remembered_bf16_speedup.cache_clear()
+    monkeypatch.setattr(device_module, "measure_bf16_speedup", lambda: pytest.fail("probed again"))
+    assert device_module.remembered_bf16_speedup() == kept[device_module.probe_key()]  # read back, not re-measured
+    device_module.remembered_bf16_speedup.cache_clear()
 
 
 def test_a_bf16_run_on_the_cpu_trains_and_records_its_precision(tmp_path, small_args):

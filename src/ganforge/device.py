@@ -2,11 +2,21 @@
 
 import contextlib
 import functools
+import hashlib
+import json
+import logging
+import math
+import time
 from pathlib import Path
 
 import torch
+import torch.nn.functional as F
 
+from ganforge.atomic import atomic_path
+from ganforge.data.embedded import cache_dir
 from ganforge.errors import UserError
+
+log = logging.getLogger(__name__)
 
 
 def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
@@ -32,9 +42,14 @@ def pick_device(name: str = "auto", local_rank: int = 0) -> torch.device:
     return device
 
 
-# /proc/cpuinfo's name for AMX bf16 tiles. AVX512-BF16 alone is not enough: on a Xeon with avx512_bf16 but no AMX,
-# bf16 autocast measured 1.55x slower than fp32 on a 4x4 convolution and 1.35x slower on the DCGAN training step.
-BF16_CPU_FLAGS = frozenset({"amx_bf16"})
+# Where the CPU's flags settle it, they do: with AMX tiles bf16 autocast was about 1.8x fp32, and without AVX512-BF16
+# every bf16 operation is emulated (about 20x slower). AVX512-BF16 without AMX goes either way: on a Xeon the DCGAN
+# step was 1.35x slower in bf16 (a 4x4 convolution 1.55x), on an AMD EPYC 1.6x faster. There a probe decides.
+AMX_BF16_FLAG = "amx_bf16"
+AVX512_BF16_FLAG = "avx512_bf16"
+# The probe's speedup above which auto picks bf16: a margin, so that a noisy probe on a CPU where the two are about
+# as fast keeps fp32, the precision whose results every other machine can reproduce.
+BF16_MIN_SPEEDUP = 1.2
 
 
 def parse_cpu_flags(cpuinfo: str) -> frozenset[str]:
@@ -44,22 +59,88 @@ def parse_cpu_flags(cpuinfo: str) -> frozenset[str]:
 
 
 @functools.cache
-def cpu_flags() -> frozenset[str]:
-    """This CPU's feature flags (Linux's /proc/cpuinfo); empty where there is no such file."""
+def cpuinfo_text() -> str:
+    """Linux's /proc/cpuinfo; empty where there is no such file."""
     try:
-        return parse_cpu_flags(Path("/proc/cpuinfo").read_text())
+        return Path("/proc/cpuinfo").read_text()
     except OSError:
-        return frozenset()
+        return ""
+
+
+def cpu_flags() -> frozenset[str]:
+    """This CPU's feature flags."""
+    return parse_cpu_flags(cpuinfo_text())
 
 
 def cpu_has_native_bf16() -> bool:
-    """Whether the CPU's bf16 is faster than its fp32 (AMX): bf16 autocast was about 1.8x fp32 on such a CPU, slower
-    than fp32 with AVX512-BF16 alone, and 20x slower on an AVX2-only one, where every bf16 operation is emulated."""
-    return bool(cpu_flags() & BF16_CPU_FLAGS)
+    """Whether bf16 autocast is faster than fp32 on this CPU: by its flags where they settle it, else by the probe."""
+    flags = cpu_flags()
+    if AMX_BF16_FLAG in flags:
+        return True
+    if AVX512_BF16_FLAG not in flags:
+        return False
+    return remembered_bf16_speedup() >= BF16_MIN_SPEEDUP
+
+
+def probe_key() -> str:
+    """What the probe's answer depends on: the CPU (its name and flags), PyTorch's kernels and the thread count."""
+    names = {line.split(":", 1)[1].strip() for line in cpuinfo_text().splitlines()
+             if line.split(":", 1)[0].strip() == "model name"}
+    flags = hashlib.sha256(" ".join(sorted(cpu_flags())).encode()).hexdigest()[:12]
+    return f"{' / '.join(sorted(names)) or 'unknown CPU'} (flags {flags}), torch {torch.__version__}, " \
+           f"{torch.get_num_threads()} threads"
+
+
+@functools.cache
+def remembered_bf16_speedup() -> float:
+    """The probe's speedup for this machine, measured once and kept in the cache folder: every later run picks the
+    same precision, so that a seed gives the same result on this machine run after run. Delete the file to measure
+    again (on a busy machine the probe can be wrong: contention slows bf16 more than fp32)."""
+    path, key = cache_dir() / "bf16-speedup.json", probe_key()
+    try:
+        known = json.loads(path.read_text())
+    except (OSError, ValueError):
+        known = {}
+    known = known if isinstance(known, dict) else {}
+    if not isinstance(known.get(key), (int, float)):
+        known[key] = round(measure_bf16_speedup(), 3)
+        try:
+            with atomic_path(path) as tmp:
+                tmp.write_text(json.dumps(known, indent=1) + "\n")
+        except OSError:
+            pass  # a read-only cache only costs the probe again next run
+        log.info("--precision auto: bf16 convolutions ran %.2fx as fast as fp32 on this CPU (kept in %s)", known[key], path)
+    return float(known[key])
+
+
+def time_convolutions(dtype: torch.dtype, inputs: list[torch.Tensor], weights: list[torch.Tensor]) -> float:
+    """Seconds for a convolution and a transposed one, forward and backward, under `dtype` autocast."""
+    t0 = time.perf_counter()
+    with torch.autocast("cpu", dtype=dtype, enabled=dtype != torch.float32):
+        out = F.conv2d(inputs[0], weights[0], stride=2, padding=1).float().sum()
+        out = out + F.conv_transpose2d(inputs[1], weights[1], stride=2, padding=1).float().sum()
+    out.backward()
+    return time.perf_counter() - t0
+
+
+def measure_bf16_speedup(repeats: int = 7) -> float:
+    """fp32's time over bf16's on two layers of a DCGAN's size (a 4x4 stride-2 convolution and its transpose, 64 and
+    128 channels, batch 16), in turns, best of `repeats` each. About half a second; the global RNG is not touched."""
+    gen = torch.Generator().manual_seed(0)
+    inputs = [torch.randn(16, 64, 32, 32, generator=gen), torch.randn(16, 128, 16, 16, generator=gen)]
+    weights = [torch.randn(128, 64, 4, 4, generator=gen) * 0.03, torch.randn(128, 64, 4, 4, generator=gen) * 0.03]
+    inputs = [x.contiguous(memory_format=torch.channels_last).requires_grad_() for x in inputs]
+    weights = [w.requires_grad_() for w in weights]
+    best = {torch.float32: math.inf, torch.bfloat16: math.inf}
+    for attempt in range(repeats + 1):  # the first of each builds its kernels, and is not counted
+        for dtype in best:
+            seconds = time_convolutions(dtype, inputs, weights)
+            best[dtype] = min(best[dtype], seconds) if attempt else best[dtype]
+    return best[torch.float32] / best[torch.bfloat16]
 
 
 def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
-    """The autocast dtype: "auto" is bf16 on a bf16-capable GPU or a CPU with AMX, and fp32 elsewhere."""
+    """The autocast dtype: "auto" is bf16 on a bf16-capable GPU or a CPU where bf16 is faster, and fp32 elsewhere."""
     if precision == "auto":
         if device.type == "cuda" and torch.cuda.is_bf16_supported():
             return torch.bfloat16
