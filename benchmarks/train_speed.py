@@ -8,13 +8,18 @@ same architecture (`--arch dcgan`, width 64, latent 100) at the same batch.
     python benchmarks/train_speed.py                 # 64x64, batch 64, on this machine's device
     python benchmarks/train_speed.py --steps 10 --warmup 2
     python benchmarks/train_speed.py --compile        # adds torch.compile rows
+    python benchmarks/train_speed.py --bf16           # adds bf16 rows where auto chose fp32
 
 Each row also gives the achieved GFLOP/s: the floating-point operations of one step, counted by
 `torch.utils.flop_counter.FlopCounterMode` (convolutions and matrix products, forward and
 backward; a multiply-add is 2; for the default, a step without its R1 penalty, which comes every
-16th step), times steps per second, so the default's figure is a slight underestimate; and the last line gives the machine's
+16th step), times steps per second, so the default's figure is a slight underestimate; and the last lines give the machine's
 convolution peak: the best GFLOP/s of large 3x3 convolutions, forward and backward, in the same
-setting. The distance between the two is what faster kernels could still win.
+setting, in fp32 and, where auto chose bf16 or --bf16 is given, in bf16. The distance between a row and the peak of
+its precision is what faster kernels could still win.
+
+`--precision auto` is what each ganforge row runs unless it says otherwise; the rows' labels name what it chose on
+this machine, and the other precision's rows follow (fp32 always, bf16 with --bf16).
 """
 
 import argparse
@@ -28,7 +33,7 @@ import torch
 from torch import nn
 from torch.utils.flop_counter import FlopCounterMode
 
-from ganforge.device import pick_dtype
+from ganforge.device import autocast, pick_dtype
 
 R1_EVERY = 16  # ganforge's default lazy R1 interval (--r1-every)
 
@@ -136,18 +141,20 @@ def measure(spec: dict) -> dict:
             "gflop_per_s": counter.get_total_flops() * spec["steps"] / seconds / 1e9}
 
 
-def convolution_peak(device: torch.device, repeats: int = 5) -> float:
-    """The best GFLOP/s of 3x3 convolutions (forward and backward) at widths 128-512, channels_last, fp32."""
+def convolution_peak(device: torch.device, dtype: torch.dtype, repeats: int = 5) -> float:
+    """The best GFLOP/s of 3x3 convolutions (forward and backward) at widths 128-512, channels_last, under `dtype`
+    autocast (fp32: none)."""
     best = 0.0
     for width, side in ((128, 32), (256, 16), (512, 8)):
         conv = nn.Conv2d(width, width, 3, padding=1, bias=False).to(device, memory_format=torch.channels_last)
         x = torch.randn(64, width, side, side, device=device).contiguous(memory_format=torch.channels_last)
         x.requires_grad_(True)
-        with FlopCounterMode(display=False) as counter:
-            conv(x).sum().backward()
+        with FlopCounterMode(display=False) as counter, autocast(device, dtype):
+            conv(x).float().sum().backward()
         for _ in range(repeats):
             t0 = time.perf_counter()
-            conv(x).sum().backward()
+            with autocast(device, dtype):
+                conv(x).float().sum().backward()
             if device.type == "cuda":
                 torch.cuda.synchronize()
             best = max(best, counter.get_total_flops() / (time.perf_counter() - t0) / 1e9)
@@ -157,7 +164,9 @@ def convolution_peak(device: torch.device, repeats: int = 5) -> float:
 def main() -> None:
     if len(sys.argv) == 3 and sys.argv[1] == "--child":
         spec = json.loads(sys.argv[2])
-        result = {"gflop_per_s": convolution_peak(torch.device(spec["device"]))} if spec["impl"] == "peak" else measure(spec)
+        device = torch.device(spec["device"])
+        result = ({"gflop_per_s": convolution_peak(device, pick_dtype(spec["precision"], device))}
+                  if spec["impl"] == "peak" else measure(spec))
         print(json.dumps(result))
         return
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -200,9 +209,11 @@ def main() -> None:
         reference = reference or r["img_per_s"]
         print(f"| {name:50} | {r['img_per_s']:9.1f} | {r['img_per_s'] / reference:11.2f}x | {r['peak_mb']:8.0f} | "
               f"{r['gflop_per_s']:8.1f} | {r['warmup_s']:9.1f} |", flush=True)
-    peak = child({**common, "impl": "peak"})
-    print(f"\nconvolution peak of this machine (3x3, forward + backward, fp32, channels_last): "
-          f"{peak.get('gflop_per_s', float('nan')):.1f} GFLOP/s")
+    print()
+    for precision in ["fp32"] + ["bf16"] * (args.bf16 or auto == "bfloat16"):
+        peak = child({**common, "impl": "peak", "precision": precision})
+        print(f"convolution peak of this machine (3x3, forward + backward, {precision}, channels_last): "
+              f"{peak.get('gflop_per_s', float('nan')):.1f} GFLOP/s")
 
 
 def child(spec: dict) -> dict:
