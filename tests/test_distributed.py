@@ -58,3 +58,20 @@ def test_private_torchrun_sums_clipped_gradients_over_ranks_and_accounts_each_sh
     privacy = json.loads((tmp_path / "run" / "model" / "config.json").read_text())["privacy"]
     sigma = privacy["noise_multiplier"]
     assert privacy["history"] == [[sigma, 16 / 100, 5]] and 7.9 < privacy["epsilon"] <= 8.0
+
+
+def test_every_rank_computes_in_the_precision_rank_0_chose(tmp_path):
+    """`--precision auto` may time a probe, and ranks sharing cores can read it differently: rank 0's choice holds."""
+    worker = tmp_path / "worker.py"
+    worker.write_text(
+        "import sys, torch\n"
+        "from ganforge.training.distributed import init_distributed, main_process_dtype, shutdown\n"
+        "info = init_distributed('cpu')\n"
+        "mine = torch.bfloat16 if info.rank == 0 else torch.float32\n"
+        "print(f'rank {info.rank}: {main_process_dtype(mine, info, torch.device(\"cpu\"))}', file=sys.stderr)\n"
+        "shutdown(info)\n")
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
+    proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", str(worker)], capture_output=True,
+                          text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "rank 0: torch.bfloat16" in proc.stderr and "rank 1: torch.bfloat16" in proc.stderr

@@ -39,6 +39,20 @@ def init_distributed(device_type: str) -> DistInfo:
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
+AUTOCAST_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
+
+
+def main_process_dtype(dtype: torch.dtype, info: DistInfo, device: torch.device) -> torch.dtype:
+    """Rank 0's autocast dtype, on every rank. `--precision auto` may choose by a timing probe, and ranks that share
+    a machine's cores probe at once and can read it differently; ranks computing in different precisions would
+    still train, but not as the run's config says."""
+    if not info.enabled:
+        return dtype
+    index = torch.tensor([AUTOCAST_DTYPES.index(dtype)], device=device)  # NCCL broadcasts only CUDA tensors
+    dist.broadcast(index, src=0)
+    return AUTOCAST_DTYPES[int(index.item())]
+
+
 def data_parallel(module: torch.nn.Module, device: torch.device) -> DistributedDataParallel:
     """`module` (already on `device`, in its final memory format) wrapped in DDP, its gradients laid out as its weights.
 

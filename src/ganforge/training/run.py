@@ -30,7 +30,7 @@ from ganforge.tasks.style import StyleTask
 from ganforge.tasks.superres import SuperResTask
 from ganforge.tasks.translate import TranslateTask
 from ganforge.device import pick_device, pick_dtype
-from ganforge.training.distributed import init_distributed, local_rank_from_env, shutdown
+from ganforge.training.distributed import init_distributed, local_rank_from_env, main_process_dtype, shutdown
 from ganforge.training.checkpoint import checkpoint_meta
 from ganforge.training.monitors import MONITOR_PHOTOS, InpaintMonitor, SuperResMonitor, TrainingMonitor
 from ganforge.training.trainer import Trainer, total_steps, updates_per_epoch
@@ -282,7 +282,7 @@ def train(cfg: TrainConfig, resume: bool = False, given: dict | None = None) -> 
 
 
 def _train(cfg: TrainConfig, out: Path, resume: bool, device: torch.device, dist) -> Path:
-    dtype = pick_dtype(cfg.precision, device)
+    dtype = main_process_dtype(pick_dtype(cfg.precision, device), dist, device)
     if dist.is_main:
         check_writable_folder(out / "checkpoints", "--out")
     seed_everything(cfg.seed)
