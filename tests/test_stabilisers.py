@@ -440,3 +440,34 @@ def test_top_k_epochs_are_counted_as_epochs_counts_them():
     task, images, _, _ = generation_setup(cfg, DistInfo())
     assert task.steps_per_epoch == pytest.approx(len(images) // 64 / 5)  # 1797 digits: 28 updates, 5.6 steps
     assert task.steps_per_epoch == pytest.approx(total_steps(cfg, len(images), 1), abs=0.5)
+
+
+def test_d_gets_the_gradient_of_its_loss_plus_lazy_r1_backpropagated_apart(tmp_path):
+    """R1 is backpropagated on its own before D's loss (half the memory); D's optimiser must still see the gradient
+    of L_D + 0.5 gamma k R1 on R1 steps, as one fused backward gives it, and of L_D alone on the others."""
+    import copy
+
+    trainer = make_trainer(tmp_path, resolution=16, r1_gamma=2.0, r1_every=4, augment="none", ema_decay=0.0)
+    d, objective, seen = trainer.discriminator, trainer.task.adversarial_objective, {}
+    loss_fn, step_fn = trainer.task.discriminator_loss, trainer.opt_d.step
+
+    def recording_loss(critic, batch, fake, step):
+        seen.update(real=batch["real"].clone(), fake=fake.detach().clone(), d=copy.deepcopy(d))
+        return loss_fn(critic, batch, fake, step)
+
+    def recording_step(*args, **kwargs):
+        seen["grads"] = [p.grad.clone() for p in d.parameters()]
+        return step_fn(*args, **kwargs)
+
+    trainer.task.discriminator_loss, trainer.opt_d.step = recording_loss, recording_step
+    for step, with_r1 in [(0, True), (1, False), (2, False), (4, True)]:
+        stats = trainer.train_step(step)
+        assert ("r1" in stats) == with_r1
+        critic, real = seen["d"], seen["real"].requires_grad_(True)
+        real_logits = critic(real).float()
+        loss = objective.d_loss_fn(real_logits, critic(seen["fake"]).float())
+        if with_r1:
+            loss = loss + 0.5 * 2.0 * 4 * r1_penalty(real_logits, real)
+        expected = torch.autograd.grad(loss, list(critic.parameters()))
+        for got, want in zip(seen["grads"], expected, strict=True):
+            assert torch.allclose(got, want, rtol=1e-4, atol=1e-6)

@@ -105,6 +105,10 @@ class ConditionalGenerationTask(AdversarialThroughout):
             stats = {**stats, "ac_real": ac_real.detach()}
         return loss, stats
 
+    def discriminator_penalty(self, discriminator: nn.Module, batch: dict, step: int):
+        """R1 on D's real/fake logit for the real images and their classes (the class head is not penalised)."""
+        return self.adversarial_objective.r1_loss(self._critic(discriminator, batch["labels"], []), batch["real"], step)
+
     def discriminator_real_losses(self, discriminator: nn.Module, batch: dict) -> torch.Tensor:
         """D's loss on each real image and its class (DP-SGD clips the gradient of each (x, y) record)."""
         class_logits: list[torch.Tensor] = []

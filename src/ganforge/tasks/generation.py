@@ -68,6 +68,10 @@ class GenerationTask(AdversarialThroughout):
         """L_D on real images and detached fakes; also returns D(x) and D(G(z)) for the log."""
         return self.adversarial_objective.discriminator_loss(discriminator, batch["real"], fake, step)
 
+    def discriminator_penalty(self, discriminator: nn.Module, batch: dict, step: int):
+        """The lazy R1 penalty on the real images when due (None otherwise), backpropagated apart from L_D."""
+        return self.adversarial_objective.r1_loss(discriminator, batch["real"], step)
+
     def discriminator_real_losses(self, discriminator: nn.Module, batch: dict) -> torch.Tensor:
         """D's loss on each real image (DP-SGD clips each one's gradient)."""
         return self.adversarial_objective.real_losses(discriminator, batch["real"])

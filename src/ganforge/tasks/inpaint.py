@@ -105,6 +105,9 @@ class InpaintTask(AdversarialThroughout):
         return self.adversarial_objective.discriminator_loss(self._critic(discriminator, mask), real,
                                                              composite(fake, real, mask), step)
 
+    def discriminator_penalty(self, discriminator: nn.Module, batch: dict, step: int):
+        return self.adversarial_objective.r1_loss(self._critic(discriminator, batch["mask"]), batch["real"], step)
+
     def generator_loss(self, discriminator: nn.Module, batch: dict, fake: torch.Tensor, step: int):
         real, mask = batch["real"], batch["mask"]
         fake32, real32 = fake.float(), real.float()

@@ -72,6 +72,9 @@ class SuperResTask:
     def discriminator_loss(self, discriminator: nn.Module, batch: dict, fake: torch.Tensor, step: int):
         return self.adversarial_objective.discriminator_loss(discriminator, batch["real"], fake, step)
 
+    def discriminator_penalty(self, discriminator: nn.Module, batch: dict, step: int):
+        return self.adversarial_objective.r1_loss(discriminator, batch["real"], step)
+
     def generator_loss(self, discriminator: nn.Module, batch: dict, fake: torch.Tensor, step: int):
         """L1 to the ground truth, plus the adversarial (and perceptual) terms once the fidelity phase is over."""
         l1 = F.l1_loss(fake.float(), batch["real"].float())

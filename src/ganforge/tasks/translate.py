@@ -64,6 +64,14 @@ class TranslateTask(AdversarialThroughout):
             lambda x: discriminator(x, "b"), batch["b"], pools.pool_b.query(fake["fake_b"]), step)
         return loss_a + loss_b, {**{f"{k}_a": v for k, v in stats_a.items()}, **{f"{k}_b": v for k, v in stats_b.items()}}
 
+    def discriminator_penalty(self, discriminator: nn.Module, batch: dict, step: int):
+        """R1 of D_A on real A plus R1 of D_B on real B, when due."""
+        loss_a, stats_a = self.adversarial_objective.r1_loss(lambda x: discriminator(x, "a"), batch["a"], step)
+        loss_b, stats_b = self.adversarial_objective.r1_loss(lambda x: discriminator(x, "b"), batch["b"], step)
+        if loss_a is None:
+            return None, {}
+        return loss_a + loss_b, {"r1_a": stats_a["r1"], "r1_b": stats_b["r1"]}
+
     def generator_loss(self, discriminator: nn.Module, batch: dict, fake: dict, step: int):
         a, b = batch["a"].float(), batch["b"].float()
         objective = self.adversarial_objective

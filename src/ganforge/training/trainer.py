@@ -289,11 +289,13 @@ class Trainer:
             if self.private is not None:
                 ok, stats = self._private_d_update(batch, detached(fake), update)
             elif adversarial:
-                # (1) Update D: maximise log D(x) + log(1 - D(G(z))), i.e. minimise L_D.
-                with autocast(self.device, self.dtype):
-                    loss_d, d_stats = self.task.discriminator_loss(self.ddp_discriminator, batch, detached(fake), update)
-                stats = {"loss_d": loss_d.detach(), **d_stats}
-                ok = self._update(self.opt_d, loss_d)
+                # (1) Update D: maximise log D(x) + log(1 - D(G(z))), i.e. minimise L_D (+ R1 when due).
+                ok, stats = self._backward_d_penalty(batch, update)
+                if ok:
+                    with autocast(self.device, self.dtype):
+                        loss_d, d_stats = self.task.discriminator_loss(self.ddp_discriminator, batch, detached(fake), update)
+                    stats = {"loss_d": loss_d.detach(), **d_stats, **stats}
+                    ok = self._update(self.opt_d, loss_d, keep_grads=True)
             if not ok:
                 break
 
@@ -333,9 +335,29 @@ class Trainer:
             torch.distributed.all_reduce(finite, op=torch.distributed.ReduceOp.MIN)
         return bool(finite.item())
 
-    def _update(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor) -> bool:
-        """One optimiser step, skipped (and reported False) if the loss is not finite on any rank."""
-        optimizer.zero_grad(set_to_none=True)
+    def _backward_d_penalty(self, batch: dict, update: int) -> tuple[bool, dict]:
+        """Clear D's gradients, then backpropagate its lazy R1 penalty when due, before D's loss is computed
+        (`AdversarialObjective.r1_loss` says why); False if it is not finite on some rank.
+
+        It runs through D itself, not its DDP wrapper: R1's gradient skips some weights (the last bias, batch
+        norm's shifts), which DDP would wait for. Like a backward under DDP's `no_sync`, it stays in D's `.grad`,
+        and the loss's backward through DDP averages the sum over the ranks.
+        """
+        self.opt_d.zero_grad(set_to_none=True)
+        with autocast(self.device, self.dtype):
+            penalty, stats = self.task.discriminator_penalty(self.discriminator, batch, update)
+        if penalty is None:
+            return True, {}
+        if not self._all_finite(penalty):
+            return False, {}
+        self.scaler.scale(penalty).backward()
+        return True, stats
+
+    def _update(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, keep_grads: bool = False) -> bool:
+        """One optimiser step, skipped (and reported False) if the loss is not finite on any rank. With `keep_grads`
+        the loss's gradient is added to what an earlier backward left (D's penalty); else that is cleared first."""
+        if not keep_grads:
+            optimizer.zero_grad(set_to_none=True)
         if not self._all_finite(loss):
             return False
         self.scaler.scale(loss).backward()
