@@ -49,7 +49,8 @@ def test_the_probe_runs_once_per_machine_and_leaves_the_rng_alone(monkeypatch, t
     monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path))
     device_module.remembered_bf16_speedup.cache_clear()
     state = torch.get_rng_state()
-    first = device_module.remembered_bf16_speedup()  # the real probe, on this machine
+    with torch.inference_mode():  # the probe needs gradients, whatever mode its caller is in
+        first = device_module.remembered_bf16_speedup()  # the real probe, on this machine
     assert torch.equal(torch.get_rng_state(), state)  # a seeded run draws the same numbers whether it probed or not
     assert first > 0
     kept = json.loads((tmp_path / "bf16-speedup.json").read_text())

@@ -123,9 +123,12 @@ def time_convolutions(dtype: torch.dtype, inputs: list[torch.Tensor], weights: l
     return time.perf_counter() - t0
 
 
+@torch.inference_mode(False)
+@torch.enable_grad()
 def measure_bf16_speedup(repeats: int = 7) -> float:
     """fp32's time over bf16's on two layers of a DCGAN's size (a 4x4 stride-2 convolution and its transpose, 64 and
-    128 channels, batch 16), in turns, best of `repeats` each. About half a second; the global RNG is not touched."""
+    128 channels, batch 16), in turns, best of `repeats` each. About half a second; the global RNG is not touched,
+    and it runs whatever grad mode the caller is in."""
     gen = torch.Generator().manual_seed(0)
     inputs = [torch.randn(16, 64, 32, 32, generator=gen), torch.randn(16, 128, 16, 16, generator=gen)]
     weights = [torch.randn(128, 64, 4, 4, generator=gen) * 0.03, torch.randn(128, 64, 4, 4, generator=gen) * 0.03]
