@@ -47,7 +47,7 @@ def test_the_probe_is_the_ratio_of_the_best_times(monkeypatch):
 
 def test_the_probe_runs_once_per_machine_and_leaves_the_rng_alone(monkeypatch, tmp_path):
     monkeypatch.setenv("GANFORGE_CACHE", str(tmp_path))
-    device_module.remembered_bf16_speedup.cache_clear()
+    device_module.kept_bf16_speedup.cache_clear()
     state = torch.get_rng_state()
     with torch.inference_mode():  # the probe needs gradients, whatever mode its caller is in
         first = device_module.remembered_bf16_speedup()  # the real probe, on this machine
@@ -55,10 +55,10 @@ def test_the_probe_runs_once_per_machine_and_leaves_the_rng_alone(monkeypatch, t
     assert first > 0
     kept = json.loads((tmp_path / "bf16-speedup.json").read_text())
     assert kept == {device_module.probe_key(): pytest.approx(first, abs=1e-3)}
-    device_module.remembered_bf16_speedup.cache_clear()
+    device_module.kept_bf16_speedup.cache_clear()
     monkeypatch.setattr(device_module, "measure_bf16_speedup", lambda: pytest.fail("probed again"))
     assert device_module.remembered_bf16_speedup() == kept[device_module.probe_key()]  # read back, not re-measured
-    device_module.remembered_bf16_speedup.cache_clear()
+    device_module.kept_bf16_speedup.cache_clear()
 
 
 def test_a_bf16_run_on_the_cpu_trains_and_records_its_precision(tmp_path, small_args):
@@ -76,3 +76,34 @@ def test_a_resumed_run_keeps_the_precision_auto_chose(tmp_path, small_args, monk
     monkeypatch.setattr(device_module, "cpu_flags", lambda: frozenset())
     assert main(["train", "--out", str(run), "--steps", "2", "--resume", "--precision", "auto"]) == 0
     assert "dtype: bfloat16" in (run / "config.yaml").read_text()
+
+
+def test_runs_that_start_together_measure_once_and_agree(monkeypatch, tmp_path):
+    """Two runs probing at once would slow each other and could keep different figures: they take turns."""
+    import threading
+    import time
+
+    figures = iter([1.5, 0.9])
+
+    def slow_probe():
+        time.sleep(0.3)  # long enough for the other run to arrive while this one measures
+        return next(figures)
+
+    monkeypatch.setattr(device_module, "measure_bf16_speedup", slow_probe)
+    path, results = tmp_path / "bf16-speedup.json", []
+    runs = [threading.Thread(target=lambda: results.append(device_module.kept_bf16_speedup.__wrapped__(path, "cpu")))
+            for _ in range(2)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join()
+    assert results == [1.5, 1.5]
+    assert json.loads(path.read_text()) == {"cpu": 1.5}
+
+
+def test_a_cache_that_cannot_be_written_is_said(monkeypatch, tmp_path, caplog):
+    monkeypatch.setattr(device_module, "measure_bf16_speedup", lambda: 1.5)
+    (tmp_path / "file").write_text("not a folder")
+    with caplog.at_level("WARNING"):
+        assert device_module.kept_bf16_speedup.__wrapped__(tmp_path / "file" / "bf16-speedup.json", "cpu") == 1.5
+    assert "later runs will measure again and may choose otherwise" in caplog.text

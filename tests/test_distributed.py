@@ -61,17 +61,45 @@ def test_private_torchrun_sums_clipped_gradients_over_ranks_and_accounts_each_sh
 
 
 def test_every_rank_computes_in_the_precision_rank_0_chose(tmp_path):
-    """`--precision auto` may time a probe, and ranks sharing cores can read it differently: rank 0's choice holds."""
+    """`--precision auto` may time a probe, and ranks sharing cores would skew it and could read it differently: only
+    rank 0 chooses, and its choice holds on every rank."""
     worker = tmp_path / "worker.py"
     worker.write_text(
         "import sys, torch\n"
         "from ganforge.training.distributed import init_distributed, main_process_dtype, shutdown\n"
         "info = init_distributed('cpu')\n"
-        "mine = torch.bfloat16 if info.rank == 0 else torch.float32\n"
-        "print(f'rank {info.rank}: {main_process_dtype(mine, info, torch.device(\"cpu\"))}', file=sys.stderr)\n"
+        "def choose():\n"
+        "    assert info.rank == 0, 'only rank 0 chooses (a probe timed by every rank at once would be skewed)'\n"
+        "    return torch.bfloat16\n"
+        "print(f'rank {info.rank}: {main_process_dtype(choose, info, torch.device(\"cpu\"))}', file=sys.stderr)\n"
         "shutdown(info)\n")
     torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
     proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", str(worker)], capture_output=True,
                           text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "rank 0: torch.bfloat16" in proc.stderr and "rank 1: torch.bfloat16" in proc.stderr
+
+
+def test_a_skipped_d_step_under_torchrun_is_followed_by_r1_without_hanging_ddp(tmp_path):
+    """A non-finite D loss skips the step after D's DDP forward; the next step's R1 penalty is backpropagated
+    outside DDP and leaves the AC-GAN class head without a gradient. DDP must not be left mid-reduction by this."""
+    worker = tmp_path / "worker.py"
+    worker.write_text(
+        "import sys\n"
+        "from ganforge import adversarial\n"
+        "from ganforge.cli import main\n"
+        "original = adversarial.AdversarialObjective.discriminator_loss\n"
+        "def poisoned(self, critic, real, fake, step):\n"
+        "    loss, stats = original(self, critic, real, fake, step)\n"
+        "    return (loss * float('nan') if step == 3 else loss), stats\n"
+        "adversarial.AdversarialObjective.discriminator_loss = poisoned\n"
+        f"sys.exit(main(['train', '--data', 'digits', '--resolution', '8', '--width', '8', '--batch-size', '8',"
+        f" '--steps', '6', '--conditional', '--cond-d', 'acgan', '--r1-every', '4', '--eval-every', '0',"
+        f" '--log-every', '1', '--out', {str(tmp_path / 'run')!r}]))\n")
+    torchrun = shutil.which("torchrun") or str(Path(sys.executable).with_name("torchrun"))
+    proc = subprocess.run([torchrun, "--standalone", "--nproc_per_node=2", str(worker)], capture_output=True,
+                          text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    after = {r["step"]: r for r in records if "skipped" in r}  # logged under the step count after the update
+    assert after[4]["skipped"] == 1 and "r1" in after[5] and after[5]["skipped"] == after[6]["skipped"] == 0

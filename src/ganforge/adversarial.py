@@ -67,7 +67,9 @@ class AdversarialObjective:
         regularisation pass does: its double-backward graph and the loss's graphs of reals and fakes are never held
         at once. That costs one more forward of D on the reals every k steps (about 1% of the time at k = 16) and
         cut the default step's peak memory at 64x64 from 706-731 MB to 674-682 (bf16 on an AMD EPYC, where the
-        pytorch/examples step takes 680-716; benchmarks/train_speed.py).
+        pytorch/examples step takes 680-716; benchmarks/train_speed.py). Without augmentation D gets the gradient
+        one fused backward would give; with DiffAugment the penalty sees its own draw, as in StyleGAN2-ADA. The
+        extra forward also moves D's batch-norm statistics (and spectral norm's vectors) once more on R1 steps.
         """
         if not (self.r1_gamma > 0 and step % self.r1_every == 0):
             return None, {}

@@ -16,6 +16,11 @@ from ganforge.atomic import atomic_path
 from ganforge.data.embedded import cache_dir
 from ganforge.errors import UserError
 
+try:
+    import fcntl
+except ImportError:  # Windows: runs that start together may each measure, and the last to write is kept
+    fcntl = None
+
 log = logging.getLogger(__name__)
 
 
@@ -91,25 +96,45 @@ def probe_key() -> str:
            f"{torch.get_num_threads()} threads"
 
 
-@functools.cache
 def remembered_bf16_speedup() -> float:
-    """The probe's speedup for this machine, measured once and kept in the cache folder: every later run picks the
-    same precision, so that a seed gives the same result on this machine run after run. Delete the file to measure
-    again (on a busy machine the probe can be wrong: contention slows bf16 more than fp32)."""
-    path, key = cache_dir() / "bf16-speedup.json", probe_key()
+    """The probe's speedup for this machine, measured once and kept in the cache folder (`kept_bf16_speedup`)."""
+    return kept_bf16_speedup(cache_dir() / "bf16-speedup.json", probe_key())
+
+
+@functools.cache
+def kept_bf16_speedup(path: Path, key: str) -> float:
+    """The speedup kept in `path` under `key`, measured and written there first if it is not: every later run picks
+    the same precision, so that a seed gives the same result on this machine run after run. Delete the file to
+    measure again (on a busy machine the probe can be wrong: contention slows bf16 more than fp32).
+
+    Runs that start together take turns under a lock on the file: the first measures alone, the others read what it
+    kept, and none writes over another's figure.
+    """
     try:
-        known = json.loads(path.read_text())
-    except (OSError, ValueError):
-        known = {}
-    known = known if isinstance(known, dict) else {}
-    if not isinstance(known.get(key), (int, float)):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        lock = open(path.with_name(path.name + ".lock"), "a") if fcntl is not None else None
+    except OSError:
+        lock = None
+    with lock or contextlib.nullcontext():
+        if lock is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file closes
+        try:
+            known = json.loads(path.read_text())
+        except (OSError, ValueError):
+            known = {}
+        known = known if isinstance(known, dict) else {}
+        if isinstance(known.get(key), (int, float)):
+            return float(known[key])
         known[key] = round(measure_bf16_speedup(), 3)
         try:
             with atomic_path(path) as tmp:
                 tmp.write_text(json.dumps(known, indent=1) + "\n")
-        except OSError:
-            pass  # a read-only cache only costs the probe again next run
-        log.info("--precision auto: bf16 convolutions ran %.2fx as fast as fp32 on this CPU (kept in %s)", known[key], path)
+            log.info("--precision auto: bf16 convolutions ran %.2fx as fast as fp32 on this CPU (kept in %s)",
+                     known[key], path)
+        except OSError as e:
+            log.warning("--precision auto: bf16 convolutions ran %.2fx as fast as fp32 on this CPU, but %s cannot "
+                        "be written (%s): later runs will measure again and may choose otherwise; pass --precision "
+                        "to fix it", known[key], path, e.strerror or e)
     return float(known[key])
 
 

@@ -6,6 +6,7 @@ Backend: NCCL for CUDA, gloo otherwise.
 
 import gc
 import os
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -42,13 +43,13 @@ def init_distributed(device_type: str) -> DistInfo:
 AUTOCAST_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
 
 
-def main_process_dtype(dtype: torch.dtype, info: DistInfo, device: torch.device) -> torch.dtype:
-    """Rank 0's autocast dtype, on every rank. `--precision auto` may choose by a timing probe, and ranks that share
-    a machine's cores probe at once and can read it differently; ranks computing in different precisions would
-    still train, but not as the run's config says."""
+def main_process_dtype(choose: Callable[[], torch.dtype], info: DistInfo, device: torch.device) -> torch.dtype:
+    """The autocast dtype rank 0 chooses, on every rank; the others do not choose. `--precision auto` may time a
+    probe, which ranks sharing a machine's cores would time at once, slowing each other, and could read differently;
+    ranks computing in different precisions would still train, but not as the run's config says."""
     if not info.enabled:
-        return dtype
-    index = torch.tensor([AUTOCAST_DTYPES.index(dtype)], device=device)  # NCCL broadcasts only CUDA tensors
+        return choose()
+    index = torch.tensor([AUTOCAST_DTYPES.index(choose()) if info.is_main else -1], device=device)  # NCCL: CUDA only
     dist.broadcast(index, src=0)
     return AUTOCAST_DTYPES[int(index.item())]
 

@@ -282,7 +282,7 @@ def train(cfg: TrainConfig, resume: bool = False, given: dict | None = None) -> 
 
 
 def _train(cfg: TrainConfig, out: Path, resume: bool, device: torch.device, dist) -> Path:
-    dtype = main_process_dtype(pick_dtype(cfg.precision, device), dist, device)
+    dtype = main_process_dtype(lambda: pick_dtype(cfg.precision, device), dist, device)
     if dist.is_main:
         check_writable_folder(out / "checkpoints", "--out")
     seed_everything(cfg.seed)

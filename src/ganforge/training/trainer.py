@@ -359,6 +359,12 @@ class Trainer:
         if not keep_grads:
             optimizer.zero_grad(set_to_none=True)
         if not self._all_finite(loss):
+            if self.dist.enabled and loss.requires_grad:
+                # DDP has waited for this backward since its forward. A backward of nothing (its gradients are
+                # dropped) lets it finish; left waiting, it would take the next backward through these weights
+                # outside DDP, D's R1 penalty, for its own, and stop half-way through the weights R1 does not reach.
+                (loss.nan_to_num() * 0).backward()
+                optimizer.zero_grad(set_to_none=True)
             return False
         self.scaler.scale(loss).backward()
         self.scaler.step(optimizer)
