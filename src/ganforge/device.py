@@ -55,12 +55,18 @@ AVX512_BF16_FLAG = "avx512_bf16"
 # The probe's speedup above which auto picks bf16: a margin, so that a noisy probe on a CPU where the two are about
 # as fast keeps fp32, the precision whose results every other machine can reproduce.
 BF16_MIN_SPEEDUP = 1.2
+# The autocast dtype of each --precision but auto.
+PRECISION_DTYPES = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def cpuinfo_values(cpuinfo: str, field: str) -> list[str]:
+    """The values of every line named `field` in /proc/cpuinfo's text (one per processor)."""
+    return [line.split(":", 1)[1].strip() for line in cpuinfo.splitlines() if line.split(":", 1)[0].strip() == field]
 
 
 def parse_cpu_flags(cpuinfo: str) -> frozenset[str]:
     """The feature flags listed on the `flags` lines of /proc/cpuinfo's text."""
-    return frozenset(flag for line in cpuinfo.splitlines() if line.split(":", 1)[0].strip() == "flags"
-                     for flag in line.split(":", 1)[1].split())
+    return frozenset(flag for value in cpuinfo_values(cpuinfo, "flags") for flag in value.split())
 
 
 @functools.cache
@@ -89,8 +95,7 @@ def cpu_has_native_bf16() -> bool:
 
 def probe_key() -> str:
     """What the probe's answer depends on: the CPU (its name and flags), PyTorch's kernels and the thread count."""
-    names = {line.split(":", 1)[1].strip() for line in cpuinfo_text().splitlines()
-             if line.split(":", 1)[0].strip() == "model name"}
+    names = set(cpuinfo_values(cpuinfo_text(), "model name"))
     flags = hashlib.sha256(" ".join(sorted(cpu_flags())).encode()).hexdigest()[:12]
     return f"{' / '.join(sorted(names)) or 'unknown CPU'} (flags {flags}), torch {torch.__version__}, " \
            f"{torch.get_num_threads()} threads"
@@ -163,7 +168,8 @@ def measure_bf16_speedup(repeats: int = 7) -> float:
     for attempt in range(repeats + 1):  # the first of each builds its kernels, and is not counted
         for dtype in best:
             seconds = time_convolutions(dtype, inputs, weights)
-            best[dtype] = min(best[dtype], seconds) if attempt else best[dtype]
+            if attempt:
+                best[dtype] = min(best[dtype], seconds)
     return best[torch.float32] / best[torch.bfloat16]
 
 
@@ -177,7 +183,7 @@ def pick_dtype(precision: str, device: torch.device) -> torch.dtype:
         return torch.float32
     if precision == "fp16" and device.type != "cuda":
         raise UserError("--precision: fp16 needs a CUDA device; use bf16 or fp32")
-    return {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
+    return PRECISION_DTYPES[precision]
 
 
 def autocast(device: torch.device, dtype: torch.dtype):

@@ -13,6 +13,8 @@ import torch
 import torch.distributed as dist
 from torch.nn.parallel import DistributedDataParallel
 
+from ganforge.device import PRECISION_DTYPES
+
 
 @dataclass(frozen=True)
 class DistInfo:
@@ -40,18 +42,16 @@ def init_distributed(device_type: str) -> DistInfo:
     return DistInfo(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
 
 
-AUTOCAST_DTYPES = (torch.float32, torch.bfloat16, torch.float16)
-
-
 def main_process_dtype(choose: Callable[[], torch.dtype], info: DistInfo, device: torch.device) -> torch.dtype:
     """The autocast dtype rank 0 chooses, on every rank; the others do not choose. `--precision auto` may time a
     probe, which ranks sharing a machine's cores would time at once, slowing each other, and could read differently;
     ranks computing in different precisions would still train, but not as the run's config says."""
     if not info.enabled:
         return choose()
-    index = torch.tensor([AUTOCAST_DTYPES.index(choose()) if info.is_main else -1], device=device)  # NCCL: CUDA only
+    dtypes = list(PRECISION_DTYPES.values())
+    index = torch.tensor([dtypes.index(choose()) if info.is_main else -1], device=device)  # NCCL: CUDA only
     dist.broadcast(index, src=0)
-    return AUTOCAST_DTYPES[int(index.item())]
+    return dtypes[int(index.item())]
 
 
 def data_parallel(module: torch.nn.Module, device: torch.device) -> DistributedDataParallel:

@@ -29,7 +29,7 @@ from ganforge.tasks.inpaint import InpaintTask
 from ganforge.tasks.style import StyleTask
 from ganforge.tasks.superres import SuperResTask
 from ganforge.tasks.translate import TranslateTask
-from ganforge.device import pick_device, pick_dtype
+from ganforge.device import PRECISION_DTYPES, pick_device, pick_dtype
 from ganforge.training.distributed import init_distributed, local_rank_from_env, main_process_dtype, shutdown
 from ganforge.training.checkpoint import checkpoint_meta
 from ganforge.training.monitors import MONITOR_PHOTOS, InpaintMonitor, SuperResMonitor, TrainingMonitor
@@ -43,7 +43,8 @@ DEFAULT_STEPS = 5000
 # entropy and domain FID, and keep the quickstart within 6 minutes on 2 cores (5:31 on a slow day, when depth 1's
 # 6000 steps took 6:22) (benchmarks/digits_quality.py; README, "Quickstart").
 SMALL_IMAGE_SIDE, SMALL_IMAGE_WIDTH, SMALL_IMAGE_DEPTH, SMALL_IMAGE_STEPS = 32, 32, 2, 3500
-SAVED_DTYPES = {"float32": "fp32", "bfloat16": "bf16", "float16": "fp16"}  # config.yaml's environment.dtype
+# config.yaml's environment.dtype, back to the --precision it names
+SAVED_DTYPES = {str(dtype).removeprefix("torch."): name for name, dtype in PRECISION_DTYPES.items()}
 RESUMABLE_CHANGES = {"steps", "epochs", "max_minutes", "device", "sample_every", "checkpoint_every", "log_every",
                      "eval_every", "eval_samples"}
 

@@ -348,25 +348,31 @@ class Trainer:
             penalty, stats = self.task.discriminator_penalty(self.discriminator, batch, update)
         if penalty is None:
             return True, {}
-        if not self._all_finite(penalty):
-            return False, {}
-        self.scaler.scale(penalty).backward()
-        return True, stats
+        return (True, stats) if self._backward(penalty) else (False, {})
+
+    def _backward(self, loss: torch.Tensor) -> bool:
+        """Backpropagate `loss` (scaled for fp16) if it is finite on every rank; else report False, and the step's
+        gradients are not to be used.
+
+        Under DDP a skipped loss still gets a backward of nothing: DDP has waited for it since its forward, and left
+        waiting it would take the next backward through these weights outside DDP, D's R1 penalty, for its own, and
+        stop half-way through the weights R1 does not reach.
+        """
+        if self._all_finite(loss):
+            self.scaler.scale(loss).backward()
+            return True
+        if self.dist.enabled and loss.requires_grad:
+            (loss.nan_to_num() * 0).backward()
+        return False
 
     def _update(self, optimizer: torch.optim.Optimizer, loss: torch.Tensor, keep_grads: bool = False) -> bool:
         """One optimiser step, skipped (and reported False) if the loss is not finite on any rank. With `keep_grads`
         the loss's gradient is added to what an earlier backward left (D's penalty); else that is cleared first."""
         if not keep_grads:
             optimizer.zero_grad(set_to_none=True)
-        if not self._all_finite(loss):
-            if self.dist.enabled and loss.requires_grad:
-                # DDP has waited for this backward since its forward. A backward of nothing (its gradients are
-                # dropped) lets it finish; left waiting, it would take the next backward through these weights
-                # outside DDP, D's R1 penalty, for its own, and stop half-way through the weights R1 does not reach.
-                (loss.nan_to_num() * 0).backward()
-                optimizer.zero_grad(set_to_none=True)
+        if not self._backward(loss):
+            optimizer.zero_grad(set_to_none=True)
             return False
-        self.scaler.scale(loss).backward()
         self.scaler.step(optimizer)
         self.scaler.update()
         return True
