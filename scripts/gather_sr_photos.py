@@ -1,0 +1,97 @@
+"""Gather the super-resolution training photos: the embedded set's 18 plus the photographs inside Debian packages.
+
+The embedded `photos` set (scikit-image, scikit-learn, matplotlib) holds only 18 training photos, and the shipped
+SR models learnt them nearly by heart. Debian ships more real photographs, as wallpapers and as OpenCV's sample
+data; this script fetches those packages with apt (no other download), picks the photographs by name (drawings,
+renders, calibration boards, logos, blurred shots and near-duplicates left out, all chosen by looking at them) and
+writes every photo as PNG into one folder that `ganforge train --task superres --data FOLDER` reads.
+
+Photos larger than `--max-side` are shrunk (Lanczos) so that their long side is that: a 2560-pixel wallpaper is
+mostly smooth bokeh at full size, and shrinking it concentrates its detail and washes out JPEG's blocks, so that
+the network learns detail rather than compression. The four held-out photos of the embedded set (chelsea,
+rocket, camera, flower) are none of these, so they stay held out.
+
+    python scripts/gather_sr_photos.py data/sr-photos      # about 250 MB of packages fetched, 69 photos written
+"""
+
+import argparse
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+from PIL import Image
+
+from ganforge.atomic import atomic_folder
+from ganforge.data.photos import TRAIN_PHOTOS, _embedded_path
+
+OPENCV_DATA = "usr/share/doc/opencv-doc/examples/data"
+MATE_NATURE = "usr/share/backgrounds/mate/nature"
+PLASMA = "usr/share/wallpapers"
+# (Debian package, folder inside it, file names); a Plasma wallpaper is a folder of sizes, its largest one taken.
+DEBIAN_PHOTOS = [
+    ("opencv-doc", OPENCV_DATA, [
+        "aero1.jpg", "aero3.jpg", "aloeL.jpg", "apple.jpg", "baboon.jpg", "basketball1.png", "board.jpg",
+        "box_in_scene.png", "building.jpg", "butterfly.jpg", "chicky_512.png", "ela_original.jpg", "fruits.jpg",
+        "graf1.png", "graf3.png", "home.jpg", "leuvenA.jpg", "messi5.jpg", "orange.jpg", "right.jpg",
+        "rubberwhale1.png", "smarties.png", "squirrel_cls.jpg", "starry_night.jpg", "stuff.jpg", "sudoku.png"]),
+    ("mate-backgrounds", MATE_NATURE, [
+        "Aqua.jpg", "Blinds.jpg", "Dune.jpg", "FreshFlower.jpg", "Garden.jpg", "GreenMeadow.jpg", "LadyBird.jpg",
+        "RainDrops.jpg", "Storm.jpg", "TwoWings.jpg", "Wood.jpg", "YellowFlower.jpg"]),
+    ("plasma-workspace-wallpapers", PLASMA, [
+        "BytheWater", "ColdRipple", "DarkestHour", "EveningGlow", "FallenLeaf", "Grey", "Kite", "OneStandsOut",
+        "Path", "summer_1am"]),
+]
+
+
+def fetch_packages(names: list[str], into: Path) -> None:
+    """Download the .deb files with apt (no install, no root needed to unpack) and unpack each into `into`."""
+    subprocess.run(["apt-get", "download", *names], cwd=into, check=True)
+    for deb in into.glob("*.deb"):
+        subprocess.run(["dpkg-deb", "-x", str(deb), str(into / "root")], check=True)
+
+
+def largest_size(wallpaper: Path) -> Path:
+    """The largest image of a Plasma wallpaper's folder of sizes."""
+    images = list((wallpaper / "contents" / "images").iterdir())
+    return max(images, key=lambda p: Image.open(p).size[0] * Image.open(p).size[1])
+
+
+def shrunk(path: Path, max_side: int) -> Image.Image:
+    image = Image.open(path)
+    image = image.convert("RGB") if image.mode not in ("RGB", "L") else image
+    if max(image.size) > max_side:
+        image.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+    return image
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("out", type=Path, help="folder to write the photos into (must not exist)")
+    parser.add_argument("--max-side", type=int, default=1024, help="shrink larger photos to this long side")
+    args = parser.parse_args()
+    if args.out.exists():
+        print(f"{args.out}: already exists; give a new folder", file=sys.stderr)
+        return 2
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        try:
+            fetch_packages([package for package, _, _ in DEBIAN_PHOTOS], work)
+        except (OSError, subprocess.CalledProcessError) as e:
+            print(f"apt-get download/dpkg-deb failed ({e}); this needs Debian's apt", file=sys.stderr)
+            return 2
+        with atomic_folder(args.out) as staging:  # all of the photos or none
+            for package, name in TRAIN_PHOTOS:
+                shutil.copy(_embedded_path(package, name), staging / f"{package}-{name}")
+            for package, folder, names in DEBIAN_PHOTOS:
+                for name in names:
+                    source = work / "root" / folder / name
+                    source = largest_size(source) if package.startswith("plasma") else source
+                    shrunk(source, args.max_side).save(staging / f"{package}-{Path(name).stem}.png")
+    print(f"{len(list(args.out.iterdir()))} photos in {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
