@@ -9,6 +9,7 @@ the side-by-side picture of the README (bicubic | fidelity | GAN | original).
     python benchmarks/superres.py                       # shipped models, with the 4096x4096 run
     python benchmarks/superres.py --skip-large          # without the 4096x4096 run
     python benchmarks/superres.py --runs runs/sr2 runs/sr4
+    python benchmarks/superres.py --skip-large --self-ensemble 2 8   # the fidelity models also as EDSR+ (default: 2)
 
 With the shipped models it also prints each held-out photo's gain over bicubic, x4 beside the x2
 model run twice (as `ganforge upscale --scale 2` on its own output would).
@@ -109,11 +110,16 @@ def per_photo_gains(tile: int) -> str:
     return "\n".join(lines)
 
 
-def score_variants(variants: dict[str, str], tile: int) -> dict:
-    """One report with bicubic and every variant, each scored on the held-out photos."""
+def score_variants(variants: dict[str, str], tile: int, ensembles: list[int]) -> dict:
+    """One report with bicubic and every variant, each scored on the held-out photos, and the first variant (the
+    fidelity model) again self-ensembled over each of `ensembles` flips/rotations."""
     report = None
-    for name, folder in variants.items():
-        one = evaluate_superres(folder, "photos", out=Path(tempfile.gettempdir()) / "ganforge_sr_eval.json", tile=tile)
+    first = next(iter(variants))
+    runs = [(name, folder, 1) for name, folder in variants.items()]
+    runs += [(f"{first}, self-ensemble {n}", variants[first], n) for n in ensembles if n > 1]
+    for name, folder, ensemble in runs:
+        one = evaluate_superres(folder, "photos", out=Path(tempfile.gettempdir()) / "ganforge_sr_eval.json", tile=tile,
+                                self_ensemble=ensemble)
         if report is None:
             report = {**one, "scores": {"bicubic": one["scores"]["bicubic"]}, "seconds_per_output_megapixel": {}}
         (model_scores,) = [v for k, v in one["scores"].items() if k != "bicubic"]
@@ -128,12 +134,14 @@ def main() -> None:
     parser.add_argument("--skip-large", action="store_true", help="skip the 4096x4096 x2 memory run")
     parser.add_argument("--tile", type=int, default=256)
     parser.add_argument("--picture", default="docs/superres_x4_compare.png")
+    parser.add_argument("--self-ensemble", type=int, nargs="*", default=[2], choices=[2, 4, 8], metavar="N",
+                        help="also score the fidelity model self-ensembled over N flips/rotations (default: 2)")
     args = parser.parse_args()
     torch.manual_seed(0)
     x2_model = None
     for run, scale in ([(r, None) for r in args.runs] if args.runs else [(None, 2), (None, 4)]):
         variants = variants_for(run, scale)
-        report = score_variants(variants, args.tile)
+        report = score_variants(variants, args.tile, args.self_ensemble)
         scale = report["scale"]
         print(format_superres_report(report))
         first = next(iter(variants.values()))

@@ -11,7 +11,8 @@ from PIL import Image
 from ganforge.cli import main
 from ganforge.data.degrade import bicubic_downsample, bicubic_upsample, degrade, gaussian_blur, quantize
 from ganforge.data.photos import extract_patches, load_photos
-from ganforge.nets.sr import PatchDiscriminator, SRGenerator, deepened
+from ganforge.errors import UserError
+from ganforge.nets.sr import PatchDiscriminator, SelfEnsemble, SRGenerator, deepened
 from ganforge.tasks.superres import random_dihedral
 from ganforge.tiling import upscale_tensor
 
@@ -63,6 +64,39 @@ def test_tiled_equals_untiled(scale, size, tile):
     assert (tiled - whole).abs().max() < 1e-4
     as_uint8 = upscale_tensor(g, x, tile=tile)
     assert as_uint8.dtype == torch.uint8 and as_uint8.shape == whole.shape
+
+
+def dihedral(x: torch.Tensor, k: int) -> torch.Tensor:
+    """The k-th symmetry of the square, written independently of SelfEnsemble's with numpy."""
+    a = np.rot90(x.numpy(), k % 4, axes=(-2, -1))
+    return torch.from_numpy(np.ascontiguousarray(a[..., ::-1] if k >= 4 else a))
+
+
+def test_self_ensemble_averages_the_turned_back_outputs_and_is_as_symmetric_as_its_group():
+    g = trained_like(SRGenerator(2, 3, width=8, blocks=2))
+    x = torch.rand(1, 3, 12, 16) * 2 - 1
+    with torch.no_grad():
+        assert torch.equal(SelfEnsemble(g, 1)(x), g(x))
+        mirrored = g(x.flip(-1)).flip(-1)
+        assert torch.allclose(SelfEnsemble(g, 2)(x), (g(x) + mirrored) / 2, atol=1e-6)
+        assert not torch.allclose(mirrored, g(x), atol=1e-3)  # the generator alone is not symmetric
+        full = SelfEnsemble(g, 8)
+        for k in range(8):  # the average over the whole group commutes with every symmetry (each one turned back right)
+            assert torch.allclose(full(dihedral(x, k)), dihedral(full(x), k), atol=1e-5), k
+        half = SelfEnsemble(g, 4)  # the photo, its mirror and both upside down: symmetric under those, not quarter turns
+        assert torch.allclose(half(x.flip(-2)), half(x).flip(-2), atol=1e-5)
+        assert not torch.allclose(half(x.transpose(-1, -2)), half(x).transpose(-1, -2), atol=1e-3)
+    with pytest.raises(UserError, match="--self-ensemble: must be one of 1, 2, 4, 8, got 3"):
+        SelfEnsemble(g, 3)
+
+
+@pytest.mark.parametrize("scale,tile", [(2, 16), (4, 8)])
+def test_self_ensemble_tiles_without_seams(scale, tile):
+    g = SelfEnsemble(trained_like(SRGenerator(scale, 3, width=8, blocks=2)), 8)
+    x = torch.rand(1, 3, 21, 30) * 2 - 1
+    with torch.no_grad():
+        whole = g(x).clamp(-1, 1)
+    assert (upscale_tensor(g, x, tile=tile, dtype=torch.float32) - whole).abs().max() < 1e-4
 
 
 def test_degradations():
@@ -134,6 +168,20 @@ def test_two_phase_run_keeps_both_models(sr_run):
     evals = [r for r in records if r.get("event") == "eval"]
     assert len(evals) == 2 and all(r["psnr_y_bicubic"] > 10 for r in evals)  # scored on the held-out photo
     assert Image.open(sr_run / "samples" / "latest.png").size[0] > 3 * 32
+
+
+@pytest.mark.parametrize("pixel_loss", ["l1", "l2"])
+def test_pixel_loss_is_the_mean_absolute_or_squared_error(pixel_loss):
+    from ganforge.config import TrainConfig
+    from ganforge.tasks.superres import SuperResTask
+
+    cfg = TrainConfig.from_dict({"task": "superres", "scale": 2, "width": 8, "blocks": 1, "pixel_loss": pixel_loss})
+    task = SuperResTask(cfg, torch.randint(0, 256, (8, 3, 32, 32), dtype=torch.uint8), fidelity_steps=10)
+    fake, real = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1)).unbind(0)
+    loss, stats = task.generator_loss(None, {"real": real[None]}, fake[None], step=0)
+    error = fake.numpy().astype(np.float64) - real.numpy()
+    expected = np.abs(error).mean() if pixel_loss == "l1" else (error**2).mean()
+    assert loss.item() == pytest.approx(expected, rel=1e-6) and list(stats) == [pixel_loss]
 
 
 def test_superres_resume_is_exact(tmp_path, photo_folder):
@@ -208,6 +256,10 @@ def test_upscale_modes_and_exif(tmp_path, sr_run):
     assert Image.open(tmp_path / "t.png").size == (40, 60)  # EXIF orientation applied before upscaling
     alpha = np.asarray(Image.open(tmp_path / "out_alpha.png"))[..., 3]
     assert abs(int(alpha.mean()) - 128) <= 1
+    assert main(["upscale", str(tmp_path / "rgb.png"), "--model", str(sr_run), "--self-ensemble", "8",
+                 "--out", str(tmp_path / "ensemble.png")]) == 0
+    plain, ensemble = (np.asarray(Image.open(tmp_path / n), dtype=float) for n in ("out_rgb.png", "ensemble.png"))
+    assert 0 < np.abs(ensemble - plain).mean() < 8  # the same model, averaged over its 8 orientations
 
 
 def test_upscale_folder_skips_bad_files(tmp_path, sr_run, photo_folder):
@@ -273,6 +325,13 @@ def test_upscale_errors(tmp_path, sr_run, capsys, extra, needle):
     assert main(args) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and needle in err
+
+
+def test_upscale_refuses_a_self_ensemble_that_is_not_a_group(tmp_path, sr_run, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        main(["upscale", str(tmp_path / "in.png"), "--model", str(sr_run), "--self-ensemble", "3"])
+    assert exit_.value.code == 2
+    assert "argument --self-ensemble: invalid choice: 3" in capsys.readouterr().err.strip().splitlines()[-1]
 
 
 def test_models_of_one_task_are_refused_by_another(tmp_path, sr_run, capsys):

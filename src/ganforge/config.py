@@ -145,6 +145,9 @@ class TrainConfig:
     fidelity_steps: int | None = option(None, "superres: L1-only steps before adversarial fine-tuning (default: half of "
                                         "--steps); their model is kept in model-fidelity/",
                                         group=LOSSES, tasks=SUPERRES)
+    pixel_loss: str = option("l1", "superres: the loss to the ground truth: l1 (EDSR's, robust to outliers) or l2 (the mean "
+                             "squared error, which PSNR measures: a last fine-tune of an L1 model for PSNR)",
+                             group=LOSSES, tasks=SUPERRES, choices=["l1", "l2"])
     adversarial_weight: float = option(0.05, "superres, inpaint: weight of the adversarial loss beside L1 (for superres, "
                                        "in the second phase)", group=LOSSES, tasks=SUPERRES + INPAINT)
     perceptual_weights: str | None = option(None, "superres, inpaint: a local VGG19 weights file (torchvision's vgg19 .pth, "

@@ -5,7 +5,7 @@ from pathlib import Path
 from ganforge.atomic import atomic_path
 
 
-LOSS_KEYS = ("loss_d", "loss_g", "l1")
+LOSS_KEYS = ("loss_d", "loss_g", "l1", "l2")
 
 
 def plot_losses(records: list[dict], path: Path) -> None:

@@ -21,6 +21,7 @@ from ganforge.data.photos import load_photo, load_photos
 from ganforge.errors import UserError
 from ganforge.imageio import UNREADABLE_IMAGE, check_writable
 from ganforge.metrics.superres import mean_scores, score
+from ganforge.nets.sr import SelfEnsemble
 from ganforge.tiling import upscale_tensor
 from ganforge.pipelines.upscaling import load_upscaler, run_variants
 
@@ -48,10 +49,14 @@ def heldout_photos(where: str | Path, data: str | None) -> tuple[list[np.ndarray
 
 
 def evaluate_superres(where: str | Path, data: str | None = None, out: str | Path | None = None, device: str = "auto",
-                      tile: int = 256) -> dict:
-    """PSNR/SSIM (Y) of bicubic and of each variant of a super-resolution run or model; the report is also JSON."""
+                      tile: int = 256, self_ensemble: int = 1) -> dict:
+    """PSNR/SSIM (Y) of bicubic and of each variant of a super-resolution run or model; the report is also JSON.
+
+    `self_ensemble` > 1 scores each model averaged over that many flips/rotations (`SelfEnsemble`), as
+    `ganforge upscale --self-ensemble` runs it."""
     variants = run_variants(where)
     upscalers = {name: load_upscaler(path, device=device) for name, path in variants.items()}
+    upscalers = {name: (SelfEnsemble(generator, self_ensemble), config) for name, (generator, config) in upscalers.items()}
     first_generator, first_config = next(iter(upscalers.values()))
     scale, degradation = first_generator.scale, first_config.get("degradation", "bicubic")
     photos, source = heldout_photos(where, data)
@@ -78,6 +83,7 @@ def evaluate_superres(where: str | Path, data: str | None = None, out: str | Pat
             rows[name] = mean_scores([score(sr, hr, scale) for sr, (_, hr) in zip(outputs, pairs)])
     report = {"run": str(where), "task": "superres", "scale": scale, "degradation": degradation, "photos": len(pairs),
               "reference": source, "protocol": f"Y channel (BT.601), {scale}-pixel border cut, 8-bit outputs",
+              "self_ensemble": self_ensemble,
               "scores": rows, "seconds_per_output_megapixel": seconds}
     with atomic_path(out) as tmp:
         tmp.write_text(json.dumps(report, indent=2))
@@ -85,7 +91,9 @@ def evaluate_superres(where: str | Path, data: str | None = None, out: str | Pat
 
 
 def format_superres_report(report: dict) -> str:
-    lines = [f"x{report['scale']} super-resolution on {report['photos']} {report['reference']} ({report['degradation']} inputs)",
+    ensemble = report.get("self_ensemble", 1)
+    models = f", models self-ensembled over {ensemble} flips/rotations" if ensemble > 1 else ""
+    lines = [f"x{report['scale']} super-resolution on {report['photos']} {report['reference']} ({report['degradation']} inputs{models})",
              f"protocol: {report['protocol']}", "", "| method | PSNR-Y (dB) | SSIM-Y | vs bicubic | sharpness (% of original) | s / output MP |",
              "| --- | --- | --- | --- | --- | --- |"]
     base = report["scores"]["bicubic"]["psnr_y"]

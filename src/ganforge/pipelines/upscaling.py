@@ -17,7 +17,7 @@ from ganforge.imageio import HIGH_DEPTH_MODES, to_8bit, uint8_to_float
 from ganforge.pipelines.image_files import (checked_output, map_folder, open_image, plain_mode, read_image,
                                             save_image_file)
 from ganforge.saved_model import build_model, load_model, read_config, resolve_model, shipped_models
-from ganforge.nets.sr import build_sr_generator
+from ganforge.nets.sr import SelfEnsemble, build_sr_generator
 from ganforge.tiling import upscale_tensor
 from ganforge.device import pick_device
 
@@ -102,9 +102,11 @@ def check_tile(tile: int) -> None:
 
 
 def upscale(source: str | Path, out: str | Path | None = None, scale: int | None = None, model: str | None = None,
-            variant: str | None = None, tile: int = 256, device: str = "auto", overwrite: bool = False) -> Path:
+            variant: str | None = None, tile: int = 256, device: str = "auto", overwrite: bool = False,
+            self_ensemble: int = 1) -> Path:
     """Upscale one image, or every image under a folder (mirrored into `out` as PNGs, see `output_paths`); returns `out`.
 
+    `self_ensemble` > 1 averages the model over that many flips and rotations (`SelfEnsemble`).
     A folder run skips unreadable or too-small files, and outputs that exist already (so an
     interrupted run can be repeated), and reports them at the end.
     """
@@ -113,6 +115,7 @@ def upscale(source: str | Path, out: str | Path | None = None, scale: int | None
     if not source.exists():
         raise UserError(f"{source}: no such file or folder")
     generator, _ = load_upscaler(pick_model(model, scale, variant), scale, device)
+    generator = SelfEnsemble(generator, self_ensemble)
     scale = generator.scale
     out = checked_output(source, out, f"_x{scale}", overwrite)
     if source.is_file():

@@ -1,9 +1,10 @@
 """Super-resolution: G sees a low-resolution image and should produce the high-resolution one.
 
 Training runs in two phases, as SRGAN, ESRGAN and Real-ESRGAN do:
-1. fidelity (`--fidelity-steps`): L1 to the ground truth only, no discriminator. It gives the
+1. fidelity (`--fidelity-steps`): the pixel loss to the ground truth only (`--pixel-loss`: L1 as EDSR, or
+   L2, the squared error PSNR measures, for a last fine-tune), no discriminator. It gives the
    PSNR-oriented model, exported to `model-fidelity/` when the phase ends;
-2. adversarial fine-tuning: L1 + `--adversarial-weight` x the adversarial loss of a patch
+2. adversarial fine-tuning: the pixel loss + `--adversarial-weight` x the adversarial loss of a patch
    discriminator (every loss and stabiliser of `adversarial.py` applies), + `--perceptual-weight`
    x ESRGAN's VGG19 perceptual loss when `--perceptual-weights` names a local VGG19 file. It
    gives the sharper "GAN" model in `model/`.
@@ -25,6 +26,7 @@ from ganforge.nets.sr import PatchDiscriminator, build_sr_generator
 from ganforge.nets.vgg import PerceptualLoss
 
 PREVIEW_CROPS = 6
+PIXEL_LOSSES = {"l1": F.l1_loss, "l2": F.mse_loss}  # --pixel-loss
 
 
 def random_dihedral(x: torch.Tensor, rng: torch.Generator) -> torch.Tensor:
@@ -76,12 +78,14 @@ class SuperResTask:
         return self.adversarial_objective.r1_loss(discriminator, batch["real"], step)
 
     def generator_loss(self, discriminator: nn.Module, batch: dict, fake: torch.Tensor, step: int):
-        """L1 to the ground truth, plus the adversarial (and perceptual) terms once the fidelity phase is over."""
-        l1 = F.l1_loss(fake.float(), batch["real"].float())
+        """The pixel loss (L1 or L2) to the ground truth, plus the adversarial (and perceptual) terms once the
+        fidelity phase is over."""
+        name = self.cfg.pixel_loss
+        pixel = PIXEL_LOSSES[name](fake.float(), batch["real"].float())
         if not self.adversarial(step):
-            return l1, {"l1": l1.detach()}
+            return pixel, {name: pixel.detach()}
         adversarial = self.adversarial_objective.generator_loss(discriminator, fake)
-        loss, stats = l1 + self.cfg.adversarial_weight * adversarial, {"l1": l1.detach(), "loss_g_adv": adversarial.detach()}
+        loss, stats = pixel + self.cfg.adversarial_weight * adversarial, {name: pixel.detach(), "loss_g_adv": adversarial.detach()}
         if self.perceptual is not None:
             perceptual = self.perceptual.to(fake.device)(fake, batch["real"])
             loss, stats["perceptual"] = loss + self.cfg.perceptual_weight * perceptual, perceptual.detach()
