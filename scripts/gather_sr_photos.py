@@ -1,9 +1,10 @@
 """Gather the super-resolution training photos: the embedded set's 18 plus the photographs inside Debian packages.
 
 The embedded `photos` set (scikit-image, scikit-learn, matplotlib) holds only 18 training photos, and the shipped
-SR models learnt them nearly by heart. Debian ships more real photographs, as wallpapers and as OpenCV's sample
-data; this script fetches those packages with apt (no other download), picks the photographs by name (drawings,
-renders, calibration boards, logos, blurred shots and near-duplicates left out, all chosen by looking at them) and
+SR models learnt them nearly by heart. Debian ships more real photographs: wallpapers (MATE, Plasma, Lomiri),
+OpenCV's sample data, KDE's jigsaw puzzles (Palapeli) and Scribus's templates. This script fetches those packages
+with apt (no other download), picks the photographs by name (drawings, renders, calibration boards, logos, blurred
+shots, near-duplicates and photos that are mostly sky or bokeh left out, all chosen by looking at them) and
 writes every photo as PNG into one folder that `ganforge train --task superres --data FOLDER` reads.
 
 Photos larger than `--max-side` are shrunk (Lanczos) so that their long side is that: a 2560-pixel wallpaper is
@@ -11,7 +12,7 @@ mostly smooth bokeh at full size, and shrinking it concentrates its detail and w
 the network learns detail rather than compression. The four held-out photos of the embedded set (chelsea,
 rocket, camera, flower) are none of these, so they stay held out.
 
-    python scripts/gather_sr_photos.py data/sr-photos      # about 250 MB of packages fetched, 69 photos written
+    python scripts/gather_sr_photos.py data/sr-photos      # about 290 MB of packages fetched, 85 photos written
 """
 
 import argparse
@@ -29,6 +30,7 @@ from ganforge.data.photos import TRAIN_PHOTOS, _embedded_path
 OPENCV_DATA = "usr/share/doc/opencv-doc/examples/data"
 MATE_NATURE = "usr/share/backgrounds/mate/nature"
 PLASMA = "usr/share/wallpapers"
+BACKGROUNDS = "usr/share/backgrounds"
 # (Debian package, folder inside it, file names); a name that is a folder (a Plasma wallpaper, a folder of sizes)
 # gives its largest image.
 DEBIAN_PHOTOS = [
@@ -43,7 +45,18 @@ DEBIAN_PHOTOS = [
     ("plasma-workspace-wallpapers", PLASMA, [
         "BytheWater", "ColdRipple", "DarkestHour", "EveningGlow", "FallenLeaf", "Grey", "Kite", "OneStandsOut",
         "Path", "summer_1am"]),
+    ("lomiri-wallpapers-16.04", BACKGROUNDS, [
+        "Dragonfly_by_Bolly.jpg", "Picture_0B_by_freespace.jpg", "Picture_1A_by_freespace.jpg",
+        "Wine_by_Jakkub_Mede.jpg", "aitzgorri_by_Aitzol_Berasategi.jpg", "analogpattern_by_Peter_Nerlich.jpg",
+        "friends_by_Aitzol_Berasategi.jpg", "life_by_Aitzol_Berasategi.jpg", "picosdeeuropa_by_Aitzol_Berasategi.jpg",
+        "seeding_by_Clements_Engelhardt.jpg", "sunset_by_Aitzol_Berasategi.jpg"]),
+    ("lomiri-wallpapers-20.04", BACKGROUNDS, ["Kleiber_by_Lukas_Baubkus.jpg"]),
+    ("palapeli-data", "usr/share/palapeli/collection", [
+        "castle-maintenon.jpg", "cincinnati-bridge.jpg", "citrus-fruits.jpg", "european-honey-bee.jpg",
+        "panther-chameleon-female.jpg"]),
+    ("scribus-template", "usr/share/scribus/templates", ["br2/nature.jpg", "menu2/pizza.jpg"]),
 ]
+PACKAGES = [package for package, _, _ in DEBIAN_PHOTOS]
 
 
 def fetch_packages(names: list[str], into: Path) -> None:
@@ -78,21 +91,25 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("out", type=Path, help="folder to write the photos into (must not exist)")
     parser.add_argument("--max-side", type=int, default=1024, help="shrink larger photos to this long side")
+    parser.add_argument("--packages", nargs="+", choices=list(PACKAGES), default=list(PACKAGES), metavar="PACKAGE",
+                        help="take the photos of these Debian packages only (an earlier recipe's set; default: all of "
+                             "them: " + ", ".join(PACKAGES) + ")")
     args = parser.parse_args()
     if args.out.exists():
         print(f"{args.out}: already exists; give a new folder", file=sys.stderr)
         return 2
+    chosen = [entry for entry in DEBIAN_PHOTOS if entry[0] in args.packages]
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         try:
-            fetch_packages([package for package, _, _ in DEBIAN_PHOTOS], work)
+            fetch_packages([package for package, _, _ in chosen], work)
         except (OSError, subprocess.CalledProcessError) as e:
             print(f"apt-get download/dpkg-deb failed ({e}); this needs Debian's apt", file=sys.stderr)
             return 2
         with atomic_folder(args.out) as staging:  # all of the photos or none
             for package, name in TRAIN_PHOTOS:
                 shutil.copy(_embedded_path(package, name), staging / f"{package}-{name}")
-            for package, folder, names in DEBIAN_PHOTOS:
+            for package, folder, names in chosen:
                 for name in names:
                     source = work / "root" / folder / name
                     source = largest_size(source) if source.is_dir() else source
