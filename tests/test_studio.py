@@ -127,6 +127,17 @@ def test_upscale_caps_the_input_it_multiplies(studio, tmp_path):
         studio.upscale("superres-x2", str(tmp_path / "big.png"))
 
 
+def test_upscale_with_the_mirror_image_too_is_the_self_ensemble_of_two(studio, tmp_path):
+    rng = np.random.default_rng(0)
+    Image.fromarray(rng.integers(0, 255, (24, 20, 3), dtype=np.uint8)).save(tmp_path / "p.png")
+    enlarged, plain = studio.upscale("superres-x2", str(tmp_path / "p.png"))
+    _, mirrored = studio.upscale("superres-x2", str(tmp_path / "p.png"), True)
+    expected = ganforge.load("superres-x2").upscale(Image.open(tmp_path / "p.png"), self_ensemble=2)
+    assert plain.size == mirrored.size == enlarged.size == (40, 48)
+    assert np.array_equal(np.asarray(mirrored), np.asarray(expected))
+    assert not np.array_equal(np.asarray(mirrored), np.asarray(plain))
+
+
 def test_inpaint_fills_the_painted_strokes_with_or_without_texture(studio, tmp_path):
     rng = np.random.default_rng(0)
     photo = Image.fromarray(rng.integers(0, 255, (64, 64, 3), dtype=np.uint8))

@@ -169,11 +169,13 @@ def build(studio: Studio) -> gr.Blocks:
                 with gr.Column(scale=1):
                     upscaler = model_menu("superres")
                     low = image_input("image", "upscale-in")
+                    mirror_too = gr.Checkbox(False, label="self-ensemble: also run on the mirror image and average "
+                                                          "(a little more faithful, twice the time)")
                     upscale = gr.Button("upscale", variant="primary")
                 with gr.Column(scale=2):
                     compare = gr.ImageSlider(label="before (input, enlarged) / after (upscaled)", type="pil",
                                              format="png", elem_id="upscaled", height=2 * OUTPUT_HEIGHT)
-            upscale.click(shown(studio.upscale), [upscaler, low], compare, concurrency_id=WORK)
+            upscale.click(shown(studio.upscale), [upscaler, low, mirror_too], compare, concurrency_id=WORK)
 
         with gr.Tab("augment", id="augment"):
             with gr.Row():

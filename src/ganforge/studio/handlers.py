@@ -103,11 +103,12 @@ class Studio:
         return model.interpolation_grid(parsed, frames, truncation, _class(model, class_choice, walk=True))
 
     # ---- image to image ----------------------------------------------------------------------------------------
-    def upscale(self, name: str, image: str | None) -> tuple[Image.Image, Image.Image]:
-        """(the input enlarged without new detail, for the slider's other side; the upscaled image)."""
+    def upscale(self, name: str, image: str | None, mirror_too: bool = False) -> tuple[Image.Image, Image.Image]:
+        """(the input enlarged without new detail, for the slider's other side; the upscaled image). `mirror_too`:
+        average with the run on the mirror image (`upscale --self-ensemble 2`)."""
         model = self.model(name, "superres")
         im = checked_image(image, "image", MAX_UPSCALE_PIXELS)
-        result = model.upscale(im)
+        result = model.upscale(im, self_ensemble=2 if mirror_too else 1)
         return im.convert(result.mode).resize(result.size, Image.Resampling.NEAREST), result
 
     def inpaint(self, name: str, editor: dict | None, texture: bool = False) -> Image.Image:
