@@ -31,6 +31,7 @@ from ganforge.data.photos import HELDOUT_PHOTOS, _embedded_path, load_photo
 from ganforge.imageio import make_grid, save_image, uint8_to_float
 from ganforge.data.degrade import lr_hr_pair
 from ganforge.metrics.superres import score
+from ganforge.nets.sr import ENSEMBLE_SIZES
 from ganforge.pipelines.superres_evaluation import evaluate_superres, format_superres_report
 from ganforge.tiling import upscale_tensor
 from ganforge.pipelines.upscaling import load_upscaler, pick_model, run_variants
@@ -134,7 +135,7 @@ def main() -> None:
     parser.add_argument("--skip-large", action="store_true", help="skip the 4096x4096 x2 memory run")
     parser.add_argument("--tile", type=int, default=256)
     parser.add_argument("--picture", default="docs/superres_x4_compare.png")
-    parser.add_argument("--self-ensemble", type=int, nargs="*", default=[2], choices=[2, 4, 8], metavar="N",
+    parser.add_argument("--self-ensemble", type=int, nargs="*", default=[2], choices=ENSEMBLE_SIZES[1:], metavar="N",
                         help="also score the fidelity model self-ensembled over N flips/rotations (default: 2)")
     args = parser.parse_args()
     torch.manual_seed(0)

@@ -10,6 +10,7 @@ from pathlib import Path
 from ganforge import __version__
 from ganforge.config import GROUPS, RUN, TrainConfig, field_kind, flag, load_yaml
 from ganforge.errors import UserError
+from ganforge.nets.sr import ENSEMBLE_SIZES
 
 
 def _add_train_options(p: argparse.ArgumentParser) -> None:
@@ -291,7 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--variant", choices=["fidelity", "gan"],
                    help="fidelity (default): the L1 model, faithful; gan: the adversarially fine-tuned model, sharper")
     p.add_argument("--tile", type=int, default=256, help="input tile side: bounds memory; any value gives the same image")
-    p.add_argument("--self-ensemble", type=int, default=1, choices=[1, 2, 4, 8],
+    p.add_argument("--self-ensemble", type=int, default=1, choices=ENSEMBLE_SIZES,
                    help="run the model on this many flips/rotations of the image and average them (EDSR+): "
                         "a little more PSNR for that many times the time (default 1: off)")
     _add_output_options(p)

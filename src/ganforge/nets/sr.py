@@ -85,6 +85,8 @@ class SelfEnsemble(nn.Module):
         self.scale, self.receptive_radius = generator.scale, generator.receptive_radius
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if len(self.symmetries) == 1:  # the default: the generator itself, no copies on the upscale's path
+            return self.generator(x)
         total = 0
         for mirror, turns in self.symmetries:
             turned = torch.rot90(x.flip(-1) if mirror else x, turns, dims=(-2, -1))
