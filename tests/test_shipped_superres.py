@@ -2,9 +2,9 @@
 
 Each model is scored with the papers' protocol (metrics/superres.py) on 12 fixed 128x128 crops
 of the four held-out embedded photos (centre, upper-left and lower-right quarter of each), beside
-MATLAB-style bicubic. MARGINS are the measured mean PSNR-Y gains less about 0.3 dB of slack:
+MATLAB-style bicubic. MARGINS are the measured mean PSNR-Y gains less 0.2-0.3 dB of slack:
 
-    superres-x2 +2.41 dB, superres-x2-gan +2.36, superres-x4 +2.26, superres-x4-gan +1.53
+    superres-x2 +2.43 dB, superres-x2-gan +2.36, superres-x4 +2.25, superres-x4-gan +1.53
 
 The same generator with every layer re-initialised at random (the zero-initialised last layer
 too) must fall short of its margin: it measured -5.8 dB at x2 and -1.5 dB at x4. So must the
