@@ -17,6 +17,7 @@ rocket, camera, flower) are none of these, so they stay held out.
 """
 
 import argparse
+import functools
 import io
 import shutil
 import struct
@@ -100,6 +101,7 @@ def fetch_packages(names: list[str], into: Path) -> None:
         subprocess.run(["dpkg-deb", "-x", str(deb), str(into / "root")], check=True)
 
 
+@functools.cache  # a bundle holds many of the photos: read it once
 def rcc_resources(bundle: Path) -> dict[str, bytes]:
     """Every file inside a Qt resource bundle (.rcc), by its path: Qt's documented binary layout (a header, a tree
     of nodes, a name table in UTF-16, data blocks that may be zlib-compressed), so no Qt is needed to read it."""
@@ -141,6 +143,17 @@ def largest_size(wallpaper: Path) -> Path:
     return max((wallpaper / "contents" / "images").iterdir(), key=pixel_count)
 
 
+def photo_source(folder: Path, name: str) -> tuple[Path | io.BytesIO, str]:
+    """The image a `DEBIAN_PHOTOS` name stands for, and the stem of the file it is written to: a file, the
+    largest size of a Plasma wallpaper's folder, or a file inside a Qt resource bundle (whose stem names the
+    bundle too: two GCompris activities have a giraffe)."""
+    if ".rcc/" in name:
+        bundle, inner = name.split(".rcc/")
+        return io.BytesIO(rcc_resources(folder / f"{bundle}.rcc")[inner]), f"{bundle}-{Path(inner).stem}"
+    source = folder / name
+    return largest_size(source) if source.is_dir() else source, Path(name).stem
+
+
 def shrunk(path: Path | io.BytesIO, max_side: int) -> Image.Image:
     """The photo as RGB or L, no longer side than `max_side`. Alpha is dropped, not flattened onto white as
     `ganforge.imageio.open_rgb_or_l` does: the shipped models trained on these files
@@ -174,17 +187,9 @@ def main() -> int:
         with atomic_folder(args.out) as staging:  # all of the photos or none
             for package, name in TRAIN_PHOTOS:
                 shutil.copy(_embedded_path(package, name), staging / f"{package}-{name}")
-            bundles = {}
             for package, folder, names in chosen:
                 for name in names:
-                    if ".rcc/" in name:  # named by its bundle and its own name (two activities have a giraffe)
-                        bundle, inner = name.split(".rcc/")
-                        if bundle not in bundles:
-                            bundles[bundle] = rcc_resources(work / "root" / folder / f"{bundle}.rcc")
-                        source, stem = io.BytesIO(bundles[bundle][inner]), f"{bundle}-{Path(inner).stem}"
-                    else:
-                        source = work / "root" / folder / name
-                        source, stem = largest_size(source) if source.is_dir() else source, Path(name).stem
+                    source, stem = photo_source(work / "root" / folder, name)
                     shrunk(source, args.max_side).save(staging / f"{package}-{stem}.png")
     print(f"{len(list(args.out.iterdir()))} photos in {args.out}")
     return 0
